@@ -1,0 +1,1 @@
+"""sesflow domain: plain Python, no AWS client inside (addresses, rendering, MIME, policies)."""

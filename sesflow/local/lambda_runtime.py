@@ -1,0 +1,218 @@
+"""Run Lambda handlers in-process, the way the Lambda service would run them.
+
+A function deployed into the local stack keeps its code location in its S3 key
+(``s3://<artifacts>/<CodeUri>``), so every ``lambda:Invoke`` - from the Step Functions
+interpreter, EventBridge, the CLI or any AWS client - is served by importing
+``Handler`` from that folder and calling it with:
+
+* the function's own environment (Globals + Environment), applied to the invoking
+  thread only, so two stacks in one server never see each other's variables;
+* a Lambda-like context (function name, ARN, memory, request id, remaining time);
+* the function ``Timeout`` enforced (``Sandbox.Timedout``, as Step Functions reports it);
+* errors returned as Lambda returns them (``X-Amz-Function-Error: Unhandled`` and a
+  payload with ``errorType``/``errorMessage``), so ASL ``Retry``/``Catch`` match by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TIMEOUT_ERROR = "Sandbox.Timedout"
+
+
+# ---------------------------------------------------------------- environment overlay
+class _ThreadEnviron(MutableMapping[str, str]):
+    """``os.environ`` replacement: a per-thread overlay over the process environment."""
+
+    def __init__(self, base: MutableMapping[str, str]) -> None:
+        self._base = base
+        self._local = threading.local()
+
+    def _overlay(self) -> dict[str, str] | None:
+        return getattr(self._local, "overlay", None)
+
+    def set_overlay(self, values: dict[str, str] | None) -> None:
+        self._local.overlay = values
+
+    def __getitem__(self, key: str) -> str:
+        overlay = self._overlay()
+        if overlay is not None and key in overlay:
+            return overlay[key]
+        return self._base[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        overlay = self._overlay()
+        if overlay is not None:
+            overlay[key] = value
+        else:
+            self._base[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        overlay = self._overlay()
+        if overlay is not None and key in overlay:
+            del overlay[key]
+        else:
+            del self._base[key]
+
+    def __iter__(self) -> Iterator[str]:
+        overlay = self._overlay() or {}
+        yield from overlay
+        yield from (k for k in self._base if k not in overlay)
+
+    def __len__(self) -> int:
+        return len(set(self._base) | set(self._overlay() or {}))
+
+    def copy(self) -> dict[str, str]:
+        return dict(self)
+
+
+_environ: _ThreadEnviron | None = None
+
+
+def install_environ_overlay() -> _ThreadEnviron:
+    """Replace ``os.environ`` once per process with the per-thread overlay."""
+    global _environ
+    if _environ is None:
+        _environ = _ThreadEnviron(os.environ)
+        os.environ = _environ  # type: ignore[assignment]
+    return _environ
+
+
+# ---------------------------------------------------------------- context
+@dataclass
+class LambdaContext:
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_seconds: float
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+# ---------------------------------------------------------------- function spec + invoke
+@dataclass(frozen=True)
+class FunctionSpec:
+    function_name: str
+    function_arn: str
+    code_dir: Path
+    handler: str
+    environment: dict[str, str]
+    timeout: float
+    memory_mb: int
+
+
+@dataclass
+class InvokeResult:
+    payload: Any
+    error_type: str | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.error_type is not None
+
+    def payload_bytes(self) -> bytes:
+        return json.dumps(self.payload, default=str).encode("utf-8")
+
+
+_import_lock = threading.Lock()
+
+
+def load_handler(code_dir: Path, handler: str) -> Any:
+    """Import ``module.function`` from ``code_dir``, as the Lambda runtime does."""
+    module_name, _, func_name = handler.rpartition(".")
+    if not module_name or not func_name:
+        raise ValueError(f"Bad handler {handler!r}: expected 'module.function'")
+    with _import_lock:
+        code_path = str(code_dir)
+        if code_path not in sys.path:
+            sys.path.append(code_path)
+        module = importlib.import_module(module_name)
+    fn = getattr(module, func_name, None)
+    if fn is None or not callable(fn):
+        raise AttributeError(f"Handler {handler!r}: module has no callable {func_name!r}")
+    return fn
+
+
+def _error_payload(exc: BaseException) -> dict[str, Any]:
+    return {
+        "errorType": type(exc).__name__,
+        "errorMessage": str(exc),
+        "stackTrace": traceback.format_exception(exc)[-6:],
+    }
+
+
+def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
+    """Invoke ``spec``'s handler with ``event`` in a worker thread, enforcing Timeout."""
+    environ = install_environ_overlay()
+    result: dict[str, Any] = {}
+    context = LambdaContext(
+        function_name=spec.function_name,
+        invoked_function_arn=spec.function_arn,
+        memory_limit_in_mb=spec.memory_mb,
+        timeout_seconds=spec.timeout,
+    )
+    env = {
+        **spec.environment,
+        "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "LAMBDA_TASK_ROOT": str(spec.code_dir),
+        "_HANDLER": spec.handler,
+    }
+
+    def run() -> None:
+        environ.set_overlay(dict(env))
+        try:
+            fn = load_handler(spec.code_dir, spec.handler)
+            result["payload"] = fn(event, context)
+        except BaseException as exc:  # noqa: BLE001 - every error goes back to the caller
+            result["error"] = exc
+        finally:
+            environ.set_overlay(None)
+
+    started = time.perf_counter()
+    worker = threading.Thread(target=run, name=f"lambda:{spec.function_name}", daemon=True)
+    worker.start()
+    worker.join(spec.timeout)
+    duration_ms = (time.perf_counter() - started) * 1000
+    if worker.is_alive():
+        return InvokeResult(
+            payload={
+                "errorType": TIMEOUT_ERROR,
+                "errorMessage": f"Task timed out after {spec.timeout:.2f} seconds",
+            },
+            error_type=TIMEOUT_ERROR,
+            duration_ms=duration_ms,
+        )
+    if "error" in result:
+        payload = _error_payload(result["error"])
+        return InvokeResult(payload, error_type=payload["errorType"], duration_ms=duration_ms)
+    try:
+        json.dumps(result.get("payload"))
+    except (TypeError, ValueError) as exc:
+        payload = {"errorType": "Runtime.MarshalError", "errorMessage": str(exc)}
+        return InvokeResult(payload, error_type="Runtime.MarshalError", duration_ms=duration_ms)
+    return InvokeResult(result.get("payload"), duration_ms=duration_ms)

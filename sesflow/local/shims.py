@@ -1,0 +1,329 @@
+"""Every place where the embedded local AWS departs from moto's defaults, in one module.
+
+The template, the ASL files and the handlers are the ones deployed to AWS. What the
+emulator lacks is filled in here, and only here:
+
+=====================================  ====================================================
+gap in moto 5.2.5                      what the local runtime does
+=====================================  ====================================================
+Lambda runs handlers only in Docker    ``LambdaFunction.invoke`` runs the handler in-process
+                                       (:mod:`sesflow.local.lambda_runtime`)
+CFN has no ``AWS::SES::*`` types       ``ConfigurationSet`` and ``EmailIdentity`` models
+``Ref`` of an EventBus is no name      ``EventBus.physical_resource_id`` is its name
+CFN state machines ignore              ``DefinitionSubstitutions`` applied, machines
+``DefinitionSubstitutions`` and land   created in the executing (parser) backend; every
+in the non-executing backend           machine runs as STANDARD (no EXPRESS history and no
+                                       ``StartSyncExecution`` in the local interpreter);
+                                       the declared type is kept in :data:`DECLARED_TYPES`
+EventBridge rules cannot target        rule targets ``lambda`` and ``states`` are delivered
+Lambda or Step Functions               asynchronously, with the target's retry policy and
+                                       dead-letter queue
+SES v2 ignores configuration sets,     :mod:`sesflow.local.ses`: outbox ``.eml`` files,
+tags, sending rate                     ``TooManyRequestsException`` above the set rate
+=====================================  ====================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+from moto.awslambda.models import LambdaFunction
+from moto.cloudformation import parsing as cfn_parsing
+from moto.core.common_models import CloudFormationModel
+from moto.events.models import EventBus, Rule
+from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.responses import get_backend as get_sfn_backend
+
+from . import lambda_runtime, ses
+
+log = logging.getLogger("sesflow.local")
+
+#: state machine ARN -> the workflow type the template declared (STANDARD or EXPRESS)
+DECLARED_TYPES: dict[str, str] = {}
+
+#: where function code lives: S3 key of the artifact -> folder on disk
+_CODE_ROOT: dict[str, Path] = {}
+
+
+def set_project_root(root: Path, artifacts_bucket: str) -> None:
+    _CODE_ROOT["root"] = root
+    _CODE_ROOT["bucket"] = Path(artifacts_bucket)
+
+
+# ---------------------------------------------------------------- Lambda in-process
+def function_spec(fn: LambdaFunction) -> lambda_runtime.FunctionSpec:
+    code = fn.code or {}
+    key = code.get("S3Key")
+    if not key or "root" not in _CODE_ROOT:
+        raise RuntimeError(
+            f"Function {fn.function_name} has no local code location (S3Key); "
+            "deploy it with `sesflow local up`"
+        )
+    return lambda_runtime.FunctionSpec(
+        function_name=fn.function_name,
+        function_arn=fn.function_arn,
+        code_dir=(_CODE_ROOT["root"] / key).resolve(),
+        handler=fn.handler,
+        environment={k: str(v) for k, v in (fn.environment_vars or {}).items()},
+        timeout=float(fn.timeout or 3),
+        memory_mb=int(fn.memory_size or 128),
+    )
+
+
+def _invoke_in_process(
+    self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any
+) -> bytes:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8")
+    event = json.loads(body) if body else {}
+    result = lambda_runtime.invoke(function_spec(self), event)
+    if result.failed:
+        response_headers["x-amz-function-error"] = "Unhandled"
+        log.info("lambda %s failed: %s", self.function_name, result.error_type)
+    response_headers["x-amz-executed-version"] = "$LATEST"
+    return result.payload_bytes()
+
+
+# ---------------------------------------------------------------- CloudFormation: SES
+class _SesConfigurationSet(CloudFormationModel):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SES::ConfigurationSet"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "Name"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+        **kwargs: Any,
+    ) -> _SesConfigurationSet:
+        props = cloudformation_json.get("Properties", {})
+        from moto.sesv2.models import sesv2_backends
+
+        sesv2_backends[account_id][region_name].create_configuration_set(
+            configuration_set_name=resource_name,
+            tracking_options=props.get("TrackingOptions", {}),
+            delivery_options=props.get("DeliveryOptions", {}),
+            reputation_options=props.get("ReputationOptions", {}),
+            sending_options=props.get("SendingOptions", {}),
+            tags=props.get("Tags", []),
+            suppression_options=props.get("SuppressionOptions", {}),
+            vdm_options=props.get("VdmOptions", {}),
+        )
+        return cls(resource_name)
+
+    @classmethod
+    def delete_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        from moto.ses.models import ses_backends
+
+        ses_backends[account_id][region_name].config_sets.pop(resource_name, None)
+
+
+class _SesEmailIdentity(CloudFormationModel):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SES::EmailIdentity"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "EmailIdentity"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+        **kwargs: Any,
+    ) -> _SesEmailIdentity:
+        ses.verify_identity(account_id, region_name, resource_name)
+        return cls(resource_name)
+
+
+# ---------------------------------------------------------------- CloudFormation: SFN
+def apply_substitutions(definition: str, substitutions: dict[str, Any]) -> str:
+    """Replace ``${Name}`` placeholders as CloudFormation's DefinitionSubstitutions does."""
+    for key, value in (substitutions or {}).items():
+        definition = definition.replace("${" + key + "}", str(value))
+    return definition
+
+
+def _create_state_machine(
+    cls: type[StateMachine], resource_name: str, cloudformation_json: Any, account_id: str,
+    region_name: str, **kwargs: Any,
+) -> StateMachine:
+    props = cloudformation_json["Properties"]
+    name = props.get("StateMachineName", resource_name)
+    definition = apply_substitutions(
+        props.get("DefinitionString", ""), props.get("DefinitionSubstitutions", {})
+    )
+    backend = get_sfn_backend(account_id, region_name)
+    machine = backend.create_state_machine(
+        name,
+        definition,
+        props.get("RoleArn", ""),
+        tags=[{"key": t["Key"], "value": t["Value"]} for t in props.get("Tags", [])],
+        loggingConfiguration=props.get("LoggingConfiguration"),
+        tracingConfiguration=props.get("TracingConfiguration"),
+        sm_type="STANDARD",
+    )
+    DECLARED_TYPES[machine.arn] = str(props.get("StateMachineType", "STANDARD"))
+    return machine
+
+
+def _delete_state_machine(
+    cls: type[StateMachine], resource_name: str, cloudformation_json: Any, account_id: str,
+    region_name: str,
+) -> None:
+    backend = get_sfn_backend(account_id, region_name)
+    for machine in list(backend.state_machines):
+        if resource_name in (machine.arn, machine.name):
+            backend.delete_state_machine(machine.arn)
+
+
+# ---------------------------------------------------------------- EventBridge targets
+class _TargetDelivery:
+    """Deliver events to Lambda and Step Functions targets off the request thread."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[dict[str, Any], dict[str, Any]]] = queue.Queue()
+        self._pending = 0
+        self._lock = threading.Condition()
+        for i in range(2):
+            threading.Thread(target=self._run, name=f"events-delivery-{i}", daemon=True).start()
+
+    def submit(self, target: dict[str, Any], event: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending += 1
+        self._queue.put((target, event))
+
+    def idle(self, timeout: float = 30.0) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: self._pending == 0, timeout)
+
+    def _run(self) -> None:
+        while True:
+            target, event = self._queue.get()
+            try:
+                self._deliver(target, event)
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                    self._lock.notify_all()
+
+    def _deliver(self, target: dict[str, Any], event: dict[str, Any]) -> None:
+        import boto3
+
+        arn: str = target["Arn"]
+        region = arn.split(":")[3]
+        attempts = 1 + int(target.get("RetryPolicy", {}).get("MaximumRetryAttempts", 2))
+        error = ""
+        for _ in range(max(1, attempts)):
+            try:
+                if ":lambda:" in arn:
+                    resp = ses.local_client("lambda", region).invoke(
+                        FunctionName=arn, Payload=json.dumps(event).encode()
+                    )
+                    if resp.get("FunctionError"):
+                        error = resp["Payload"].read().decode()
+                        continue
+                elif ":states:" in arn:
+                    ses.local_client("stepfunctions", region).start_execution(
+                        stateMachineArn=arn, input=json.dumps(event)
+                    )
+                return
+            except boto3.exceptions.Boto3Error as exc:  # pragma: no cover - defensive
+                error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - any failure is a failed attempt
+                error = str(exc)
+        dlq = target.get("DeadLetterConfig", {}).get("Arn")
+        log.warning("event delivery to %s failed after %d attempts", arn, attempts)
+        if dlq:
+            ses.local_client("sqs", dlq.split(":")[3]).send_message(
+                QueueUrl=ses.queue_url_from_arn(dlq),
+                MessageBody=json.dumps(event),
+                MessageAttributes={
+                    "ERROR_MESSAGE": {"DataType": "String", "StringValue": error[:1000] or "?"},
+                    "RULE_ARN": {"DataType": "String", "StringValue": arn},
+                },
+            )
+
+
+DELIVERY: _TargetDelivery | None = None
+
+
+def _send_to_targets(
+    self: Rule, original_event: dict[str, Any], transform_input: bool = True
+) -> None:
+    if not self.event_pattern.matches_event(original_event):
+        return
+    handled = [t for t in self.targets if ":lambda:" in t["Arn"] or ":states:" in t["Arn"]]
+    others = [t for t in self.targets if t not in handled]
+    assert DELIVERY is not None
+    for target in handled:
+        event = original_event
+        if target.get("Input"):
+            event = json.loads(target["Input"])
+        DELIVERY.submit(target, dict(event))
+    if others:
+        saved = self.targets
+        self.targets = others
+        try:
+            _ORIGINAL_SEND_TO_TARGETS(self, original_event, transform_input)
+        finally:
+            self.targets = saved
+
+
+_ORIGINAL_SEND_TO_TARGETS = Rule.send_to_targets
+
+
+# ---------------------------------------------------------------- install
+_installed = False
+
+
+def install() -> None:
+    """Apply every patch above (idempotent). Call before the server takes requests."""
+    global _installed, DELIVERY
+    if _installed:
+        return
+    from moto.core.config import default_user_config
+
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    lambda_runtime.install_environ_overlay()
+    LambdaFunction.invoke = _invoke_in_process  # type: ignore[method-assign,assignment]
+    StateMachine.create_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
+        _create_state_machine
+    )
+    StateMachine.delete_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
+        _delete_state_machine
+    )
+    EventBus.physical_resource_id = property(lambda self: self.name)  # type: ignore[attr-defined]
+    DELIVERY = _TargetDelivery()
+    Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign,assignment]
+    ses.install()
+    for cache_fn in ("get_model_list", "get_model_map", "get_name_type_map"):
+        fn = getattr(cfn_parsing, cache_fn, None)
+        if fn is not None and hasattr(fn, "cache_clear"):
+            fn.cache_clear()
+    assert "AWS::SES::ConfigurationSet" in cfn_parsing.get_model_map()
+    _installed = True
