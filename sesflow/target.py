@@ -99,16 +99,16 @@ class Target:
         }
 
 
-def load_local_state(root: Path) -> dict[str, Any] | None:
-    path = state_dir(root) / "local.json"
+def load_local_state(root: Path, sdir: Path | None = None) -> dict[str, Any] | None:
+    path = (sdir or state_dir(root)) / "local.json"
     if not path.is_file():
         return None
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
 
-def local_target(root: Path) -> Target:
-    state = load_local_state(root)
+def local_target(root: Path, sdir: Path | None = None) -> Target:
+    state = load_local_state(root, sdir)
     if state is None:
         raise TargetError("the local stack is not running; start it with `sesflow local up`")
     clients = Clients(state["region"], state["endpoint"])

@@ -93,7 +93,10 @@ def translate(template: dict[str, Any], parameters: dict[str, str], region: str)
         **parameters,
     }
     try:
-        return Translator(None, Parser()).translate(  # type: ignore[no-any-return]
+        import boto3
+
+        session = boto3.session.Session(region_name=region)
+        return Translator(None, Parser(), boto_session=session).translate(  # type: ignore[no-any-return]
             copy.deepcopy(template), parameter_values=values,
             get_managed_policy_map=lambda: {},
         )

@@ -1,0 +1,59 @@
+# One command per job. Every target bootstraps its own virtual environment.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help venv demo test test-unit lint build bench requirements clean local-up local-down
+
+help:
+	@echo "make demo   - run the main job on the embedded local AWS (no AWS account needed)"
+	@echo "make test   - unit, state-machine and end-to-end tests on the local stack"
+	@echo "make lint   - ruff, mypy (domain package), sam validate --lint"
+	@echo "make build  - sam build (needs python3.13 on PATH)"
+	@echo "make bench  - benchmarks that print figures"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m sesflow.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m sesflow.requirements --check
+	$(BIN)/sam validate --lint --template template.yaml
+
+# sam build needs the Lambda runtime's interpreter (python3.13) on PATH; on machines with
+# pyenv: PYENV_VERSION=3.11.7:3.13.0 make build
+build: $(STAMP)
+	$(BIN)/sam build --template template.yaml
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+requirements: $(STAMP)
+	$(BIN)/python -m sesflow.requirements --write
+
+local-up: $(STAMP)
+	$(BIN)/sesflow local up
+
+local-down: $(STAMP)
+	$(BIN)/sesflow local down
+
+clean:
+	rm -rf $(VENV) .aws-sam .sesflow .pytest_cache .mypy_cache .ruff_cache
