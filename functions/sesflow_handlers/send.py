@@ -1,27 +1,160 @@
-"""SendEmail: minimal foundation handler (replaced by the send-machine issue)."""
+"""SendEmail: build the MIME message and send it through SES v2, at most once per emailId.
+
+Input: ``{"request": <normalised>, "rendered": <RenderEmail output>, "executionId": "..."}``.
+Output: ``{"emailId", "messageId", "duplicate"}``.
+
+The send ledger lives on the tracking item (``sendState``/``sendOwner``): it is taken with
+a conditional write *before* the SES call and completed after it, so a retried state, a
+redelivered event or a second execution for the same emailId never sends twice. States:
+
+* absent / ``retryable``: free, this execution takes it (``sending``);
+* ``sending`` by another execution: ``SendInProgress`` (the machine retries, then reads
+  the result); ``sending`` by this execution: the earlier attempt's outcome is unknown
+  (crash between the SES call and the ledger write), so nothing is sent again;
+* ``sent``: the first result is returned (``duplicate: true``);
+* ``rejected``: ``SesMessageRejected`` again, with the first reason.
+"""
 
 from __future__ import annotations
 
-import os
-import uuid
 from typing import Any
 
-import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from sesflow_core import mime, ses_errors
+from sesflow_core import unsubscribe as unsub
+from sesflow_core.errors import SendInProgress, SesMessageRejected, SesTransientError
+from sesflow_core.render import Rendered
+from sesflow_core.request import SendRequest
 
-_sesv2 = boto3.client("sesv2")
+from ._common import Settings, client, logger, metrics, now_iso, tracer
+from .secrets import unsubscribe_secrets
+
+RETRYABLE, SENDING, SENT, REJECTED = "retryable", "sending", "sent", "rejected"
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    email_id = event.get("emailId") or str(uuid.uuid4())
-    resp = _sesv2.send_email(
-        FromEmailAddress=os.environ["DEFAULT_FROM_ADDRESS"],
-        Destination={"ToAddresses": [event["to"]]},
-        Content={
-            "Simple": {
-                "Subject": {"Data": event.get("subject", "Hello from sesflow")},
-                "Body": {"Text": {"Data": event.get("text", "Hello.")}},
-            }
-        },
-        ConfigurationSetName=os.environ["CONFIGURATION_SET"],
+def take_ledger(settings: Settings, email_id: str, owner: str) -> dict[str, Any] | None:
+    """Take the ledger; return None when taken, else the item that holds it."""
+    ddb = client("dynamodb")
+    try:
+        ddb.update_item(
+            TableName=settings.tracking_table,
+            Key={"emailId": {"S": email_id}},
+            UpdateExpression="SET sendState = :sending, sendOwner = :owner, sendStartedAt = :now",
+            ConditionExpression="attribute_not_exists(sendState) OR sendState = :retryable",
+            ExpressionAttributeValues={
+                ":sending": {"S": SENDING}, ":owner": {"S": owner},
+                ":now": {"S": now_iso()}, ":retryable": {"S": RETRYABLE},
+            },
+        )
+        return None
+    except ddb.exceptions.ConditionalCheckFailedException:
+        item: dict[str, Any] = ddb.get_item(
+            TableName=settings.tracking_table, Key={"emailId": {"S": email_id}}, ConsistentRead=True
+        ).get("Item", {})
+        return item
+
+
+def release_ledger(settings: Settings, email_id: str, state: str, **fields: str) -> None:
+    names = {"#st": "sendState"}
+    values = {":st": {"S": state}, ":now": {"S": now_iso()}}
+    sets = ["#st = :st", "sendFinishedAt = :now"]
+    for i, (k, v) in enumerate(fields.items()):
+        names[f"#f{i}"] = k
+        values[f":f{i}"] = {"S": v}
+        sets.append(f"#f{i} = :f{i}")
+    client("dynamodb").update_item(
+        TableName=settings.tracking_table,
+        Key={"emailId": {"S": email_id}},
+        UpdateExpression="SET " + ", ".join(sets),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
     )
-    return {"emailId": email_id, "status": "sent", "messageId": resp["MessageId"]}
+
+
+def _attr(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name, {})
+    return value.get("S") if isinstance(value, dict) else None
+
+
+def unsubscribe_url(settings: Settings, request: SendRequest) -> str | None:
+    if request.transactional or not settings.unsubscribe_url:
+        return None
+    secrets = unsubscribe_secrets()
+    if not secrets:
+        return None
+    token = unsub.make_token(secrets[0], request.recipient, request.topic)
+    sep = "&" if "?" in settings.unsubscribe_url else "?"
+    return f"{settings.unsubscribe_url}{sep}token={token}"
+
+
+def send(settings: Settings, request: SendRequest, rendered: Rendered) -> str:
+    """Build and send; return the SES MessageId or raise a classified error."""
+    sender = mime.resolve_sender(request, rendered, settings.default_from)
+    raw = mime.build_message(
+        request, rendered, sender=sender,
+        unsubscribe_url=unsubscribe_url(settings, request),
+        unsubscribe_mailto=settings.unsubscribe_mailto or None,
+        message_domain=sender[0].rsplit("@", 1)[1],
+    )
+    kwargs: dict[str, Any] = {
+        "FromEmailAddress": sender[0],
+        "Destination": {"ToAddresses": [request.to]},
+        "Content": {"Raw": {"Data": raw}},
+        "EmailTags": mime.ses_tags(request),
+        "ConfigurationSetName": settings.configuration_set,
+    }
+    if request.replyTo:
+        kwargs["ReplyToAddresses"] = [request.replyTo]
+    try:
+        resp = client("sesv2").send_email(**kwargs)
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        raise ses_errors.to_exception(err.get("Code", ""), err.get("Message", ""), status) from None
+    except BotoCoreError as exc:  # connection errors: the message was not accepted
+        raise SesTransientError(f"{type(exc).__name__}: {exc}") from None
+    message_id: str = resp["MessageId"]
+    return message_id
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = Settings.from_env()
+    request = SendRequest.from_dict(event["request"])
+    rendered = Rendered(
+        subject=event["rendered"]["subject"], html=event["rendered"]["html"],
+        text=event["rendered"]["text"], sender=event["rendered"].get("from"),
+        template_version=event["rendered"].get("templateVersion", ""),
+    )
+    owner = event.get("executionId") or context.aws_request_id
+    logger.append_keys(emailId=request.emailId, template=request.template, topic=request.topic)
+
+    holder = take_ledger(settings, request.emailId, owner)
+    if holder is not None:
+        state = _attr(holder, "sendState")
+        if state == SENT:
+            logger.info("duplicate request: already sent")
+            return {"emailId": request.emailId, "messageId": _attr(holder, "messageId"), "duplicate": True}
+        if state == REJECTED:
+            raise SesMessageRejected(_attr(holder, "reason") or "rejected by SES earlier")
+        if _attr(holder, "sendOwner") == owner:
+            raise SesTransientError("an earlier attempt of this execution has an unknown outcome; not resending")
+        raise SendInProgress(f"emailId {request.emailId} is being sent by another execution")
+
+    try:
+        message_id = send(settings, request, rendered)
+    except ses_errors.RETRYABLE as exc:
+        release_ledger(settings, request.emailId, RETRYABLE, reason=str(exc)[:500])
+        metrics.add_metric(name=type(exc).__name__, unit="Count", value=1)
+        logger.warning("send not accepted, retryable", extra={"error": type(exc).__name__})
+        raise
+    except Exception as exc:
+        release_ledger(settings, request.emailId, REJECTED, reason=str(exc)[:500])
+        logger.warning("send rejected", extra={"error": type(exc).__name__})
+        raise
+    release_ledger(settings, request.emailId, SENT, messageId=message_id)
+    metrics.add_metric(name="EmailsSent", unit="Count", value=1)
+    logger.info("sent", extra={"messageId": message_id})
+    return {"emailId": request.emailId, "messageId": message_id, "duplicate": False}

@@ -37,6 +37,18 @@ def _make_server(port: int) -> Any:
     return make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
+def local_parameters(port: int) -> dict[str, str]:
+    """Template parameters of the local stack (everything else keeps its default)."""
+    return {
+        # one-click unsubscribe links point at the local endpoint
+        "UnsubscribeUrl": f"http://127.0.0.1:{port}/_sesflow/unsubscribe",
+        # seconds, not minutes, between throttled send rounds on a laptop
+        "ThrottleWaitSeconds": "2",
+        "QuotaWaitSeconds": "5",
+        "LogRetentionDays": "1",
+    }
+
+
 def bring_up(root: Path, state: Path, port: int, max_send_rate: float | None,
              stack_name: str, region: str) -> tuple[Any, dict[str, Any]]:
     """Start the server and deploy; return (server, state document)."""
@@ -62,7 +74,7 @@ def bring_up(root: Path, state: Path, port: int, max_send_rate: float | None,
     threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
 
     clients = Clients(region, f"http://127.0.0.1:{port}")
-    deployment = deploy.deploy(clients, root, stack_name)
+    deployment = deploy.deploy(clients, root, stack_name, local_parameters(port))
     params = deployment.parameters
     for identity in {params.get("SenderIdentity", ""), params.get("DefaultFromAddress", "")}:
         if identity:

@@ -9,6 +9,7 @@ gap in moto 5.2.5                      what the local runtime does
 Lambda runs handlers only in Docker    ``LambdaFunction.invoke`` runs the handler in-process
                                        (:mod:`sesflow.local.lambda_runtime`)
 CFN has no ``AWS::SES::*`` types       ``ConfigurationSet`` and ``EmailIdentity`` models
+CFN has no SecretsManager::Secret      ``Secret`` model (GenerateSecretString honoured)
 ``Ref`` of an EventBus is no name      ``EventBus.physical_resource_id`` is its name
 CFN state machines ignore              ``DefinitionSubstitutions`` applied, machines
 ``DefinitionSubstitutions`` and land   created in the executing (parser) backend; every
@@ -160,6 +161,50 @@ class _SesEmailIdentity(CloudFormationModel):
         return cls(resource_name)
 
 
+class _SecretsManagerSecret(CloudFormationModel):
+    def __init__(self, arn: str) -> None:
+        self.arn = arn
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SecretsManager::Secret"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "Name"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.arn
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+        **kwargs: Any,
+    ) -> _SecretsManagerSecret:
+        import secrets as pysecrets
+
+        from moto.secretsmanager.models import secretsmanager_backends
+
+        props = cloudformation_json.get("Properties", {})
+        value = props.get("SecretString")
+        gen = props.get("GenerateSecretString")
+        if value is None and gen is not None:
+            generated = pysecrets.token_urlsafe(int(gen.get("PasswordLength", 32)))
+            if gen.get("SecretStringTemplate") and gen.get("GenerateStringKey"):
+                doc = json.loads(gen["SecretStringTemplate"])
+                doc[gen["GenerateStringKey"]] = generated
+                value = json.dumps(doc)
+            else:
+                value = generated
+        result = secretsmanager_backends[account_id][region_name].create_secret(
+            name=resource_name, secret_string=value, secret_binary=None,
+            description=props.get("Description"), tags=props.get("Tags", []), kms_key_id=None,
+            client_request_token=None, replica_regions=[], force_overwrite=False,
+        )
+        return cls(json.loads(result)["ARN"])
+
+
 # ---------------------------------------------------------------- CloudFormation: SFN
 def apply_substitutions(definition: str, substitutions: dict[str, Any]) -> str:
     """Replace ``${Name}`` placeholders as CloudFormation's DefinitionSubstitutions does."""
@@ -284,7 +329,9 @@ def _send_to_targets(
         event = original_event
         if target.get("Input"):
             event = json.loads(target["Input"])
-        DELIVERY.submit(target, dict(event))
+        elif target.get("InputPath"):
+            event = _json_path(original_event, target["InputPath"])
+        DELIVERY.submit(target, event)
     if others:
         saved = self.targets
         self.targets = others
@@ -295,6 +342,13 @@ def _send_to_targets(
 
 
 _ORIGINAL_SEND_TO_TARGETS = Rule.send_to_targets
+
+
+def _json_path(doc: Any, path: str) -> Any:
+    """The dotted subset of JSONPath that EventBridge ``InputPath`` uses (``$.detail``)."""
+    for part in [p for p in path.lstrip("$").split(".") if p]:
+        doc = doc.get(part) if isinstance(doc, dict) else None
+    return doc
 
 
 # ---------------------------------------------------------------- install

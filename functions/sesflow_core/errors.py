@@ -1,0 +1,57 @@
+"""Error names shared by Python and the state machines.
+
+Each class name is an error name that ``statemachines/*.asl.json`` retries or catches by
+that exact name (Lambda reports ``errorType`` = the class name). See ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+
+class SesflowError(Exception):
+    """Base class; never raised itself."""
+
+
+class InvalidEmailRequest(SesflowError):
+    """The request breaks the contract (bad address, CR/LF in a header field, too large...)."""
+
+
+class TemplateNotFound(SesflowError):
+    """No such template in the templates bucket (or a part of it is missing)."""
+
+
+class TemplateRenderError(SesflowError):
+    """The template failed to render (missing variable, sandbox violation, bad output)."""
+
+
+class SesThrottled(SesflowError):
+    """SES refused for rate: retry with backoff and full jitter, then wait and retry."""
+
+
+class SesDailyQuotaExceeded(SesflowError):
+    """The 24-hour sending quota is used up: wait long, then retry."""
+
+
+class SesSendingPaused(SesflowError):
+    """Sending is paused for the account or configuration set, or the account is suspended."""
+
+
+class SesMessageRejected(SesflowError):
+    """SES permanently refused this message; retrying cannot help."""
+
+
+class SesTransientError(SesflowError):
+    """An SES 5xx or network failure: safe to retry (the ledger guards against duplicates)."""
+
+
+class SendInProgress(SesflowError):
+    """Another execution holds the send ledger for this emailId; retried until it finishes."""
+
+
+ASL_ERROR_NAMES = tuple(
+    cls.__name__
+    for cls in (
+        InvalidEmailRequest, TemplateNotFound, TemplateRenderError, SesThrottled,
+        SesDailyQuotaExceeded, SesSendingPaused, SesMessageRejected, SesTransientError,
+        SendInProgress,
+    )
+)

@@ -1,0 +1,180 @@
+"""Render an email template: Jinja2 sandbox, strict undefined, autoescape for HTML.
+
+A template is three files under ``<name>/`` in the templates bucket:
+``template.html``, ``template.txt`` (optional: generated from the HTML when absent) and
+``metadata.json``::
+
+    {"subject": "Welcome, {{ name }}", "from": "Acme <hello@example.com>",
+     "requiredVariables": ["name"], "topic": "transactional", "description": "..."}
+
+Variables are data: a value such as ``"{{ 7*7 }}"`` is printed as-is, never evaluated.
+The subject is rendered without HTML escaping and must not contain CR/LF.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from .errors import TemplateRenderError
+
+MAX_RENDERED_BYTES = 160 * 1024  # html + text + subject, well under the 256 KB state limit
+MAX_SUBJECT_CHARS = 998 - len("Subject: ")
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    name: str
+    html: str
+    text: str | None
+    metadata: dict[str, Any]
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    html: str
+    text: str
+    sender: str | None = None
+    template_version: str = ""
+    topic: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject, "html": self.html, "text": self.text,
+            "from": self.sender, "templateVersion": self.template_version, "topic": self.topic,
+        }
+
+
+def parse_metadata(name: str, raw: str | bytes) -> dict[str, Any]:
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise TemplateRenderError(f"template {name}: metadata.json is not valid JSON: {exc.msg}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("subject"), str):
+        raise TemplateRenderError(f"template {name}: metadata.json needs a string 'subject'")
+    required = meta.get("requiredVariables", [])
+    if not isinstance(required, list) or not all(isinstance(v, str) for v in required):
+        raise TemplateRenderError(f"template {name}: requiredVariables must be a list of names")
+    return meta
+
+
+def _env(autoescape: bool) -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+_HTML_ENV = _env(True)
+_TEXT_ENV = _env(False)
+
+
+class _TextExtractor(HTMLParser):
+    _BLOCK = frozenset({"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "li", "table", "hr"})
+    _SKIP = frozenset({"style", "script", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+        self._href: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skip += 1
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+        if tag == "li":
+            self.parts.append("- ")
+        if tag == "a":
+            self._href.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+        if tag == "a" and self._href:
+            href = self._href.pop()
+            if href and not href.startswith("#"):
+                self.parts.append(f" ({href})")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text part from HTML (used when template.txt is absent)."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.parts)
+    lines = [line.strip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+@dataclass
+class CompiledTemplate:
+    """Templates compiled once (cached by the handler per S3 object version)."""
+
+    source: TemplateSource
+    subject: Any = field(init=False)
+    html: Any = field(init=False)
+    text: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        name = self.source.name
+        try:
+            self.subject = _TEXT_ENV.from_string(self.source.metadata["subject"])
+            self.html = _HTML_ENV.from_string(self.source.html)
+            self.text = _TEXT_ENV.from_string(self.source.text) if self.source.text is not None else None
+        except TemplateError as exc:
+            raise TemplateRenderError(f"template {name}: does not compile: {exc}") from None
+
+    def render(self, data: dict[str, Any], topic: str | None = None) -> Rendered:
+        """Render with ``data``. A template that declares a ``topic`` only renders for it,
+        so subscription mail can never go out without its unsubscribe headers."""
+        name = self.source.name
+        meta = self.source.metadata
+        declared = meta.get("topic")
+        if topic is not None and declared and declared != topic:
+            raise TemplateRenderError(
+                f"template {name} is for topic {declared!r}; the request has topic {topic!r}"
+            )
+        missing = [v for v in meta.get("requiredVariables", []) if v not in data]
+        if missing:
+            raise TemplateRenderError(f"template {name}: missing variable(s): {', '.join(missing)}")
+        try:
+            subject = self.subject.render(data).strip()
+            html = self.html.render(data)
+            text = self.text.render(data) if self.text is not None else html_to_text(html)
+        except TemplateError as exc:
+            # StrictUndefined / SecurityError: the message names the variable or the operation
+            raise TemplateRenderError(f"template {name}: {type(exc).__name__}: {exc}") from None
+        if re.search(r"[\r\n\x00]", subject):
+            raise TemplateRenderError(f"template {name}: the rendered subject contains CR, LF or NUL")
+        if not subject:
+            raise TemplateRenderError(f"template {name}: the rendered subject is empty")
+        if len(subject) > MAX_SUBJECT_CHARS:
+            raise TemplateRenderError(f"template {name}: the rendered subject is too long")
+        size = len(subject.encode()) + len(html.encode()) + len(text.encode())
+        if size > MAX_RENDERED_BYTES:
+            raise TemplateRenderError(
+                f"template {name}: the rendered message is {size} bytes; the limit is {MAX_RENDERED_BYTES}"
+            )
+        sender = meta.get("from")
+        return Rendered(subject, html, text, sender if isinstance(sender, str) else None,
+                        self.source.version, meta.get("topic"))
+
+
+def render(source: TemplateSource, data: dict[str, Any], topic: str | None = None) -> Rendered:
+    return CompiledTemplate(source).render(data, topic)

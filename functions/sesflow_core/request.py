@@ -1,0 +1,227 @@
+"""The send request contract: validation and normalisation (no AWS inside).
+
+Limits (documented in README and schemas/send-request.schema.json):
+
+* ``data``: at most 32 KiB as compact JSON; the whole request at most 64 KiB, so that the
+  request plus the rendered message stays far below Step Functions' 256 KB payload limit;
+* header-bound fields (names, subject-bearing data is rendered later): no CR, LF or NUL;
+* ``template``: ``[a-z0-9_-]{1,64}``; ``emailId``: ``[A-Za-z0-9_-]{1,80}`` (valid as an
+  execution name and as an SES tag value);
+* ``to``: one address (a message has exactly one recipient; SES allows 50, we use 1 so
+  that suppression, tracking and feedback stay per recipient);
+* ``from``/``replyTo``: must belong to the stack's SES identity (the address itself, or an
+  address at that domain or a subdomain of it);
+* ``tags``: up to 10, names and values ``[A-Za-z0-9_-]{1,256}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from .errors import InvalidEmailRequest
+
+MAX_DATA_BYTES = 32 * 1024
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_NAME_CHARS = 200
+MAX_TAGS = 10
+TRANSACTIONAL = "transactional"
+RESERVED_TAGS = frozenset({"emailId", "template", "topic", "campaignId", "stage"})
+
+_TEMPLATE_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+_EMAIL_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_TOPIC_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_HEADER_BREAKERS = re.compile(r"[\r\n\x00]")
+KNOWN_FIELDS = frozenset({
+    "emailId", "template", "to", "toName", "data", "from", "fromName", "replyTo", "topic",
+    "tags", "campaignId", "stage",
+})
+
+
+@dataclass(frozen=True)
+class Address:
+    """A validated address: ``ascii`` is what SES gets (IDN domain as punycode)."""
+
+    ascii: str
+    display: str
+
+    @property
+    def normalized(self) -> str:
+        """Lower-cased ASCII form: the key for suppression and per-recipient tracking."""
+        return self.ascii.lower()
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    emailId: str
+    template: str
+    to: str
+    recipient: str
+    toName: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    from_: str | None = None
+    fromName: str | None = None
+    replyTo: str | None = None
+    topic: str = TRANSACTIONAL
+    tags: dict[str, str] = field(default_factory=dict)
+    campaignId: str | None = None
+    stage: str | None = None
+
+    @property
+    def transactional(self) -> bool:
+        return self.topic == TRANSACTIONAL
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["from"] = d.pop("from_")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SendRequest:
+        d = dict(d)
+        d["from_"] = d.pop("from", None)
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _reject(reason: str) -> InvalidEmailRequest:
+    return InvalidEmailRequest(reason)
+
+
+def check_header_safe(name: str, value: str) -> None:
+    if _HEADER_BREAKERS.search(value):
+        raise _reject(f"{name} must not contain CR, LF or NUL characters")
+
+
+def parse_address(value: Any, name: str) -> Address:
+    """Syntax-check an address (no DNS at send time); SES needs an ASCII local part."""
+    if not isinstance(value, str) or not value.strip():
+        raise _reject(f"{name} must be a non-empty string")
+    check_header_safe(name, value)
+    if len(value) > 320:
+        raise _reject(f"{name} is longer than 320 characters")
+    try:
+        info = validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise _reject(f"{name} is not a valid address: {exc}") from None
+    ascii_email = info.ascii_email or info.normalized
+    return Address(ascii=ascii_email, display=info.normalized)
+
+
+def _display_name(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _reject(f"{name} must be a string")
+    check_header_safe(name, value)
+    value = value.strip()
+    if len(value) > MAX_NAME_CHARS:
+        raise _reject(f"{name} is longer than {MAX_NAME_CHARS} characters")
+    return value or None
+
+
+def belongs_to_identity(address: Address, identity: str) -> bool:
+    """True when ``address`` may be sent from under the SES ``identity``."""
+    ident = identity.strip().lower()
+    addr = address.normalized
+    if "@" in ident:
+        return addr == ident
+    domain = addr.rsplit("@", 1)[1]
+    return domain == ident or domain.endswith("." + ident)
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _reject("tags must be an object of name -> value")
+    if len(value) > MAX_TAGS:
+        raise _reject(f"at most {MAX_TAGS} tags are allowed")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(v, str) or not _TAG_RE.match(k) or not _TAG_RE.match(v):
+            raise _reject(f"tag {k!r}: names and values must match [A-Za-z0-9_-]{{1,256}}")
+        if k in RESERVED_TAGS:
+            raise _reject(f"tag {k!r} is reserved")
+        out[k] = v
+    return out
+
+
+def validate(raw: Any, *, identity: str, default_email_id: str | None = None) -> SendRequest:
+    """Validate and normalise a send request; raise :class:`InvalidEmailRequest`."""
+    if not isinstance(raw, dict):
+        raise _reject("the request must be a JSON object")
+    try:
+        size = len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError):
+        raise _reject("the request is not JSON-serialisable") from None
+    if size > MAX_REQUEST_BYTES:
+        raise _reject(f"the request is {size} bytes; the limit is {MAX_REQUEST_BYTES}")
+    unknown = sorted(set(raw) - KNOWN_FIELDS)
+    if unknown:
+        raise _reject(f"unknown field(s): {', '.join(unknown)}")
+
+    email_id = raw.get("emailId") or default_email_id or str(uuid.uuid4())
+    if not isinstance(email_id, str) or not _EMAIL_ID_RE.match(email_id):
+        raise _reject("emailId must match [A-Za-z0-9_-]{1,80}")
+
+    template = raw.get("template")
+    if not isinstance(template, str) or not _TEMPLATE_RE.match(template):
+        raise _reject("template must match [a-z0-9_-]{1,64}")
+
+    to = parse_address(raw.get("to"), "to")
+    to_name = _display_name(raw.get("toName"), "toName")
+
+    data = raw.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise _reject("data must be a JSON object")
+    data_size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+    if data_size > MAX_DATA_BYTES:
+        raise _reject(f"data is {data_size} bytes; the limit is {MAX_DATA_BYTES}")
+
+    sender: str | None = None
+    if raw.get("from") is not None:
+        addr = parse_address(raw["from"], "from")
+        if not belongs_to_identity(addr, identity):
+            raise _reject(f"from must belong to the sending identity {identity}")
+        sender = addr.ascii
+    reply_to: str | None = None
+    if raw.get("replyTo") is not None:
+        addr = parse_address(raw["replyTo"], "replyTo")
+        if not belongs_to_identity(addr, identity):
+            raise _reject(f"replyTo must belong to the sending identity {identity}")
+        reply_to = addr.ascii
+
+    topic = raw.get("topic") or TRANSACTIONAL
+    if not isinstance(topic, str) or not _TOPIC_RE.match(topic):
+        raise _reject("topic must match [a-z0-9_-]{1,64}")
+
+    campaign_id = raw.get("campaignId")
+    if campaign_id is not None and (not isinstance(campaign_id, str) or not _EMAIL_ID_RE.match(campaign_id)):
+        raise _reject("campaignId must match [A-Za-z0-9_-]{1,80}")
+    stage = raw.get("stage")
+    if stage is not None and (not isinstance(stage, str | int) or not _TAG_RE.match(str(stage))):
+        raise _reject("stage must match [A-Za-z0-9_-]")
+
+    return SendRequest(
+        emailId=email_id,
+        template=template,
+        to=to.ascii,
+        recipient=to.normalized,
+        toName=to_name,
+        data=data,
+        from_=sender,
+        fromName=_display_name(raw.get("fromName"), "fromName"),
+        replyTo=reply_to,
+        topic=topic,
+        tags=_tags(raw.get("tags")),
+        campaignId=campaign_id,
+        stage=None if stage is None else str(stage),
+    )

@@ -1,0 +1,70 @@
+"""Classify an SES (v2) error into the error names the send machine retries or catches.
+
+Real codes and messages (SES API reference, "Common errors" and SendEmail errors):
+
+====================================  ==========================  ======================
+code                                  message                     error name
+====================================  ==========================  ======================
+TooManyRequestsException (429)        Maximum sending rate        SesThrottled
+                                      exceeded.
+Throttling / ThrottlingException      Rate exceeded               SesThrottled
+LimitExceededException                Daily message quota         SesDailyQuotaExceeded
+                                      exceeded.
+LimitExceededException                (other limits)              SesThrottled
+SendingPausedException                                            SesSendingPaused
+AccountSuspendedException                                         SesSendingPaused
+MessageRejected                                                   SesMessageRejected
+MailFromDomainNotVerifiedException                                SesMessageRejected
+NotFoundException (config set, ...)                               SesMessageRejected
+BadRequestException                                               SesMessageRejected
+any 5xx, InternalFailure,                                         SesTransientError
+ServiceUnavailable
+====================================  ==========================  ======================
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    SesDailyQuotaExceeded,
+    SesflowError,
+    SesMessageRejected,
+    SesSendingPaused,
+    SesThrottled,
+    SesTransientError,
+)
+
+_THROTTLE_CODES = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException",
+                             "RequestLimitExceeded"})
+_PAUSED_CODES = frozenset({"SendingPausedException", "AccountSuspendedException"})
+_REJECTED_CODES = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException",
+                             "NotFoundException", "BadRequestException",
+                             "ConfigurationSetDoesNotExistException", "InvalidParameterValue",
+                             "AccessDeniedException"})
+_TRANSIENT_CODES = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable",
+                              "ServiceUnavailableException", "RequestTimeout"})
+
+
+def classify(code: str, message: str = "", http_status: int | None = None) -> type[SesflowError]:
+    """The error class for an SES error code/message/status."""
+    msg = (message or "").lower()
+    if "daily message quota exceeded" in msg:
+        return SesDailyQuotaExceeded
+    if code in _THROTTLE_CODES or "maximum sending rate exceeded" in msg or http_status == 429:
+        return SesThrottled
+    if code == "LimitExceededException":
+        return SesThrottled
+    if code in _PAUSED_CODES:
+        return SesSendingPaused
+    if code in _REJECTED_CODES:
+        return SesMessageRejected
+    if code in _TRANSIENT_CODES or (http_status is not None and http_status >= 500):
+        return SesTransientError
+    return SesMessageRejected
+
+
+def to_exception(code: str, message: str = "", http_status: int | None = None) -> SesflowError:
+    cls = classify(code, message, http_status)
+    return cls(f"{code}: {message}" if message else code)
+
+
+RETRYABLE = (SesThrottled, SesDailyQuotaExceeded, SesTransientError, SesSendingPaused)

@@ -1,0 +1,46 @@
+"""Email statuses and their precedence: a status never regresses to a lower rank."""
+
+from __future__ import annotations
+
+from typing import Final
+
+QUEUED: Final = "queued"
+SENT: Final = "sent"
+SUPPRESSED: Final = "suppressed"
+REJECTED: Final = "rejected"
+FAILED: Final = "failed"
+PAUSED: Final = "paused"
+DELIVERY_DELAYED: Final = "delayed"
+DELIVERED: Final = "delivered"
+BOUNCED: Final = "bounced"
+COMPLAINED: Final = "complained"
+UNSUBSCRIBED: Final = "unsubscribed"
+
+#: statuses the send machine ends with (its terminal outcomes)
+SEND_OUTCOMES: Final = (SENT, SUPPRESSED, REJECTED, FAILED, PAUSED)
+
+RANK: Final[dict[str, int]] = {
+    QUEUED: 0,
+    # outcomes of a send attempt that did not reach SES: a later attempt may replace them
+    PAUSED: 5,
+    FAILED: 5,
+    REJECTED: 5,
+    SUPPRESSED: 10,
+    SENT: 10,
+    DELIVERY_DELAYED: 15,
+    DELIVERED: 20,
+    BOUNCED: 30,
+    COMPLAINED: 40,
+    UNSUBSCRIBED: 40,
+}
+
+#: statuses a send outcome may overwrite (the ASL Record states' condition lists these)
+REPLACEABLE_BY_SEND: Final = tuple(s for s, r in RANK.items() if r < RANK[SENT])
+
+
+def may_replace(current: str | None, new: str) -> bool:
+    """True when ``new`` may overwrite ``current`` (same rank counts: complained after
+    unsubscribed, delivered twice)."""
+    if current is None:
+        return True
+    return RANK.get(new, -1) >= RANK.get(current, -1)

@@ -1,0 +1,70 @@
+"""What every handler shares: Powertools objects, settings from the environment, clients.
+
+Settings are read per invocation (cheap), never frozen at import, so one process can serve
+functions of two stacks (the embedded local AWS does) and tests can change them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@dataclass(frozen=True)
+class Settings:
+    tracking_table: str
+    suppression_table: str
+    templates_bucket: str
+    configuration_set: str
+    sender_identity: str
+    default_from: str
+    tracking_retention_days: int
+    template_cache_ttl: float
+    unsubscribe_url: str
+    unsubscribe_mailto: str
+    throttle_wait_seconds: int
+    quota_wait_seconds: int
+    max_send_rounds: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            tracking_table=env.get("TRACKING_TABLE", ""),
+            suppression_table=env.get("SUPPRESSION_TABLE", ""),
+            templates_bucket=env.get("TEMPLATES_BUCKET", ""),
+            configuration_set=env.get("CONFIGURATION_SET", ""),
+            sender_identity=env.get("SENDER_IDENTITY", ""),
+            default_from=env.get("DEFAULT_FROM_ADDRESS", ""),
+            tracking_retention_days=int(env.get("TRACKING_RETENTION_DAYS", "180")),
+            template_cache_ttl=float(env.get("TEMPLATE_CACHE_TTL_SECONDS", "300")),
+            unsubscribe_url=env.get("UNSUBSCRIBE_URL", ""),
+            unsubscribe_mailto=env.get("UNSUBSCRIBE_MAILTO", ""),
+            throttle_wait_seconds=int(env.get("THROTTLE_WAIT_SECONDS", "30")),
+            quota_wait_seconds=int(env.get("QUOTA_WAIT_SECONDS", "3600")),
+            max_send_rounds=int(env.get("MAX_SEND_ROUNDS", "5")),
+        )
+
+    def expires_at(self, now: float | None = None) -> int:
+        return int((now or time.time()) + self.tracking_retention_days * 86400)
+
+
+@cache
+def client(service: str) -> Any:
+    """One boto3 client per service per process (reused across warm invocations)."""
+    import boto3
+
+    return boto3.client(service)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
