@@ -58,12 +58,19 @@ class Settings:
         return int((now or time.time()) + self.tracking_retention_days * 86400)
 
 
+#: SES calls are not retried inside the function: the state machine retries them by error
+#: name (backoff + jitter, visible in the history) instead of paying for Lambda time.
+_NO_SDK_RETRIES = frozenset({"sesv2"})
+
+
 @cache
 def client(service: str) -> Any:
     """One boto3 client per service per process (reused across warm invocations)."""
     import boto3
+    from botocore.config import Config
 
-    return boto3.client(service)
+    retries = {"total_max_attempts": 1} if service in _NO_SDK_RETRIES else {"mode": "standard"}
+    return boto3.client(service, config=Config(retries=retries))  # type: ignore[arg-type]
 
 
 def now_iso() -> str:

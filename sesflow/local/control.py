@@ -41,6 +41,7 @@ def free_port() -> int:
 
 def _check_port(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the server binds this way too
         try:
             s.bind(("127.0.0.1", port))
         except OSError as exc:

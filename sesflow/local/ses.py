@@ -38,6 +38,7 @@ class SesError(JsonRESTError):
 class _Settings:
     outbox: Path | None = None
     max_send_rate: float | None = None
+    account_sending_enabled: bool = True
 
 
 SETTINGS = _Settings()
@@ -156,6 +157,8 @@ def _send_email(self: SESV2Response) -> str:
 
     from moto.ses.models import ses_backends
 
+    if not SETTINGS.account_sending_enabled:
+        raise SesError("SendingPausedException", "Sending is paused for this account.")
     backend = ses_backends[self.current_account][self.region]
     config_set = params.get("ConfigurationSetName")
     if config_set:
@@ -199,8 +202,49 @@ def _send_email(self: SESV2Response) -> str:
     return response
 
 
+def _put_configuration_set_sending_options(self: SESV2Response) -> str:
+    """SES v2 PutConfigurationSetSendingOptions (pause/resume one configuration set)."""
+    from moto.ses.models import ses_backends
+
+    name = self.path.split("/configuration-sets/", 1)[1].split("/", 1)[0]
+    cs = ses_backends[self.current_account][self.region].config_sets.get(name)
+    if cs is None:
+        raise SesError("NotFoundException", f"Configuration set <{name}> does not exist.", 404)
+    cs.enabled = {"SendingEnabled": bool(json.loads(self.body or "{}").get("SendingEnabled", False))}
+    return "{}"
+
+
+def _put_account_sending_attributes(self: SESV2Response) -> str:
+    """SES v2 PutAccountSendingAttributes (pause/resume the whole account)."""
+    SETTINGS.account_sending_enabled = bool(json.loads(self.body or "{}").get("SendingEnabled", False))
+    return "{}"
+
+
+def _get_account(self: SESV2Response) -> str:
+    """SES v2 GetAccount: the send quota and the maximum sending rate of this local SES."""
+    from moto.ses.models import ses_backends
+
+    sent = ses_backends[self.current_account][self.region].sent_message_count
+    return json.dumps({
+        "SendingEnabled": SETTINGS.account_sending_enabled,
+        "ProductionAccessEnabled": True,
+        "EnforcementStatus": "HEALTHY",
+        "SendQuota": {"Max24HourSend": 1_000_000.0, "MaxSendRate": SETTINGS.max_send_rate or 1000.0,
+                      "SentLast24Hours": float(sent)},
+    })
+
+
 def install() -> None:
+    from moto.sesv2 import urls
+
+    # server mode routes only listed paths: add the operations implemented here
+    for path in ("{0}/v2/email/account$", "{0}/v2/email/account/sending$",
+                 "{0}/v2/email/configuration-sets/(?P<ConfigurationSetName>[^/]+)/sending$"):
+        urls.url_paths.setdefault(path, SESV2Response.dispatch)
     SESV2Response.send_email = _send_email  # type: ignore[method-assign]
+    SESV2Response.put_configuration_set_sending_options = _put_configuration_set_sending_options  # type: ignore[attr-defined]
+    SESV2Response.put_account_sending_attributes = _put_account_sending_attributes  # type: ignore[attr-defined]
+    SESV2Response.get_account = _get_account  # type: ignore[attr-defined]
 
 
 def outbox_entries(outbox: Path, last: int | None = None) -> list[dict[str, Any]]:

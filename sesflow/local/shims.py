@@ -20,7 +20,8 @@ EventBridge rules cannot target        rule targets ``lambda`` and ``states`` ar
 Lambda or Step Functions               asynchronously, with the target's retry policy and
                                        dead-letter queue
 SES v2 ignores configuration sets,     :mod:`sesflow.local.ses`: outbox ``.eml`` files,
-tags, sending rate                     ``TooManyRequestsException`` above the set rate
+tags, sending rate; has no pause,      ``TooManyRequestsException`` above the set rate,
+GetAccount                             configuration-set and account pause, GetAccount
 =====================================  ====================================================
 """
 

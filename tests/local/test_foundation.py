@@ -42,6 +42,7 @@ def test_up_and_down_leave_nothing_behind(tmp_path: Path) -> None:
     assert control.status(ROOT, sdir=tmp_path) is None
     # the port is free again
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind (TIME_WAIT is fine)
         s.bind(("127.0.0.1", target.state["port"]))
 
 
@@ -117,17 +118,34 @@ def test_invoke_unknown_function_or_bad_event_exits_2(
     assert code == 2 and "cannot read" in err
 
 
+FAILING_ASL = {
+    "StartAt": "Boom",
+    "States": {"Boom": {"Type": "Fail", "Error": "Broken", "Cause": "this machine always fails"}},
+}
+
+
 def test_run_exits_nonzero_for_a_failing_machine(stack: Target, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, stack, "run", "SendStateMachine", "--input", "[1, 2]", "--json")
+    arn = stack.clients.client("stepfunctions").create_state_machine(
+        name="always-fails", definition=json.dumps(FAILING_ASL),
+        roleArn="arn:aws:iam::123456789012:role/any",
+    )["stateMachineArn"]
+    code, out, _ = run_cli(capsys, stack, "run", arn, "--input", "{}", "--json")
     report = json.loads(out)
     assert code == 1
     assert report["status"] == "FAILED"
-    assert report["states"][0]["status"] == "failed"
+    assert report["error"] == "Broken"
+
+
+def test_run_prints_a_state_table(stack: Target, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, stack, "run", "SendStateMachine", "--input", str(EVENTS / "send-invalid.json"))
+    assert code == 0
+    assert out.splitlines()[0].split() == ["state", "type", "status", "ms", "retries", "error", "/", "cause"]
+    assert "ValidateRequest" in out and '"status": "rejected"' in out
 
 
 def test_history_and_executions_list_the_run(stack: Target, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, stack, "run", "SendStateMachine", "--input", "[1]", "--name", "hist-1")
-    assert code == 1
+    assert code == 0
     code, out, _ = run_cli(capsys, stack, "history", "hist-1", "--json")
     assert code == 0 and json.loads(out)["name"] == "hist-1"
     code, out, _ = run_cli(capsys, stack, "executions", "SendStateMachine", "--json")

@@ -1,0 +1,63 @@
+"""The in-process Lambda runtime: context, timeout, error shape, per-thread environment."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from sesflow.local import lambda_runtime as rt
+from sesflow.requirements import expected
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spec(tmp_path: Path, body: str, timeout: float = 2.0, env: dict[str, str] | None = None) -> rt.FunctionSpec:
+    mod = f"fn_{abs(hash(body)) % 10**8}"
+    (tmp_path / f"{mod}.py").write_text(body)
+    return rt.FunctionSpec("fn", "arn:aws:lambda:us-east-1:123456789012:function:fn", tmp_path,
+                           f"{mod}.handler", env or {}, timeout, 128)
+
+
+def test_result_and_context(tmp_path: Path) -> None:
+    s = spec(tmp_path, "def handler(e, c):\n    return {'x': e['x'], 'fn': c.function_name, 'ms': c.get_remaining_time_in_millis()}\n")
+    res = rt.invoke(s, {"x": 1})
+    assert not res.failed
+    assert res.payload["x"] == 1 and res.payload["fn"] == "fn" and 0 < res.payload["ms"] <= 2000
+
+
+def test_errors_come_back_as_lambda_returns_them(tmp_path: Path) -> None:
+    s = spec(tmp_path, "class SesThrottled(Exception): pass\ndef handler(e, c):\n    raise SesThrottled('Maximum sending rate exceeded.')\n")
+    res = rt.invoke(s, {})
+    assert res.error_type == "SesThrottled"
+    assert res.payload["errorType"] == "SesThrottled"
+    assert res.payload["errorMessage"] == "Maximum sending rate exceeded."
+
+
+def test_timeout_is_enforced(tmp_path: Path) -> None:
+    s = spec(tmp_path, "import time\ndef handler(e, c):\n    time.sleep(5)\n", timeout=0.2)
+    res = rt.invoke(s, {})
+    assert res.error_type == "Sandbox.Timedout"
+    assert "timed out after 0.20 seconds" in res.payload["errorMessage"]
+
+
+def test_environment_is_per_invocation_thread(tmp_path: Path) -> None:
+    s1 = spec(tmp_path, "import os, time\ndef handler(e, c):\n    time.sleep(0.1)\n    return os.environ['TABLE']\n",
+              env={"TABLE": "one"})
+    s2 = rt.FunctionSpec(**{**s1.__dict__, "environment": {"TABLE": "two"}})
+    out: dict[str, object] = {}
+    t = threading.Thread(target=lambda: out.update(a=rt.invoke(s1, {}).payload))
+    t.start()
+    out["b"] = rt.invoke(s2, {}).payload
+    t.join()
+    assert out == {"a": "one", "b": "two"}
+    assert "TABLE" not in os.environ
+
+
+def test_unserialisable_result_is_a_marshal_error(tmp_path: Path) -> None:
+    s = spec(tmp_path, "def handler(e, c):\n    return object()\n")
+    assert rt.invoke(s, {}).error_type == "Runtime.MarshalError"
+
+
+def test_functions_requirements_are_generated_from_pyproject() -> None:
+    assert (ROOT / "functions" / "requirements.txt").read_text() == expected(ROOT)
