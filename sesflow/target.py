@@ -120,7 +120,7 @@ def stack_target(stack_name: str, region: str | None) -> Target:
     cf = clients.client("cloudformation")
     try:
         stack = cf.describe_stacks(StackName=stack_name)["Stacks"][0]
-    except Exception as exc:  # noqa: BLE001 - botocore raises many kinds
+    except Exception as exc:
         raise TargetError(f"stack {stack_name!r}: {exc}") from exc
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     resources: dict[str, dict[str, str]] = {}

@@ -18,7 +18,7 @@ EVENTS = ROOT / "events"
 
 
 def start_stack(sdir: Path, rate: float | None = None) -> Target:
-    state, started = control.up(ROOT, port=0, ses_max_send_rate=rate, sdir=sdir)
+    _, started = control.up(ROOT, port=0, ses_max_send_rate=rate, sdir=sdir)
     assert started, f"a stack was already running in {sdir}"
     return local_target(ROOT, sdir)
 

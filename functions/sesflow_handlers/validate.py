@@ -10,9 +10,8 @@ emailId of a rejected request is its own when that is valid, else the execution 
 
 from __future__ import annotations
 
-from typing import Any
-
 import re
+from typing import Any
 
 from sesflow_core import request as req
 from sesflow_core import status

@@ -92,7 +92,7 @@ def up(root: Path, port: int = DEFAULT_PORT, ses_max_send_rate: float | None = N
         cmd += ["--ses-max-send-rate", str(ses_max_send_rate)]
     log_path = sdir / "server.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, cwd=root,
         )

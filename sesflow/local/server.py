@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server, doc = bring_up(args.root.resolve(), args.state_dir, args.port,
                                args.ses_max_send_rate, args.stack_name, args.region)
-    except Exception as exc:  # noqa: BLE001 - reported to `local up`, then exit 1
+    except Exception as exc:
         logging.exception("local stack failed to start")
         error_file.write_text(f"{type(exc).__name__}: {exc}\n")
         return 1

@@ -70,7 +70,7 @@ def local_client(service: str, region: str = "us-east-1") -> Any:
 
 
 def queue_url_from_arn(arn: str) -> str:
-    _, _, _, region, account, name = arn.split(":", 5)
+    account, name = arn.split(":")[4:6]
     return f"http://127.0.0.1:{os.environ['MOTO_PORT']}/{account}/{name}"
 
 

@@ -300,7 +300,7 @@ class _TargetDelivery:
                 return
             except boto3.exceptions.Boto3Error as exc:  # pragma: no cover - defensive
                 error = str(exc)
-            except Exception as exc:  # noqa: BLE001 - any failure is a failed attempt
+            except Exception as exc:
                 error = str(exc)
         dlq = target.get("DeadLetterConfig", {}).get("Arn")
         log.warning("event delivery to %s failed after %d attempts", arn, attempts)

@@ -20,14 +20,16 @@ def spec(tmp_path: Path, body: str, timeout: float = 2.0, env: dict[str, str] | 
 
 
 def test_result_and_context(tmp_path: Path) -> None:
-    s = spec(tmp_path, "def handler(e, c):\n    return {'x': e['x'], 'fn': c.function_name, 'ms': c.get_remaining_time_in_millis()}\n")
+    s = spec(tmp_path, "def handler(e, c):\n"
+                       "    return {'x': e['x'], 'fn': c.function_name, 'ms': c.get_remaining_time_in_millis()}\n")
     res = rt.invoke(s, {"x": 1})
     assert not res.failed
     assert res.payload["x"] == 1 and res.payload["fn"] == "fn" and 0 < res.payload["ms"] <= 2000
 
 
 def test_errors_come_back_as_lambda_returns_them(tmp_path: Path) -> None:
-    s = spec(tmp_path, "class SesThrottled(Exception): pass\ndef handler(e, c):\n    raise SesThrottled('Maximum sending rate exceeded.')\n")
+    s = spec(tmp_path, "class SesThrottled(Exception): pass\n"
+                       "def handler(e, c):\n    raise SesThrottled('Maximum sending rate exceeded.')\n")
     res = rt.invoke(s, {})
     assert res.error_type == "SesThrottled"
     assert res.payload["errorType"] == "SesThrottled"

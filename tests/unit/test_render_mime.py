@@ -73,12 +73,12 @@ def test_template_injection_in_data_is_printed_not_evaluated() -> None:
 
 
 def test_sandbox_blocks_unsafe_attribute_access_in_templates() -> None:
-    with pytest.raises(TemplateRenderError, match="SecurityError|unsafe"):
+    with pytest.raises(TemplateRenderError, match=r"SecurityError|unsafe"):
         render(inline("{{ ''.__class__.__mro__[1].__subclasses__() }}", subject="x"), {})
 
 
 def test_subject_with_newline_is_refused() -> None:
-    with pytest.raises(TemplateRenderError, match="subject contains CR, LF"):
+    with pytest.raises(TemplateRenderError, match=r"subject contains CR, LF"):
         render(inline("<p>x</p>", subject="Hi {{ name }}"), {"name": "a\r\nBcc: victim@example.com"})
 
 
