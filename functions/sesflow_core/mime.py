@@ -6,10 +6,12 @@ Non-transactional topics get RFC 2369 ``List-Unsubscribe`` and RFC 8058
 
 from __future__ import annotations
 
-from email.headerregistry import Address as HeaderAddress
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import make_msgid, parseaddr
+from email import charset as _charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import compat32
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 
 from .errors import InvalidEmailRequest
 from .render import Rendered
@@ -17,14 +19,33 @@ from .request import SendRequest, check_header_safe, parse_address
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # SES v2 limit for a raw message (after encoding: 40 MB)
 
+# The legacy ``email.mime`` API with the compat32 policy: the same RFC 5322/2047/2045
+# output as ``EmailMessage``, about 3x faster (bench/render_mime.py).
+_SMTP = compat32.clone(linesep="\r\n")
+_UTF8_QP = _charset.Charset("utf-8")
+_UTF8_QP.header_encoding = _charset.QP
+_UTF8_QP.body_encoding = _charset.QP
+
 
 def mailbox(address: str, name: str | None) -> str:
-    """``"Name" <addr>`` with the name quoted/encoded as RFC 5322 requires."""
+    """``"Name" <addr>``: quoted as RFC 5322 needs, RFC 2047-encoded when not ASCII."""
     if name:
         check_header_safe("display name", name)
-        local, _, domain = address.rpartition("@")
-        return str(HeaderAddress(display_name=name, username=local, domain=domain))
+        return formataddr((name, address), charset="utf-8")
     return address
+
+
+def _header(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, _UTF8_QP)
+
+
+def _part(text: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    if text.isascii() and max((len(line) for line in text.splitlines()), default=0) < 990:
+        part.set_payload(text, "us-ascii")
+    else:
+        part.set_payload(text, _UTF8_QP)
+    return part
 
 
 def resolve_sender(request: SendRequest, rendered: Rendered, default_from: str) -> tuple[str, str | None]:
@@ -48,12 +69,13 @@ def build_message(
     unsubscribe_mailto: str | None = None,
     message_domain: str = "sesflow.local",
 ) -> bytes:
-    msg = EmailMessage(policy=SMTP)
+    msg = MIMEMultipart("alternative")
     msg["From"] = mailbox(sender[0], sender[1])
     msg["To"] = mailbox(request.to, request.toName)
     if request.replyTo:
         msg["Reply-To"] = request.replyTo
-    msg["Subject"] = rendered.subject
+    msg["Subject"] = _header(rendered.subject)  # type: ignore[assignment]  # Header is accepted
+    msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = make_msgid(idstring=request.emailId, domain=message_domain)
     msg["X-Sesflow-Email-Id"] = request.emailId
     if not request.transactional:
@@ -67,9 +89,9 @@ def build_message(
             msg["List-Unsubscribe"] = ", ".join(targets)
             if unsubscribe_url:
                 msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(rendered.text, subtype="plain", charset="utf-8")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
-    raw = msg.as_bytes()
+    msg.attach(_part(rendered.text, "plain"))
+    msg.attach(_part(rendered.html, "html"))
+    raw = msg.as_bytes(policy=_SMTP)
     if len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidEmailRequest(f"the message is {len(raw)} bytes; SES accepts {MAX_MESSAGE_BYTES}")
     return raw

@@ -16,11 +16,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from html.parser import HTMLParser
 from typing import Any
-
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import TemplateRenderError
 
@@ -66,15 +64,23 @@ def parse_metadata(name: str, raw: str | bytes) -> dict[str, Any]:
     return meta
 
 
-def _env(autoescape: bool) -> SandboxedEnvironment:
+@cache
+def _env(autoescape: bool) -> Any:
+    """The sandboxed Jinja2 environment (jinja2 is imported on first use: handlers that only
+    need :class:`Rendered` do not pay for it at cold start)."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
     return SandboxedEnvironment(
         autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         keep_trailing_newline=True,
     )
 
 
-_HTML_ENV = _env(True)
-_TEXT_ENV = _env(False)
+def _template_error() -> type[Exception]:
+    from jinja2 import TemplateError
+
+    return TemplateError
 
 
 class _TextExtractor(HTMLParser):
@@ -133,11 +139,12 @@ class CompiledTemplate:
 
     def __post_init__(self) -> None:
         name = self.source.name
+        text_env, html_env = _env(False), _env(True)
         try:
-            self.subject = _TEXT_ENV.from_string(self.source.metadata["subject"])
-            self.html = _HTML_ENV.from_string(self.source.html)
-            self.text = _TEXT_ENV.from_string(self.source.text) if self.source.text is not None else None
-        except TemplateError as exc:
+            self.subject = text_env.from_string(self.source.metadata["subject"])
+            self.html = html_env.from_string(self.source.html)
+            self.text = text_env.from_string(self.source.text) if self.source.text is not None else None
+        except _template_error() as exc:
             raise TemplateRenderError(f"template {name}: does not compile: {exc}") from None
 
     def render(self, data: dict[str, Any], topic: str | None = None) -> Rendered:
@@ -157,7 +164,7 @@ class CompiledTemplate:
             subject = self.subject.render(data).strip()
             html = self.html.render(data)
             text = self.text.render(data) if self.text is not None else html_to_text(html)
-        except TemplateError as exc:
+        except _template_error() as exc:
             # StrictUndefined / SecurityError: the message names the variable or the operation
             raise TemplateRenderError(f"template {name}: {type(exc).__name__}: {exc}") from None
         if re.search(r"[\r\n\x00]", subject):

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 
+# No Powertools Tracer: importing the X-Ray SDK costs ~100 ms of cold start (measured by
+# bench/cold_import.py). Active tracing in the template still traces every Lambda and
+# Step Functions call in X-Ray's service map.
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 

@@ -14,7 +14,7 @@ from sesflow_core.errors import TemplateNotFound
 from sesflow_core.render import CompiledTemplate, TemplateSource, parse_metadata
 from sesflow_core.request import SendRequest
 
-from ._common import Settings, client, logger, tracer
+from ._common import Settings, client, logger
 
 PARTS = ("metadata.json", "template.html", "template.txt")
 
@@ -85,7 +85,6 @@ def load_template(bucket: str, name: str, ttl: float) -> CompiledTemplate:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     request = SendRequest.from_dict(event)

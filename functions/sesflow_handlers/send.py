@@ -26,7 +26,7 @@ from sesflow_core.errors import SendInProgress, SesMessageRejected, SesTransient
 from sesflow_core.render import Rendered
 from sesflow_core.request import SendRequest
 
-from ._common import Settings, client, logger, metrics, now_iso, tracer
+from ._common import Settings, client, logger, metrics, now_iso
 from .secrets import unsubscribe_secrets
 
 RETRYABLE, SENDING, SENT, REJECTED = "retryable", "sending", "sent", "rejected"
@@ -118,7 +118,6 @@ def send(settings: Settings, request: SendRequest, rendered: Rendered) -> str:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()

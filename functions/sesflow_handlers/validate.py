@@ -16,7 +16,7 @@ from typing import Any
 from sesflow_core import request as req
 from sesflow_core import status
 
-from ._common import Settings, client, logger, now_iso, tracer
+from ._common import Settings, client, logger, now_iso
 
 
 def open_tracking_item(settings: Settings, request: req.SendRequest) -> None:
@@ -56,7 +56,6 @@ def _kept(raw: Any, key: str, pattern: str) -> str | None:
 
 
 @logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     raw = event.get("request", event) if isinstance(event, dict) else event

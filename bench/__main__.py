@@ -1,0 +1,9 @@
+"""`make bench`: every benchmark, one after the other."""
+
+from bench import cold_import, local_stack, render_mime
+
+render_mime.main([])
+print()
+cold_import.main([])
+print()
+local_stack.main([])
