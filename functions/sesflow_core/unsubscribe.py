@@ -25,6 +25,7 @@ class Subscription:
     address: str
     topic: str
     expires: int
+    email_id: str | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -36,10 +37,14 @@ def _unb64(text: str) -> bytes:
 
 
 def make_token(secret: bytes, address: str, topic: str, *, now: float | None = None,
-               ttl: int = DEFAULT_TTL_SECONDS) -> str:
+               ttl: int = DEFAULT_TTL_SECONDS, email_id: str | None = None) -> str:
+    """A token for ``address`` + ``topic`` until ``now + ttl``; ``email_id`` (optional) lets the
+    unsubscribe be recorded on the email that carried the link."""
     expires = int((now if now is not None else time.time()) + ttl)
-    payload = _b64(json.dumps({"a": address.lower(), "t": topic, "e": expires},
-                              separators=(",", ":")).encode())
+    doc: dict[str, object] = {"a": address.lower(), "t": topic, "e": expires}
+    if email_id:
+        doc["i"] = email_id
+    payload = _b64(json.dumps(doc, separators=(",", ":")).encode())
     mac = hmac.new(secret, payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{_b64(mac)}"
 
@@ -55,7 +60,8 @@ def verify_token(secrets: list[bytes], token: str, *, now: float | None = None) 
         raise InvalidToken("bad signature")
     try:
         data = json.loads(_unb64(payload))
-        sub = Subscription(str(data["a"]), str(data["t"]), int(data["e"]))
+        sub = Subscription(str(data["a"]), str(data["t"]), int(data["e"]),
+                           str(data["i"]) if data.get("i") else None)
     except (ValueError, KeyError, TypeError):
         raise InvalidToken("malformed payload") from None
     if sub.expires < (now if now is not None else time.time()):

@@ -36,6 +36,11 @@ class Settings:
     throttle_wait_seconds: int
     quota_wait_seconds: int
     max_send_rounds: int
+    event_bus: str
+    complaint_scope: str
+    soft_bounce_threshold: int
+    soft_bounce_window_days: int
+    sync_account_suppression: bool
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +59,11 @@ class Settings:
             throttle_wait_seconds=int(env.get("THROTTLE_WAIT_SECONDS", "30")),
             quota_wait_seconds=int(env.get("QUOTA_WAIT_SECONDS", "3600")),
             max_send_rounds=int(env.get("MAX_SEND_ROUNDS", "5")),
+            event_bus=env.get("EVENT_BUS_NAME", ""),
+            complaint_scope=env.get("COMPLAINT_SUPPRESSION_SCOPE", "~subscription"),
+            soft_bounce_threshold=int(env.get("SOFT_BOUNCE_THRESHOLD", "3")),
+            soft_bounce_window_days=int(env.get("SOFT_BOUNCE_WINDOW_DAYS", "30")),
+            sync_account_suppression=env.get("SYNC_ACCOUNT_SUPPRESSION", "false").lower() == "true",
         )
 
     def expires_at(self, now: float | None = None) -> int:

@@ -82,7 +82,7 @@ def unsubscribe_url(settings: Settings, request: SendRequest) -> str | None:
     secrets = unsubscribe_secrets()
     if not secrets:
         return None
-    token = unsub.make_token(secrets[0], request.recipient, request.topic)
+    token = unsub.make_token(secrets[0], request.recipient, request.topic, email_id=request.emailId)
     sep = "&" if "?" in settings.unsubscribe_url else "?"
     return f"{settings.unsubscribe_url}{sep}token={token}"
 

@@ -157,6 +157,7 @@ def deploy(
     resources = {
         r["LogicalResourceId"]: {"type": r["ResourceType"], "physicalId": r.get("PhysicalResourceId", "")}
         for r in cf.describe_stack_resources(StackName=stack_id)["StackResources"]
+        if "LogicalResourceId" in r
     }
     missing = [
         lid for lid, res in cfn["Resources"].items()

@@ -28,20 +28,88 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _make_server(port: int) -> Any:
+URL_PREFIX = "/_sesflow/lambda-url/"
+
+
+def function_url_event(environ: dict[str, Any], function: str, path: str) -> dict[str, Any]:
+    """A Lambda function URL event (payload format 2.0) for one HTTP request."""
+    import base64
+    import uuid
+    from urllib.parse import parse_qsl
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    query = environ.get("QUERY_STRING", "")
+    try:
+        body, is_b64 = raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        body, is_b64 = base64.b64encode(raw).decode(), True
+    now = time.time()
+    return {
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
+        "headers": headers, "queryStringParameters": dict(parse_qsl(query)) or None,
+        "requestContext": {
+            "accountId": "anonymous", "apiId": function, "domainName": headers.get("host", ""),
+            "domainPrefix": function, "requestId": str(uuid.uuid4()), "routeKey": "$default",
+            "stage": "$default", "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+            "http": {"method": environ["REQUEST_METHOD"], "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": environ.get("REMOTE_ADDR", "127.0.0.1"), "userAgent": headers.get("user-agent", "")},
+        },
+        "body": body or None, "isBase64Encoded": is_b64,
+    }
+
+
+class FunctionUrls:
+    """WSGI middleware: ``/_sesflow/lambda-url/<function>/...`` invokes the function as its
+    Lambda function URL would; everything else goes to moto."""
+
+    def __init__(self, app: Any, region: str) -> None:
+        self.app = app
+        self.region = region
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path: str = environ.get("PATH_INFO", "")
+        if not path.startswith(URL_PREFIX):
+            return self.app(environ, start_response)
+        import base64
+
+        from . import ses
+
+        function, _, rest = path[len(URL_PREFIX):].partition("/")
+        event = function_url_event(environ, function, "/" + rest)
+        resp = ses.local_client("lambda", self.region).invoke(FunctionName=function, Payload=json.dumps(event))
+        payload = json.loads(resp["Payload"].read() or b"null")
+        if resp.get("FunctionError"):
+            status, headers, body = 502, {"Content-Type": "application/json"}, json.dumps(payload).encode()
+        elif isinstance(payload, dict) and "statusCode" in payload:
+            status = int(payload["statusCode"])
+            headers = {str(k): str(v) for k, v in (payload.get("headers") or {}).items()}
+            text = payload.get("body") or ""
+            body = base64.b64decode(text) if payload.get("isBase64Encoded") else str(text).encode()
+        else:
+            status, headers, body = 200, {"Content-Type": "application/json"}, json.dumps(payload).encode()
+        from http import HTTPStatus
+
+        start_response(f"{status} {HTTPStatus(status).phrase}", [*headers.items(), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def _make_server(port: int, region: str) -> Any:
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
-    app = DomainDispatcherApplication(create_backend_app)
+    app = FunctionUrls(DomainDispatcherApplication(create_backend_app), region)
     return make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
 def local_parameters(port: int) -> dict[str, str]:
     """Template parameters of the local stack (everything else keeps its default)."""
     return {
-        # one-click unsubscribe links point at the local endpoint
-        "UnsubscribeUrl": f"http://127.0.0.1:{port}/_sesflow/unsubscribe",
         # seconds, not minutes, between throttled send rounds on a laptop
         "ThrottleWaitSeconds": "2",
         "QuotaWaitSeconds": "5",
@@ -70,7 +138,7 @@ def bring_up(root: Path, state: Path, port: int, max_send_rate: float | None,
     shims.set_project_root(root, deploy.ARTIFACTS_BUCKET)
     ses.configure(state / "outbox", max_send_rate)
 
-    server = _make_server(port)
+    server = _make_server(port, region)
     threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
 
     clients = Clients(region, f"http://127.0.0.1:{port}")

@@ -1,10 +1,18 @@
-"""Local SES v2: an outbox of ``.eml`` files and the account's maximum sending rate.
+"""Local SES v2: an outbox of ``.eml`` files, the maximum sending rate, event publishing.
 
 Every message accepted by ``SendEmail`` is written, full MIME, to
 ``<state dir>/outbox/<n>-<MessageId>.eml`` with a ``.json`` beside it (configuration set,
 tags, envelope). With a maximum sending rate set, a send that would take the last second
 above that many recipients is refused with ``TooManyRequestsException`` /
 "Maximum sending rate exceeded.", as SES does.
+
+Event publishing and the mailbox simulator: after a send, SES events (Send, then Delivery,
+Bounce, Complaint) are published to the configuration set's event destinations
+(EventBridge bus or SNS topic), shaped as SES publishes them. Recipients at
+``simulator.amazonses.com`` behave as in SES (labels such as ``bounce+x@`` too):
+``success`` delivers, ``bounce`` bounces permanently, ``ooto`` delivers, ``complaint``
+delivers then complains, ``suppressionlist`` bounces with ``OnAccountSuppressionList``.
+Every other recipient is delivered.
 """
 
 from __future__ import annotations
@@ -12,9 +20,12 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import logging
 import os
+import queue
 import threading
 import time
+import uuid
 from collections import deque
 from email import policy
 from email.message import EmailMessage
@@ -45,6 +56,21 @@ SETTINGS = _Settings()
 _counter = itertools.count(1)
 _rate_lock = threading.Lock()
 _recent: deque[tuple[float, int]] = deque()
+
+
+#: configuration set name -> its event destinations (CloudFormation EventDestination shape)
+EVENT_DESTINATIONS: dict[str, list[dict[str, Any]]] = {}
+SIMULATOR_DOMAIN = "simulator.amazonses.com"
+_EVENT_TYPES = {"send": "Send", "reject": "Reject", "bounce": "Bounce", "complaint": "Complaint",
+                "delivery": "Delivery", "deliverydelay": "DeliveryDelay",
+                "renderingfailure": "Rendering Failure", "open": "Open", "click": "Click"}
+_DETAIL_TYPES = {"Send": "Email Sent", "Delivery": "Email Delivered", "Bounce": "Email Bounced",
+                 "Complaint": "Email Complaint Received", "Reject": "Email Rejected",
+                 "DeliveryDelay": "Email Delivery Delayed", "Rendering Failure": "Email Rendering Failed"}
+
+
+def add_event_destination(config_set: str, destination: dict[str, Any]) -> None:
+    EVENT_DESTINATIONS.setdefault(config_set, []).append(destination)
 
 
 def configure(outbox: Path, max_send_rate: float | None) -> None:
@@ -199,7 +225,126 @@ def _send_email(self: SESV2Response) -> str:
             "tags": {t["Name"]: t["Value"] for t in params.get("EmailTags", [])},
         },
     )
+    if config_set and EVENT_DESTINATIONS.get(config_set):
+        _PUBLISHER.submit(_simulate(
+            self.current_account, self.region, message_id, source or "", recipients, raw,
+            config_set, params.get("EmailTags", []),
+        ), self.current_account, self.region)
     return response
+
+
+# ---------------------------------------------------------------- event publishing
+def _mailbox_behaviour(address: str) -> str:
+    local, _, domain = address.lower().rpartition("@")
+    if domain != SIMULATOR_DOMAIN:
+        return "success"
+    return local.split("+", 1)[0]
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+
+
+def _simulate(account: str, region: str, message_id: str, source: str, recipients: list[str], raw: bytes,
+              config_set: str, email_tags: list[dict[str, str]]) -> list[tuple[float, str, dict[str, Any]]]:
+    """(delay, config set, SES event) for each event SES would publish for this message."""
+    parsed = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+    _, from_addr = parseaddr(source)
+    tags: dict[str, list[str]] = {
+        "ses:configuration-set": [config_set], "ses:source-ip": ["127.0.0.1"],
+        "ses:from-domain": [from_addr.rpartition("@")[2]],
+        "ses:caller-identity": ["sesflow-local"], "ses:outgoing-ip": ["127.0.0.1"],
+    }
+    for t in email_tags:
+        tags[t["Name"]] = [t["Value"]]
+    mail = {
+        "timestamp": _now_iso(), "source": source,
+        "sourceArn": f"arn:aws:ses:{region}:{account}:identity/{from_addr.rpartition('@')[2]}",
+        "sendingAccountId": account, "messageId": message_id, "destination": recipients,
+        "headersTruncated": False,
+        "headers": [{"name": k, "value": str(v)} for k, v in parsed.items()],
+        "commonHeaders": {"from": [str(parsed["From"] or source)], "to": [str(parsed["To"] or "")],
+                          "messageId": message_id, "subject": str(parsed["Subject"] or "")},
+        "tags": tags,
+    }
+    events: list[tuple[float, str, dict[str, Any]]] = [
+        (0.0, config_set, {"eventType": "Send", "mail": mail, "send": {}})]
+    mta = "dsn; a8-70.smtp-out.amazonses.com"
+    for rcpt in recipients:
+        kind = _mailbox_behaviour(rcpt)
+        ts = _now_iso()
+        if kind in ("bounce", "suppressionlist"):
+            on_list = kind == "suppressionlist"
+            events.append((0.05, config_set, {"eventType": "Bounce", "mail": mail, "bounce": {
+                "feedbackId": f"{message_id}-{uuid.uuid4().hex[:8]}-000000",
+                "bounceType": "Permanent",
+                "bounceSubType": "OnAccountSuppressionList" if on_list else "General",
+                "bouncedRecipients": [{
+                    "emailAddress": rcpt, "action": "failed", "status": "5.1.1",
+                    "diagnosticCode": ("Amazon SES did not send the message to this address because it is on "
+                                       "the suppression list for your account.") if on_list
+                    else "smtp; 550 5.1.1 user unknown"}],
+                "timestamp": ts, "reportingMTA": mta}}))
+            continue
+        events.append((0.05, config_set, {"eventType": "Delivery", "mail": mail, "delivery": {
+            "timestamp": ts, "processingTimeMillis": 420, "recipients": [rcpt],
+            "smtpResponse": "250 2.6.0 Message received", "reportingMTA": "a8-70.smtp-out.amazonses.com"}}))
+        if kind == "complaint":
+            events.append((0.15, config_set, {"eventType": "Complaint", "mail": mail, "complaint": {
+                "feedbackId": f"{message_id}-{uuid.uuid4().hex[:8]}-000000",
+                "complaintSubType": None, "complainedRecipients": [{"emailAddress": rcpt}],
+                "timestamp": _now_iso(), "userAgent": "Amazon SES Mailbox Simulator",
+                "complaintFeedbackType": "abuse", "arrivalDate": ts}}))
+    return events
+
+
+def _publish(account: str, region: str, config_set: str, event: dict[str, Any]) -> None:
+    for dest in EVENT_DESTINATIONS.get(config_set, []):
+        if str(dest.get("Enabled", True)).lower() == "false":
+            continue
+        types = {_EVENT_TYPES.get(str(t).replace("_", "").lower()) for t in dest.get("MatchingEventTypes", [])}
+        if event["eventType"] not in types:
+            continue
+        if "EventBridgeDestination" in dest:
+            from moto.events.models import events_backends
+
+            bus_arn = dest["EventBridgeDestination"]["EventBusArn"]
+            events_backends[account][region].put_events([{
+                "Source": "aws.ses", "DetailType": _DETAIL_TYPES.get(event["eventType"], "Email Event"),
+                "Detail": json.dumps(event), "EventBusName": bus_arn,
+                "Resources": [f"arn:aws:ses:{region}:{account}:configuration-set/{config_set}"],
+            }])
+        elif "SnsDestination" in dest:
+            local_client("sns", region).publish(TopicArn=dest["SnsDestination"]["TopicARN"],
+                                                Message=json.dumps(event))
+
+
+class _Publisher:
+    """Publishes simulated SES events in order, off the request thread (SES is async too)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[str, str, list[tuple[float, str, dict[str, Any]]]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, events: list[tuple[float, str, dict[str, Any]]], account: str = "123456789012",
+               region: str = "us-east-1") -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ses-events", daemon=True)
+            self._thread.start()
+        self._queue.put((account, region, events))
+
+    def _run(self) -> None:
+        while True:
+            account, region, events = self._queue.get()
+            for delay, config_set, event in events:
+                time.sleep(delay)
+                try:
+                    _publish(account, region, config_set, event)
+                except Exception:  # noqa: BLE001 - a lost local event must not stop the publisher
+                    logging.getLogger("sesflow.local").exception("publishing an SES event failed")
+
+
+_PUBLISHER = _Publisher()
 
 
 def _put_configuration_set_sending_options(self: SESV2Response) -> str:

@@ -10,6 +10,12 @@ Lambda runs handlers only in Docker    ``LambdaFunction.invoke`` runs the handle
                                        (:mod:`sesflow.local.lambda_runtime`)
 CFN has no ``AWS::SES::*`` types       ``ConfigurationSet`` and ``EmailIdentity`` models
 CFN has no SecretsManager::Secret      ``Secret`` model (GenerateSecretString honoured)
+CFN has no SES event destinations      ``ConfigurationSetEventDestination`` model; the local
+                                       SES publishes events to them (mailbox simulator)
+CFN has no Lambda::Url, no function    ``Url`` model; ``/_sesflow/lambda-url/<function>/``
+URL endpoint                           on the local endpoint invokes the function with a
+                                       function-URL (payload 2.0) event
+CFN has no CloudWatch::Alarm           ``Alarm`` model (PutMetricAlarm)
 ``Ref`` of an EventBus is no name      ``EventBus.physical_resource_id`` is its name
 CFN state machines ignore              ``DefinitionSubstitutions`` applied, machines
 ``DefinitionSubstitutions`` and land   created in the executing (parser) backend; every
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 from pathlib import Path
@@ -204,6 +211,96 @@ class _SecretsManagerSecret(CloudFormationModel):
             client_request_token=None, replica_regions=[], force_overwrite=False,
         )
         return cls(json.loads(result)["ARN"])
+
+
+class _SesEventDestination(CloudFormationModel):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SES::ConfigurationSetEventDestination"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+        **kwargs: Any,
+    ) -> _SesEventDestination:
+        props = cloudformation_json["Properties"]
+        dest = props["EventDestination"]
+        ses.add_event_destination(props["ConfigurationSetName"], dest)
+        return cls(f"{props['ConfigurationSetName']}|{dest.get('Name', resource_name)}")
+
+
+class _LambdaUrl(CloudFormationModel):
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+        self.url = f"http://127.0.0.1:{os.environ['MOTO_PORT']}/_sesflow/lambda-url/{function_name}/"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Lambda::Url"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.url
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in ("FunctionUrl", "FunctionArn")
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        return self.url if attribute_name == "FunctionUrl" else self.function_name
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+        **kwargs: Any,
+    ) -> _LambdaUrl:
+        target = str(cloudformation_json["Properties"]["TargetFunctionArn"])
+        return cls(target.rsplit(":", 1)[-1] if target.startswith("arn:") else target)
+
+
+class _CloudWatchAlarm(CloudFormationModel):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::CloudWatch::Alarm"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "AlarmName"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+        **kwargs: Any,
+    ) -> _CloudWatchAlarm:
+        props = dict(cloudformation_json["Properties"])
+        props.pop("AlarmName", None)
+        for key in ("Threshold",):
+            if key in props:
+                props[key] = float(props[key])
+        for key in ("EvaluationPeriods", "DatapointsToAlarm", "Period"):
+            if key in props:
+                props[key] = int(props[key])
+        for metric in props.get("Metrics", []):
+            if "MetricStat" in metric:
+                metric["MetricStat"]["Period"] = int(metric["MetricStat"]["Period"])
+            if "ReturnData" in metric:
+                metric["ReturnData"] = str(metric["ReturnData"]).lower() == "true"
+        ses.local_client("cloudwatch", region_name).put_metric_alarm(AlarmName=resource_name, **props)
+        return cls(resource_name)
 
 
 # ---------------------------------------------------------------- CloudFormation: SFN
