@@ -56,7 +56,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     item = tracking_item(cli._target(args), args.email_id)
     if item is None:
         raise cli.UsageError(f"no tracking item for emailId {args.email_id!r}")
-    print(json.dumps(item, indent=2, default=str))
+    item.pop("eventKeys", None)
+    item["timeline"] = [json.loads(e) for e in item.get("timeline", [])]
+    lines = [f"{args.email_id}: {item.get('status')}" + (f" ({item['reason']})" if item.get("reason") else "")]
+    for key in ("template", "topic", "recipient", "messageId", "campaignId", "createdAt", "sentAt", "updatedAt"):
+        if item.get(key):
+            lines.append(f"  {key:<11} {item[key]}")
+    if item["timeline"]:
+        lines.append("  timeline:")
+        for e in item["timeline"]:
+            extra = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "at"))
+            lines.append(f"    {e.get('at', ''):<26} {e.get('event', ''):<12} {extra}")
+    cli._print(args, item, "\n".join(lines))
     return cli.EXIT_OK
 
 

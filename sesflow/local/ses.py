@@ -144,16 +144,19 @@ def _simple_to_mime(source: str, destination: dict[str, list[str]], simple: dict
 
 
 def _write_outbox(message_id: str, raw: bytes, meta: dict[str, Any]) -> Path | None:
+    """Write the message as received (no re-serialisation: that would refold headers),
+    with the headers SES adds when they are absent."""
     if SETTINGS.outbox is None:
         return None
-    parsed = BytesParser(policy=policy.default).parsebytes(raw)
-    if "Message-ID" not in parsed:
-        parsed["Message-ID"] = f"<{message_id}@email.amazonses.com>"
+    parsed = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+    added = b""
     if "Date" not in parsed:
-        parsed["Date"] = formatdate(localtime=False)
+        added += f"Date: {formatdate(usegmt=True)}\r\n".encode()
+    if "Message-ID" not in parsed:
+        added += f"Message-ID: <{message_id}@email.amazonses.com>\r\n".encode()
     stem = f"{next(_counter):06d}-{message_id}"
     path = SETTINGS.outbox / f"{stem}.eml"
-    path.write_bytes(parsed.as_bytes(policy=policy.SMTP))
+    path.write_bytes(added + raw)
     (SETTINGS.outbox / f"{stem}.json").write_text(json.dumps(meta, indent=2))
     return path
 
