@@ -1,9 +1,10 @@
 """``make demo``: the main job, end to end, on the embedded local AWS.
 
 Starts a local stack (SES limited to 2 emails/s so throttling shows), then: a welcome
-mail, a newsletter with one-click unsubscribe headers, a suppressed address skipped, a bad
-request rejected with its reason, and a burst of sends that SES throttles and the state
-machine recovers. Stops the stack it started.
+mail, a newsletter with one-click unsubscribe headers (and a one-click unsubscribe), the
+feedback loop (a bounce suppresses the address; the next send is skipped), a bad request
+rejected with its reason, and a burst of sends that SES throttles and the state machine
+recovers. Stops the stack it started.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
+import urllib.request
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
 from sesflow import executions
+from sesflow.cli_send import tracking_item
 from sesflow.local import control
 from sesflow.local.ses import outbox_entries
 from sesflow.target import Target, find_root, local_target
@@ -51,6 +55,26 @@ def _headers(target: Target, email_id: str, names: tuple[str, ...]) -> None:
             print(f"   file:  {entry['path']}")
 
 
+def _wait_status(target: Target, email_id: str, wanted: str, timeout: float = 15.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    item: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        item = tracking_item(target, email_id) or {}
+        if item.get("status") == wanted:
+            break
+        time.sleep(0.05)
+    return item
+
+
+def _unsubscribe_url(target: Target, email_id: str) -> str:
+    for entry in outbox_entries(Path(target.state["outbox"])):
+        if entry["tags"].get("emailId") == email_id:
+            msg = BytesParser(policy=policy.default).parsebytes(Path(entry["path"]).read_bytes())
+            header = str(msg["List-Unsubscribe"])
+            return header[header.index("<") + 1: header.index(">")]
+    raise LookupError(email_id)
+
+
 def run_demo(target: Target) -> bool:
     events = find_root() / "events"
     ok = True
@@ -66,16 +90,23 @@ def run_demo(target: Target) -> bool:
     _show(rep)
     _headers(target, "demo-news", ("Subject", "List-Unsubscribe", "List-Unsubscribe-Post"))
     ok &= rep.output["status"] == "sent"
+    url = _unsubscribe_url(target, "demo-news")
+    request = urllib.request.Request(url, data=b"List-Unsubscribe=One-Click", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - the local endpoint
+        print(f"   one-click POST to the List-Unsubscribe URL: HTTP {resp.status}")
+    item = _wait_status(target, "demo-news", "unsubscribed")
+    print(f"   status {item.get('status')!r}; the next newsletter to this address would be suppressed")
+    ok &= item.get("status") == "unsubscribed"
 
-    _say("3. A suppressed address is skipped (no render, no SES call)")
-    target.clients.client("dynamodb").put_item(
-        TableName=target.outputs["SuppressionTableName"],
-        Item={"address": {"S": "bounced@example.org"}, "topic": {"S": "*"}, "reason": {"S": "demo"}},
-    )
-    rep = _send(target, json.loads((events / "send-welcome.json").read_text())
-                | {"emailId": "demo-suppressed", "to": "bounced@example.org"})
+    _say("3. The feedback loop: a bounce suppresses the address, the next send is skipped")
+    welcome = json.loads((events / "send-welcome.json").read_text())
+    rep = _send(target, welcome | {"emailId": "demo-bounce", "to": "bounce@simulator.amazonses.com"})
+    print(f"   send to bounce@simulator.amazonses.com: {rep.output['status']}")
+    item = _wait_status(target, "demo-bounce", "bounced")
+    print(f"   SES Bounce event -> feedback function -> status {item.get('status')!r} ({item.get('reason')})")
+    rep = _send(target, welcome | {"emailId": "demo-suppressed", "to": "bounce@simulator.amazonses.com"})
     _show(rep)
-    ok &= rep.output["status"] == "suppressed"
+    ok &= item.get("status") == "bounced" and rep.output["status"] == "suppressed"
 
     _say("4. A bad request is rejected with its reason")
     rep = _send(target, json.loads((events / "send-invalid.json").read_text()) | {"emailId": "demo-rejected"})

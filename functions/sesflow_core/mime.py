@@ -21,7 +21,9 @@ MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # SES v2 limit for a raw message (after en
 
 # The legacy ``email.mime`` API with the compat32 policy: the same RFC 5322/2047/2045
 # output as ``EmailMessage``, about 3x faster (bench/render_mime.py).
-_SMTP = compat32.clone(linesep="\r\n")
+# max_line_length: RFC 5322's hard limit; long unbreakable values (List-Unsubscribe URLs)
+# stay on their header line instead of being folded before the value.
+_SMTP = compat32.clone(linesep="\r\n", max_line_length=998)
 _UTF8_QP = _charset.Charset("utf-8")
 _UTF8_QP.header_encoding = _charset.QP
 _UTF8_QP.body_encoding = _charset.QP

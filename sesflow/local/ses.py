@@ -343,7 +343,7 @@ class _Publisher:
                 time.sleep(delay)
                 try:
                     _publish(account, region, config_set, event)
-                except Exception:  # noqa: BLE001 - a lost local event must not stop the publisher
+                except Exception:
                     logging.getLogger("sesflow.local").exception("publishing an SES event failed")
 
 

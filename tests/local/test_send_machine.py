@@ -41,6 +41,17 @@ def messages_for(stack: Target, email_id: str) -> list[dict[str, Any]]:
     return [e for e in outbox_entries(Path(stack.state["outbox"])) if e["tags"].get("emailId") == email_id]
 
 
+def wait_for_status(stack: Target, email_id: str, wanted: str, timeout: float = 15.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    item = None
+    while time.monotonic() < deadline:
+        item = tracking_item(stack, email_id)
+        if item and item["status"] == wanted:
+            return item
+        time.sleep(0.05)
+    raise AssertionError(f"{email_id} never reached {wanted}: {item}")
+
+
 def status_events(stack: Target, email_id: str) -> list[dict[str, Any]]:
     """Status events on the project bus, captured by a queue the test subscribes."""
     sqs = stack.clients.client("sqs")
@@ -104,12 +115,12 @@ def test_happy_path_sends_one_multipart_message_with_headers_and_tags(stack: Tar
     assert msg["From"] == "no-reply@example.com"
     assert "List-Unsubscribe" not in msg
 
-    item = tracking_item(stack, "happy-0001")
-    assert item is not None
-    assert item["status"] == "sent" and item["previousStatus"] == "queued"
-    assert item["messageId"] == rep.output["messageId"] and item["templateVersion"]
+    item = wait_for_status(stack, "happy-0001", "delivered")  # the simulator delivers
+    assert item["sentAt"] and item["messageId"] == rep.output["messageId"] and item["templateVersion"]
     assert item["recipient"] == "success@simulator.amazonses.com" and item["sendState"] == "sent"
-    [event] = status_events(stack, "happy-0001")
+    assert [json.loads(e)["event"] for e in item["timeline"]] == ["Send", "Delivery"]
+    event, delivered = status_events(stack, "happy-0001")
+    assert delivered["detail"]["status"] == "delivered" and delivered["detail"]["previousStatus"] == "sent"
     assert event["source"] == "sesflow" and event["detail-type"] == "Email Status Changed"
     assert event["detail"] | {"timestamp": None} == {
         "emailId": "happy-0001", "status": "sent", "previousStatus": "queued",
@@ -136,7 +147,8 @@ def test_same_email_id_twice_sends_one_message(stack: Target) -> None:
     assert first.output["messageId"] == second.output["messageId"]
     assert "Finish" in visited(second)  # nothing recorded or emitted twice
     assert len(messages_for(stack, "twice-0001")) == 1
-    assert len(status_events(stack, "twice-0001")) == 1
+    statuses = [e["detail"]["status"] for e in status_events(stack, "twice-0001")]
+    assert statuses.count("sent") == 1
 
 
 def test_concurrent_duplicates_send_once(stack: Target) -> None:
@@ -242,7 +254,8 @@ def test_sending_paused_ends_paused_and_a_later_request_can_send(stack: Target) 
     assert messages_for(stack, "paused-0001") == []
     again = run(stack, WELCOME | {"emailId": "paused-0001"})
     assert again.output["status"] == "sent"
-    assert tracking_item(stack, "paused-0001")["previousStatus"] == "paused"
+    statuses = [e["detail"]["status"] for e in status_events(stack, "paused-0001")]
+    assert statuses[:2] == ["paused", "sent"]
 
 
 def test_ses_rejection_is_failed(stack: Target) -> None:

@@ -1,0 +1,256 @@
+"""The feedback loop on the local stack: mailbox simulator -> EventBridge -> feedback
+function -> tracking, suppression list, counters, status events; one-click unsubscribe."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+from sesflow_core import unsubscribe as unsub
+
+from sesflow import executions
+from sesflow.cli_send import tracking_item
+from sesflow.cli_suppression import entries
+from sesflow.target import Target
+
+from ..conftest import load_event
+from .test_send_machine import _capture_queue, messages_for, status_events
+
+pytestmark = pytest.mark.local
+
+WELCOME = {"template": "welcome", "data": {"name": "Ada", "product": "Acme"}}
+NEWS = {k: v for k, v in load_event("send-newsletter.json").items() if k != "to"}
+
+
+@pytest.fixture(autouse=True)
+def _subscribe(stack: Target) -> None:
+    _capture_queue(stack)
+
+
+def send(stack: Target, to: str, base: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    sfn = stack.clients.client("stepfunctions")
+    req = (base or WELCOME) | {"to": to, "emailId": extra.pop("emailId", f"fb-{uuid.uuid4().hex[:12]}")} | extra
+    arn = executions.start(sfn, stack.outputs["SendStateMachineArn"], req)
+    executions.wait(sfn, arn, timeout=60)
+    output: dict[str, Any] = executions.report(sfn, arn).output
+    return output
+
+
+def wait_for(stack: Target, email_id: str, predicate: Any, timeout: float = 15.0) -> dict[str, Any]:
+    """Poll the tracking item until ``predicate(item)``; fail with the last item seen."""
+    deadline = time.monotonic() + timeout
+    item: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        item = tracking_item(stack, email_id)
+        if item and predicate(item):
+            return item
+        time.sleep(0.05)
+    raise AssertionError(f"{email_id}: condition not met in {timeout}s; last item: {item}")
+
+
+def timeline(item: dict[str, Any]) -> list[str]:
+    return [json.loads(e)["event"] for e in item.get("timeline", [])]
+
+
+def invoke_feedback(stack: Target, event: dict[str, Any]) -> dict[str, Any]:
+    resp = stack.clients.client("lambda").invoke(FunctionName=stack.function_name("FeedbackFunction"),
+                                                 Payload=json.dumps(event).encode())
+    payload: dict[str, Any] = json.loads(resp["Payload"].read())
+    assert not resp.get("FunctionError"), payload
+    return payload
+
+
+# ---------------------------------------------------------------- mailbox simulator, end to end
+def test_bounce_is_recorded_and_the_next_send_is_suppressed(stack: Target) -> None:
+    first = send(stack, "bounce@simulator.amazonses.com")
+    assert first["status"] == "sent"
+    item = wait_for(stack, first["emailId"], lambda i: i["status"] == "bounced")
+    assert (item["bounceType"], item["bounceSubType"]) == ("Permanent", "General")
+    assert "550 5.1.1" in item["diagnosticCode"]
+    assert timeline(item) == ["Send", "Bounce"]
+    [entry] = entries(stack, "bounce@simulator.amazonses.com")
+    assert entry["topic"] == "*" and entry["reason"].startswith("permanent bounce")
+    assert [e["detail"]["status"] for e in status_events(stack, first["emailId"])] == ["sent", "bounced"]
+
+    second = send(stack, "bounce@simulator.amazonses.com")
+    assert second["status"] == "suppressed"
+    assert messages_for(stack, second["emailId"]) == []
+
+
+def test_complaint_after_delivery_suppresses_subscription_mail_only(stack: Target) -> None:
+    first = send(stack, "complaint+fbtest@simulator.amazonses.com")
+    item = wait_for(stack, first["emailId"], lambda i: i["status"] == "complained")
+    assert item["previousStatus"] == "delivered" and item["complaintFeedbackType"] == "abuse"
+    assert timeline(item) == ["Send", "Delivery", "Complaint"]
+    assert send(stack, "complaint+fbtest@simulator.amazonses.com", NEWS)["status"] == "suppressed"
+    assert send(stack, "complaint+fbtest@simulator.amazonses.com")["status"] == "sent"
+
+
+@pytest.mark.parametrize(("address", "final"), [
+    ("success@simulator.amazonses.com", "delivered"),
+    ("success+label@simulator.amazonses.com", "delivered"),
+    ("ooto@simulator.amazonses.com", "delivered"),
+    ("someone@example.org", "delivered"),
+])
+def test_deliveries(stack: Target, address: str, final: str) -> None:
+    out = send(stack, address)
+    item = wait_for(stack, out["emailId"], lambda i: i["status"] == final)
+    assert item["previousStatus"] == "sent"
+
+
+def test_account_suppression_list_bounce(stack: Target) -> None:
+    out = send(stack, "suppressionlist@simulator.amazonses.com")
+    item = wait_for(stack, out["emailId"], lambda i: i["status"] == "bounced")
+    assert item["bounceSubType"] == "OnAccountSuppressionList"
+    assert entries(stack, "suppressionlist@simulator.amazonses.com")[0]["topic"] == "*"
+
+
+def test_campaign_counters(stack: Target) -> None:
+    cid = f"camp{uuid.uuid4().hex[:8]}"
+    for to in ("success@simulator.amazonses.com", f"bounce+{cid}@simulator.amazonses.com"):
+        send(stack, to, campaignId=cid, stage=1)
+    counters = wait_for(stack, f"campaign#{cid}#stage#1",
+                        lambda i: i.get("delivered") == 1 and i.get("bounced") == 1)
+    assert counters["sent"] == 2
+
+
+# ---------------------------------------------------------------- duplicates, order, envelopes
+def _bounce_event(message_id: str, email_id: str | None, address: str, feedback_id: str,
+                  bounce_type: str = "Permanent") -> dict[str, Any]:
+    event = copy.deepcopy(load_event("fn-feedback.json"))
+    detail = event["detail"]
+    detail["mail"]["messageId"] = message_id
+    detail["mail"]["destination"] = [address]
+    if email_id:
+        detail["mail"]["tags"]["emailId"] = [email_id]
+    else:
+        detail["mail"].pop("tags")
+    detail["bounce"]["feedbackId"] = feedback_id
+    detail["bounce"]["bounceType"] = bounce_type
+    detail["bounce"]["bounceSubType"] = "General" if bounce_type == "Permanent" else "MailboxFull"
+    detail["bounce"]["bouncedRecipients"][0]["emailAddress"] = address
+    return event
+
+
+def _delivery_event(message_id: str, email_id: str, address: str) -> dict[str, Any]:
+    event = _bounce_event(message_id, email_id, address, "x")
+    detail = event["detail"]
+    detail.pop("bounce")
+    detail["eventType"] = "Delivery"
+    detail["delivery"] = {"timestamp": "2026-11-23T10:00:00.500Z", "recipients": [address]}
+    event["detail-type"] = "Email Delivered"
+    return event
+
+
+def test_duplicate_and_out_of_order_events_are_harmless(stack: Target) -> None:
+    address = f"dup{uuid.uuid4().hex[:6]}@example.org"
+    out = send(stack, address)
+    wait_for(stack, out["emailId"], lambda i: i["status"] == "delivered")
+    bounce = _bounce_event(out["messageId"], out["emailId"], address, "fb-dup-1")
+    first = invoke_feedback(stack, bounce)["results"][0]
+    again = invoke_feedback(stack, bounce)["results"][0]
+    assert first["duplicate"] is False and first["statusChanged"] is True
+    assert again["duplicate"] is True
+    late_delivery = invoke_feedback(stack, _delivery_event(out["messageId"], out["emailId"], address))["results"][0]
+    assert late_delivery["statusChanged"] is False
+    item = tracking_item(stack, out["emailId"])
+    assert item["status"] == "bounced"
+    assert timeline(item).count("Bounce") == 1
+    assert entries(stack, address)[0]["hits"] == 1
+
+
+def test_sns_identity_notification_finds_the_email_by_message_id(stack: Target) -> None:
+    address = f"sns{uuid.uuid4().hex[:6]}@example.org"
+    out = send(stack, address)
+    wait_for(stack, out["emailId"], lambda i: i["status"] == "delivered")
+    detail = _bounce_event(out["messageId"], None, address, "fb-sns-1")["detail"]
+    detail["notificationType"] = detail.pop("eventType")
+    envelope = {"Records": [{"EventSource": "aws:sns", "Sns": {"Type": "Notification", "Message": json.dumps(detail)}}]}
+    [result] = invoke_feedback(stack, envelope)["results"]
+    assert result["emailId"] == out["emailId"] and result["statusChanged"]
+    assert tracking_item(stack, out["emailId"])["status"] == "bounced"
+
+
+def test_soft_bounces_suppress_at_the_threshold(stack: Target) -> None:
+    address = f"soft{uuid.uuid4().hex[:6]}@example.org"
+    out = send(stack, address)
+    for i in range(2):
+        invoke_feedback(stack, _bounce_event(out["messageId"], out["emailId"], address, f"soft-{i}", "Transient"))
+    assert entries(stack, address) == []
+    invoke_feedback(stack, _bounce_event(out["messageId"], out["emailId"], address, "soft-2", "Transient"))
+    [entry] = entries(stack, address)
+    assert entry["topic"] == "*" and "soft bounces" in entry["reason"]
+
+
+def test_not_an_ses_event_is_a_function_error(stack: Target) -> None:
+    resp = stack.clients.client("lambda").invoke(FunctionName=stack.function_name("FeedbackFunction"),
+                                                 Payload=b'{"hello": "world"}')
+    assert resp.get("FunctionError")
+    assert json.loads(resp["Payload"].read())["errorType"] == "FeedbackParseError"
+
+
+# ---------------------------------------------------------------- one-click unsubscribe
+def _secret(stack: Target) -> bytes:
+    arn = stack.physical_id("UnsubscribeSecret")
+    value = stack.clients.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    return str(json.loads(value)["current"]).encode()
+
+
+def _http(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def _unsubscribe_url(stack: Target, email_id: str) -> str:
+    [entry] = messages_for(stack, email_id)
+    from email import policy
+    from email.parser import BytesParser
+    from pathlib import Path
+
+    msg = BytesParser(policy=policy.default).parsebytes(Path(entry["path"]).read_bytes())
+    header = str(msg["List-Unsubscribe"])
+    return header[header.index("<") + 1: header.index(">")]
+
+
+def test_one_click_unsubscribe(stack: Target) -> None:
+    address = f"reader{uuid.uuid4().hex[:6]}@example.org"
+    out = send(stack, address, NEWS)
+    url = _unsubscribe_url(stack, out["emailId"])
+    assert url.startswith(stack.outputs["UnsubscribeUrl"])
+
+    code, page = _http(url)  # GET never unsubscribes (mail scanners follow links)
+    assert code == 200 and 'method="post"' in page
+    assert entries(stack, address) == []
+
+    code, page = _http(url, "POST", b"List-Unsubscribe=One-Click")
+    assert code == 200 and "unsubscribed" in page
+    [entry] = entries(stack, address)
+    assert (entry["topic"], entry["reason"]) == ("newsletter", "unsubscribed")
+    wait_for(stack, out["emailId"], lambda i: i["status"] == "unsubscribed")
+    assert send(stack, address, NEWS)["status"] == "suppressed"
+    assert send(stack, address)["status"] == "sent"  # transactional mail still goes
+
+
+def test_forged_expired_and_malformed_tokens_change_nothing(stack: Target) -> None:
+    base = stack.outputs["UnsubscribeUrl"]
+    secret = _secret(stack)
+    address = f"victim{uuid.uuid4().hex[:6]}@example.org"
+    forged = unsub.make_token(b"not-the-secret", address, "newsletter")
+    expired = unsub.make_token(secret, address, "newsletter", now=time.time() - 10, ttl=1)
+    for token, code in ((forged, 403), (expired, 403), ("garbage", 400)):
+        got, _ = _http(f"{base}?token={token}", "POST", b"List-Unsubscribe=One-Click")
+        assert got == code, token
+    good = unsub.make_token(secret, address, "newsletter")
+    assert _http(f"{base}?token={good}", "POST", b"something=else")[0] == 400
+    assert _http(f"{base}?token={good}", "DELETE")[0] == 405
+    assert entries(stack, address) == []
