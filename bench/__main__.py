@@ -1,9 +1,11 @@
 """`make bench`: every benchmark, one after the other."""
 
-from bench import cold_import, local_stack, render_mime
+from bench import cold_import, feedback, local_stack, render_mime
 
 render_mime.main([])
 print()
 cold_import.main([])
 print()
 local_stack.main([])
+print()
+feedback.main([])

@@ -91,7 +91,7 @@ def run_demo(target: Target) -> bool:
     _headers(target, "demo-news", ("Subject", "List-Unsubscribe", "List-Unsubscribe-Post"))
     ok &= rep.output["status"] == "sent"
     url = _unsubscribe_url(target, "demo-news")
-    request = urllib.request.Request(url, data=b"List-Unsubscribe=One-Click", method="POST")
+    request = urllib.request.Request(url, data=b"List-Unsubscribe=One-Click", method="POST")  # noqa: S310
     with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - the local endpoint
         print(f"   one-click POST to the List-Unsubscribe URL: HTTP {resp.status}")
     item = _wait_status(target, "demo-news", "unsubscribed")
