@@ -47,11 +47,23 @@ class SendInProgress(SesflowError):
     """Another execution holds the send ledger for this emailId; retried until it finishes."""
 
 
+class InvalidCampaign(InvalidEmailRequest):
+    """The campaign request itself is unusable (not one of its rows)."""
+
+
+class CampaignRejected(SesflowError):
+    """An operator rejected the campaign at an approval gate (SendTaskFailure error name)."""
+
+
+class CampaignWorkerCrashed(SesflowError):
+    """Fault injection (FAULT_CRASH_AFTER_SENDS): a batch worker dies mid-batch."""
+
+
 ASL_ERROR_NAMES = tuple(
     cls.__name__
     for cls in (
         InvalidEmailRequest, TemplateNotFound, TemplateRenderError, SesThrottled,
         SesDailyQuotaExceeded, SesSendingPaused, SesMessageRejected, SesTransientError,
-        SendInProgress,
+        SendInProgress, InvalidCampaign, CampaignRejected, CampaignWorkerCrashed,
     )
 )

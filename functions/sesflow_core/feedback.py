@@ -73,7 +73,9 @@ class FeedbackEvent:
     def status(self) -> str | None:
         """The tracking status this event moves the email to (None: no status change)."""
         return {
-            "Send": None,
+            # Campaign emails have no RecordSent step: SES's Send event is their record.
+            # The send machine records "sent" itself (with messageId and template version).
+            "Send": status.SENT if self.campaign_id else None,
             "Delivery": status.DELIVERED,
             "Bounce": status.BOUNCED,
             "Complaint": status.COMPLAINED,

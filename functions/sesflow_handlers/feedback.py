@@ -19,8 +19,8 @@ from . import tracking
 from ._common import Settings, client, logger, metrics, now_iso
 
 #: SES event type -> campaign counter
-COUNTERS = {"Send": "sent", "Delivery": "delivered", "Bounce": "bounced", "Complaint": "complained",
-            "Reject": "rejected"}
+#: (Send events are not counted here: the campaign batch sender counts what SES accepted.)
+COUNTERS = {"Delivery": "delivered", "Bounce": "bounced", "Complaint": "complained", "Reject": "rejected"}
 
 
 def policy(settings: Settings) -> sp.PolicySettings:

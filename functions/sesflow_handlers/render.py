@@ -6,82 +6,12 @@ Raises ``TemplateNotFound`` or ``TemplateRenderError`` (the machine records ``fa
 
 from __future__ import annotations
 
-import hashlib
-import time
 from typing import Any
 
-from sesflow_core.errors import TemplateNotFound
-from sesflow_core.render import CompiledTemplate, TemplateSource, parse_metadata
 from sesflow_core.request import SendRequest
 
-from ._common import Settings, client, logger
-
-PARTS = ("metadata.json", "template.html", "template.txt")
-
-# (bucket, name) -> (checked_at, version, compiled)
-_cache: dict[tuple[str, str], tuple[float, str, CompiledTemplate]] = {}
-
-
-def _get(bucket: str, key: str) -> tuple[bytes, str] | None:
-    s3 = client("s3")
-    try:
-        obj = s3.get_object(Bucket=bucket, Key=key)
-    except s3.exceptions.NoSuchKey:
-        return None
-    return obj["Body"].read(), obj.get("VersionId") or obj.get("ETag", "")
-
-
-def _current_version(bucket: str, name: str) -> str | None:
-    """A version id covering the three parts (HEAD requests only)."""
-    s3 = client("s3")
-    versions = []
-    for part in PARTS:
-        try:
-            head = s3.head_object(Bucket=bucket, Key=f"{name}/{part}")
-        except s3.exceptions.ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                if part == "template.txt":
-                    versions.append("-")
-                    continue
-                return None
-            raise
-        versions.append(head.get("VersionId") or head.get("ETag", ""))
-    return _version_id(versions)
-
-
-def _version_id(parts: list[str]) -> str:
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def load_template(bucket: str, name: str, ttl: float) -> CompiledTemplate:
-    """The compiled template; S3 is read again only after ``ttl`` and only if it changed."""
-    key = (bucket, name)
-    now = time.monotonic()
-    cached = _cache.get(key)
-    if cached and now - cached[0] < ttl:
-        return cached[2]
-    if cached:
-        version = _current_version(bucket, name)
-        if version == cached[1]:
-            _cache[key] = (now, version, cached[2])
-            return cached[2]
-    meta = _get(bucket, f"{name}/metadata.json")
-    html = _get(bucket, f"{name}/template.html")
-    if meta is None or html is None:
-        missing = "metadata.json" if meta is None else "template.html"
-        raise TemplateNotFound(f"template {name!r} not found ({missing} missing in the templates bucket)")
-    text = _get(bucket, f"{name}/template.txt")
-    version = _version_id([meta[1], html[1], text[1] if text else "-"])
-    source = TemplateSource(
-        name=name,
-        html=html[0].decode("utf-8"),
-        text=text[0].decode("utf-8") if text else None,
-        metadata=parse_metadata(name, meta[0]),
-        version=version,
-    )
-    compiled = CompiledTemplate(source)
-    _cache[key] = (now, version, compiled)
-    return compiled
+from ._common import Settings, logger
+from .templates import load_template
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -32,19 +32,32 @@ from .secrets import unsubscribe_secrets
 RETRYABLE, SENDING, SENT, REJECTED = "retryable", "sending", "sent", "rejected"
 
 
-def take_ledger(settings: Settings, email_id: str, owner: str) -> dict[str, Any] | None:
-    """Take the ledger; return None when taken, else the item that holds it."""
+def take_ledger(settings: Settings, email_id: str, owner: str,
+                fields: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """Take the ledger; return None when taken, else the item that holds it.
+
+    ``fields`` are written once (``if_not_exists``) with the claim: campaigns create the
+    tracking item this way (no ValidateRequest step before them).
+    """
     ddb = client("dynamodb")
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {
+        ":sending": {"S": SENDING}, ":owner": {"S": owner},
+        ":now": {"S": now_iso()}, ":retryable": {"S": RETRYABLE},
+    }
+    sets = ["sendState = :sending", "sendOwner = :owner", "sendStartedAt = :now"]
+    for i, (k, v) in enumerate((fields or {}).items()):
+        names[f"#f{i}"] = k
+        values[f":f{i}"] = {"N": v[2:]} if v.startswith("N:") else {"S": v}
+        sets.append(f"#f{i} = if_not_exists(#f{i}, :f{i})")
     try:
         ddb.update_item(
             TableName=settings.tracking_table,
             Key={"emailId": {"S": email_id}},
-            UpdateExpression="SET sendState = :sending, sendOwner = :owner, sendStartedAt = :now",
+            UpdateExpression="SET " + ", ".join(sets),
             ConditionExpression="attribute_not_exists(sendState) OR sendState = :retryable",
-            ExpressionAttributeValues={
-                ":sending": {"S": SENDING}, ":owner": {"S": owner},
-                ":now": {"S": now_iso()}, ":retryable": {"S": RETRYABLE},
-            },
+            ExpressionAttributeValues=values,
+            **({"ExpressionAttributeNames": names} if names else {}),
         )
         return None
     except ddb.exceptions.ConditionalCheckFailedException:

@@ -2,8 +2,8 @@
 
 Every applied event is recorded once: its key goes into the item's ``eventKeys`` set in
 the same conditional write that appends it to the ``timeline``, so a duplicate delivery is
-a no-op. The status then moves only forward (``feedback_may_replace``), with an
-optimistic condition on the status it replaces.
+a no-op. The status moves only forward (``feedback_may_replace``): the same write carries
+a condition listing the statuses it may replace.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sesflow_core import status
 from sesflow_core.feedback import feedback_may_replace
 
 from ._common import Settings, client, now_iso
@@ -36,6 +37,13 @@ def _s(item: dict[str, Any], name: str) -> str | None:
 def record_event(settings: Settings, email_id: str, event_key: str, entry: dict[str, Any],
                  new_status: str | None, reason: str | None,
                  extra: dict[str, str] | None = None) -> Applied:
+    """Apply one event: one conditional write in the common case.
+
+    The write appends the timeline entry, adds the event key and moves the status, on
+    condition that the key is new and the current status may be replaced. When that fails
+    (a duplicate, an untracked email, or an out-of-order event), a second write records the
+    timeline entry alone, on condition that the key is new.
+    """
     ddb = client("dynamodb")
     names = {"#k": "eventKeys"}
     values: dict[str, Any] = {
@@ -47,12 +55,35 @@ def record_event(settings: Settings, email_id: str, event_key: str, entry: dict[
         names[f"#x{i}"] = k
         values[f":x{i}"] = {"S": v}
         sets.append(f"#x{i} = :x{i}")
+    fresh = "attribute_exists(emailId) AND NOT contains(#k, :k)"
+    if new_status:
+        replaceable = [s for s in status.RANK if feedback_may_replace(s, new_status)]
+        status_values = {**values, ":new": {"S": new_status}, ":none": {"S": "none"},
+                         **{f":r{i}": {"S": s} for i, s in enumerate(replaceable)}}
+        status_sets = [*sets, "previousStatus = if_not_exists(#s, :none)", "#s = :new", "updatedAt = :now"]
+        if reason:
+            status_values[":reason"] = {"S": reason[:1000]}
+            status_sets.append("reason = :reason")
+        in_list = ", ".join(f":r{i}" for i in range(len(replaceable)))
+        try:
+            old = ddb.update_item(
+                TableName=settings.tracking_table, Key={"emailId": {"S": email_id}},
+                UpdateExpression="SET " + ", ".join(status_sets) + " ADD #k :kset",
+                ConditionExpression=f"{fresh} AND (attribute_not_exists(#s) OR #s IN ({in_list}))",
+                ExpressionAttributeNames={**names, "#s": "status"}, ExpressionAttributeValues=status_values,
+                ReturnValues="ALL_OLD",
+            ).get("Attributes", {})
+            previous = _s(old, "status")
+            item = {**old, "status": {"S": new_status}}
+            return Applied(True, True, changed=previous != new_status, previous=previous, item=item)
+        except ddb.exceptions.ConditionalCheckFailedException:
+            pass
     try:
-        item: dict[str, Any] = ddb.update_item(
+        item = ddb.update_item(
             TableName=settings.tracking_table,
             Key={"emailId": {"S": email_id}},
             UpdateExpression="SET " + ", ".join(sets) + " ADD #k :kset",
-            ConditionExpression="attribute_exists(emailId) AND NOT contains(#k, :k)",
+            ConditionExpression=fresh,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
@@ -61,39 +92,7 @@ def record_event(settings: Settings, email_id: str, event_key: str, entry: dict[
         exists = "Item" in ddb.get_item(TableName=settings.tracking_table, Key={"emailId": {"S": email_id}},
                                          ProjectionExpression="emailId")
         return Applied(first_time=not exists, tracked=exists)
-    applied = Applied(first_time=True, tracked=True, item=item)
-    if new_status:
-        set_status(settings, email_id, new_status, reason, applied)
-    return applied
-
-
-def set_status(settings: Settings, email_id: str, new_status: str, reason: str | None, applied: Applied) -> None:
-    """Move the status forward if precedence allows (optimistic on the current status)."""
-    ddb = client("dynamodb")
-    item = applied.item or {}
-    for _ in range(5):
-        current = _s(item, "status")
-        if current == new_status or not feedback_may_replace(current, new_status):
-            return
-        values: dict[str, Any] = {":new": {"S": new_status}, ":now": {"S": now_iso()},
-                                  ":old": {"S": current or "none"}}
-        update = "SET #s = :new, previousStatus = :old, updatedAt = :now"
-        if reason:
-            values[":reason"] = {"S": reason[:1000]}
-            update += ", reason = :reason"
-        try:
-            ddb.update_item(
-                TableName=settings.tracking_table, Key={"emailId": {"S": email_id}},
-                UpdateExpression=update,
-                ConditionExpression="#s = :old" if current else "attribute_not_exists(#s)",
-                ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=values,
-            )
-        except ddb.exceptions.ConditionalCheckFailedException:
-            item = ddb.get_item(TableName=settings.tracking_table, Key={"emailId": {"S": email_id}},
-                                ConsistentRead=True).get("Item", {})
-            continue
-        applied.changed, applied.previous = True, current
-        return
+    return Applied(first_time=True, tracked=True, item=item)
 
 
 def find_email_id(settings: Settings, message_id: str) -> str | None:

@@ -114,6 +114,9 @@ def local_parameters(port: int) -> dict[str, str]:
         "ThrottleWaitSeconds": "2",
         "QuotaWaitSeconds": "5",
         "LogRetentionDays": "1",
+        # the local interpreter runs no EXPRESS child executions in a Distributed Map
+        "CampaignChildExecutionType": "STANDARD",
+        "CampaignPauseCheckSeconds": "1",
     }
 
 

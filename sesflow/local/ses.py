@@ -143,12 +143,21 @@ def _simple_to_mime(source: str, destination: dict[str, list[str]], simple: dict
     return msg.as_bytes()
 
 
+def _headers(raw: bytes) -> Any:
+    """The message's headers (the compat32 parser: several times faster than the default
+    policy's, and the local SES only reads header values)."""
+    from email import message_from_bytes
+
+    head = raw.split(b"\r\n\r\n", 1)[0] if b"\r\n\r\n" in raw else raw.split(b"\n\n", 1)[0]
+    return message_from_bytes(head + b"\r\n\r\n")
+
+
 def _write_outbox(message_id: str, raw: bytes, meta: dict[str, Any]) -> Path | None:
     """Write the message as received (no re-serialisation: that would refold headers),
     with the headers SES adds when they are absent."""
     if SETTINGS.outbox is None:
         return None
-    parsed = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+    parsed = _headers(raw)
     added = b""
     if "Date" not in parsed:
         added += f"Date: {formatdate(usegmt=True)}\r\n".encode()
@@ -251,7 +260,7 @@ def _now_iso() -> str:
 def _simulate(account: str, region: str, message_id: str, source: str, recipients: list[str], raw: bytes,
               config_set: str, email_tags: list[dict[str, str]]) -> list[tuple[float, str, dict[str, Any]]]:
     """(delay, config set, SES event) for each event SES would publish for this message."""
-    parsed = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+    parsed = _headers(raw)
     _, from_addr = parseaddr(source)
     tags: dict[str, list[str]] = {
         "ses:configuration-set": [config_set], "ses:source-ip": ["127.0.0.1"],

@@ -352,7 +352,7 @@ class _TargetDelivery:
         self._queue: queue.Queue[tuple[dict[str, Any], dict[str, Any]]] = queue.Queue()
         self._pending = 0
         self._lock = threading.Condition()
-        for i in range(2):
+        for i in range(1):  # one worker: event targets are async in AWS too, and order helps
             threading.Thread(target=self._run, name=f"events-delivery-{i}", daemon=True).start()
 
     def submit(self, target: dict[str, Any], event: dict[str, Any]) -> None:
@@ -384,11 +384,14 @@ class _TargetDelivery:
         for _ in range(max(1, attempts)):
             try:
                 if ":lambda:" in arn:
-                    resp = ses.local_client("lambda", region).invoke(
-                        FunctionName=arn, Payload=json.dumps(event).encode()
-                    )
-                    if resp.get("FunctionError"):
-                        error = resp["Payload"].read().decode()
+                    # straight into the in-process runtime: no HTTP round trip for async targets
+                    from moto.awslambda.models import lambda_backends
+
+                    account = arn.split(":")[4]
+                    fn = lambda_backends[account][region].get_function(arn)
+                    result = lambda_runtime.invoke(function_spec(fn), json.loads(json.dumps(event)))
+                    if result.failed:
+                        error = json.dumps(result.payload)
                         continue
                 elif ":states:" in arn:
                     ses.local_client("stepfunctions", region).start_execution(

@@ -54,6 +54,18 @@ def wait_for(stack: Target, email_id: str, predicate: Any, timeout: float = 15.0
     raise AssertionError(f"{email_id}: condition not met in {timeout}s; last item: {item}")
 
 
+def suppression_entries(stack: Target, address: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The address's suppression entries, once there are any (the feedback function writes
+    them after the tracking item)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = entries(stack, address)
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
 def timeline(item: dict[str, Any]) -> list[str]:
     return [json.loads(e)["event"] for e in item.get("timeline", [])]
 
@@ -74,7 +86,7 @@ def test_bounce_is_recorded_and_the_next_send_is_suppressed(stack: Target) -> No
     assert (item["bounceType"], item["bounceSubType"]) == ("Permanent", "General")
     assert "550 5.1.1" in item["diagnosticCode"]
     assert timeline(item) == ["Send", "Bounce"]
-    [entry] = entries(stack, "bounce@simulator.amazonses.com")
+    [entry] = suppression_entries(stack, "bounce@simulator.amazonses.com")
     assert entry["topic"] == "*" and entry["reason"].startswith("permanent bounce")
     assert [e["detail"]["status"] for e in status_events(stack, first["emailId"])] == ["sent", "bounced"]
 
@@ -88,6 +100,7 @@ def test_complaint_after_delivery_suppresses_subscription_mail_only(stack: Targe
     item = wait_for(stack, first["emailId"], lambda i: i["status"] == "complained")
     assert item["previousStatus"] == "delivered" and item["complaintFeedbackType"] == "abuse"
     assert timeline(item) == ["Send", "Delivery", "Complaint"]
+    assert suppression_entries(stack, "complaint+fbtest@simulator.amazonses.com")[0]["topic"] == "~subscription"
     assert send(stack, "complaint+fbtest@simulator.amazonses.com", NEWS)["status"] == "suppressed"
     assert send(stack, "complaint+fbtest@simulator.amazonses.com")["status"] == "sent"
 
@@ -108,7 +121,7 @@ def test_account_suppression_list_bounce(stack: Target) -> None:
     out = send(stack, "suppressionlist@simulator.amazonses.com")
     item = wait_for(stack, out["emailId"], lambda i: i["status"] == "bounced")
     assert item["bounceSubType"] == "OnAccountSuppressionList"
-    assert entries(stack, "suppressionlist@simulator.amazonses.com")[0]["topic"] == "*"
+    assert suppression_entries(stack, "suppressionlist@simulator.amazonses.com")[0]["topic"] == "*"
 
 
 def test_campaign_counters(stack: Target) -> None:
@@ -117,7 +130,7 @@ def test_campaign_counters(stack: Target) -> None:
         send(stack, to, campaignId=cid, stage=1)
     counters = wait_for(stack, f"campaign#{cid}#stage#1",
                         lambda i: i.get("delivered") == 1 and i.get("bounced") == 1)
-    assert counters["sent"] == 2
+    assert "sent" not in counters  # SES accepted counts come from the campaign sender
 
 
 # ---------------------------------------------------------------- duplicates, order, envelopes

@@ -69,7 +69,9 @@ def test_every_template_resource_is_created(stack: Target) -> None:
 
 
 def test_two_stacks_coexist_without_name_clash(stack: Target) -> None:
-    second = deploy.deploy(stack.clients, ROOT, "sesflow-second")
+    from sesflow.local.server import local_parameters
+
+    second = deploy.deploy(stack.clients, ROOT, "sesflow-second", local_parameters(stack.state["port"]))
     first_names = {r["physicalId"] for r in stack.resources.values()} - {""}
     second_names = {r["physicalId"] for r in second.resources.values()} - {""}
     assert first_names.isdisjoint(second_names), first_names & second_names
@@ -92,6 +94,10 @@ def test_translator_rejection_names_resource_and_reason(tmp_path: Path) -> None:
 def test_invoke_every_function_with_its_event(
     stack: Target, capsys: pytest.CaptureFixture[str], event_file: str
 ) -> None:
+    if event_file == "fn-campaign-plan.json":  # its recipients file must be in the campaigns bucket
+        stack.clients.client("s3").put_object(Bucket=stack.outputs["CampaignsBucketName"],
+                                              Key="samples/recipients.csv",
+                                              Body=(EVENTS / "sample-recipients.csv").read_bytes())
     function = event_file.removeprefix("fn-").removesuffix(".json")
     logical_id = "".join(part.title() for part in function.split("-")) + "Function"
     code, out, err = run_cli(capsys, stack, "invoke", logical_id, "-e", str(EVENTS / event_file), "--json")

@@ -1,0 +1,328 @@
+"""Campaign planning and gating: plain Python, no AWS client inside.
+
+* :func:`iter_rows` streams a CSV (header with an ``email`` column) or JSONL file;
+* :func:`stage_for` assigns a recipient to a stage by a stable hash of campaign + address,
+  so the canary is a random sample (not the first rows) and re-planning gives the same
+  answer;
+* :class:`Planner` validates, normalises and de-duplicates with bounded memory: rows are
+  spread over hash buckets on disk, each bucket is de-duplicated on its own, and batches
+  stream out to one manifest file per stage;
+* :func:`gate` decides after a stage: continue, halt, or ask for approval.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from .errors import InvalidCampaign, InvalidEmailRequest
+from .request import MAX_DATA_BYTES, parse_address
+
+MAX_BATCH_SIZE = 50  # SES: 50 recipients per message; we send one message per recipient
+DEFAULT_STAGES = (1.0, 10.0, 100.0)
+MAX_ROW_DATA_BYTES = 4 * 1024
+BUCKETS = 256
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    max_bounce_rate: float = 0.05
+    max_complaint_rate: float = 0.001
+    min_sample: int = 20
+    observe_seconds: int = 300
+    approval: str = "auto"  # or "manual"
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    campaign_id: str
+    template: str
+    topic: str
+    recipients_bucket: str
+    recipients_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    stages: tuple[float, ...] = DEFAULT_STAGES
+    batch_size: int = MAX_BATCH_SIZE
+    max_send_rate: float | None = None
+    gate: GateSettings = field(default_factory=GateSettings)
+
+    @classmethod
+    def from_input(cls, raw: dict[str, Any], default_bucket: str = "") -> CampaignSpec:
+        """Validate the campaign input (the recipients bucket defaults to the campaigns bucket)."""
+        import re
+
+        cid = raw.get("campaignId")
+        if not isinstance(cid, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,60}", cid):
+            raise InvalidCampaign("campaignId must match [A-Za-z0-9_-]{1,60}")
+        template = raw.get("template")
+        if not isinstance(template, str) or not re.fullmatch(r"[a-z0-9_-]{1,64}", template):
+            raise InvalidCampaign("template must match [a-z0-9_-]{1,64}")
+        topic = raw.get("topic") or "newsletter"
+        if not isinstance(topic, str) or not re.fullmatch(r"[a-z0-9_-]{1,64}", topic):
+            raise InvalidCampaign("topic must match [a-z0-9_-]{1,64}")
+        recipients = raw.get("recipients") or {}
+        if not isinstance(recipients, dict) or not recipients.get("key"):
+            raise InvalidCampaign("recipients must be {key[, bucket]} of a CSV or JSONL file in S3")
+        recipients = {"bucket": default_bucket, **recipients}
+        if not recipients.get("bucket"):
+            raise InvalidCampaign("recipients.bucket is required")
+        stages = tuple(float(s) for s in (raw.get("stages") or DEFAULT_STAGES))
+        if not stages or any(b <= a for a, b in itertools.pairwise(stages)) or stages[-1] != 100 \
+                or stages[0] <= 0:
+            raise InvalidCampaign("stages must be increasing cumulative percentages ending at 100")
+        batch_size = int(raw.get("batchSize") or MAX_BATCH_SIZE)
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise InvalidCampaign(f"batchSize must be 1..{MAX_BATCH_SIZE}")
+        data = raw.get("data") or {}
+        if not isinstance(data, dict) or len(json.dumps(data)) > MAX_DATA_BYTES:
+            raise InvalidCampaign(f"data must be an object of at most {MAX_DATA_BYTES} bytes")
+        g = raw.get("gate") or {}
+        approval = raw.get("approval") or g.get("approval") or "auto"
+        if approval not in ("auto", "manual"):
+            raise InvalidCampaign("approval must be auto or manual")
+        gate = GateSettings(
+            max_bounce_rate=float(g.get("maxBounceRate", raw.get("maxBounceRate", 0.05))),
+            max_complaint_rate=float(g.get("maxComplaintRate", raw.get("maxComplaintRate", 0.001))),
+            min_sample=int(g.get("minSample", raw.get("minSample", 20))),
+            observe_seconds=int(g.get("observeSeconds", raw.get("observeSeconds", 300))),
+            approval=approval,
+        )
+        rate = raw.get("maxSendRate")
+        return cls(cid, template, topic, str(recipients["bucket"]), str(recipients["key"]), data, stages,
+                   batch_size, float(rate) if rate else None, gate)
+
+
+def stage_for(campaign_id: str, address: str, stages: tuple[float, ...]) -> int:
+    """The stage of ``address``: a stable, uniform draw in [0, 100) against cumulative stages."""
+    digest = hashlib.sha256(f"{campaign_id}\x00{address}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64 * 100
+    for i, upper in enumerate(stages):
+        if u < upper:
+            return i
+    return len(stages) - 1
+
+
+def email_id_for(campaign_id: str, address: str) -> str:
+    """The emailId of one campaign recipient: the per-(campaign, recipient) ledger key."""
+    return f"c-{campaign_id}-{hashlib.sha256(address.encode()).hexdigest()[:24]}"
+
+
+# ---------------------------------------------------------------- rows
+def iter_rows(stream: IO[bytes], key: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number, row) from a CSV with a header, or JSONL (by extension; CSV default)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    if key.lower().endswith((".jsonl", ".ndjson", ".json")):
+        for n, line in enumerate(text, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                yield n, {"__error__": "not valid JSON"}
+                continue
+            yield n, row if isinstance(row, dict) else {"__error__": "not a JSON object"}
+        return
+    reader = csv.DictReader(text)
+    if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
+        raise InvalidCampaign("the CSV header must contain an 'email' column")
+    for n, row in enumerate(reader, start=2):
+        yield n, {(k or "").strip(): v for k, v in row.items() if k is not None}
+
+
+@dataclass
+class Recipient:
+    to: str
+    address: str
+    data: dict[str, Any]
+    name: str | None = None
+
+
+def parse_row(row: dict[str, Any]) -> Recipient:
+    """One row -> a recipient; raises InvalidEmailRequest with the reason."""
+    if "__error__" in row:
+        raise InvalidEmailRequest(str(row["__error__"]))
+    lowered = {str(k).lower(): v for k, v in row.items()}
+    addr = parse_address(lowered.get("email"), "email")
+    name = lowered.get("name") or lowered.get("toname")
+    nested = row.get("data")
+    data: dict[str, Any] = nested if isinstance(nested, dict) else {
+        str(k): v for k, v in row.items() if str(k).lower() not in ("email", "name", "toname")}
+    if len(json.dumps(data, default=str)) > MAX_ROW_DATA_BYTES:
+        raise InvalidEmailRequest(f"row data is larger than {MAX_ROW_DATA_BYTES} bytes")
+    return Recipient(addr.ascii, addr.normalized, data, str(name) if name else None)
+
+
+# ---------------------------------------------------------------- planner
+@dataclass
+class PlanCounts:
+    rows: int = 0
+    valid: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    planned: list[int] = field(default_factory=list)
+    batches: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Planner:
+    """Bounded-memory planning: rows -> hash buckets on disk -> per-stage batch manifests.
+
+    ``suppressed`` is called with up to 100 addresses at a time and returns those to drop.
+    ``write_manifest(stage, path)`` and ``write_rejects(path)`` upload the files.
+    """
+
+    def __init__(self, spec: CampaignSpec, workdir: str | None = None) -> None:
+        self.spec = spec
+        self.dir = tempfile.mkdtemp(prefix="plan-", dir=workdir)
+        self.counts = PlanCounts(planned=[0] * len(spec.stages), batches=[0] * len(spec.stages))
+
+    def _bucket_path(self, i: int) -> str:
+        return os.path.join(self.dir, f"bucket-{i:03d}.jsonl")
+
+    def plan(self, rows: Iterable[tuple[int, dict[str, Any]]],
+             suppressed: Callable[[list[str]], set[str]]) -> tuple[list[str], str]:
+        """Returns (manifest path per stage, rejects CSV path)."""
+        rejects_path = os.path.join(self.dir, "rejects.csv")
+        buckets = [open(self._bucket_path(i), "w", encoding="utf-8") for i in range(BUCKETS)]
+        with open(rejects_path, "w", newline="", encoding="utf-8") as rf:
+            rejects = csv.writer(rf)
+            rejects.writerow(["row", "reason"])
+            for n, row in rows:
+                self.counts.rows += 1
+                try:
+                    r = parse_row(row)
+                except InvalidEmailRequest as exc:
+                    self.counts.invalid += 1
+                    rejects.writerow([n, str(exc)])
+                    continue
+                b = int(hashlib.blake2b(r.address.encode(), digest_size=2).hexdigest(), 16) % BUCKETS
+                buckets[b].write(json.dumps([n, r.to, r.address, r.name, r.data]) + "\n")
+        for f in buckets:
+            f.close()
+        writers = [_ManifestWriter(os.path.join(self.dir, f"stage-{i}.json"), self.spec, i)
+                   for i in range(len(self.spec.stages))]
+        for i in range(BUCKETS):
+            self._plan_bucket(i, writers, suppressed)
+        for i, w in enumerate(writers):
+            w.close()
+            self.counts.batches[i] = w.batches
+        return [w.path for w in writers], rejects_path
+
+    def _plan_bucket(self, i: int, writers: list[_ManifestWriter], suppressed: Callable[[list[str]], set[str]]) -> None:
+        seen: set[str] = set()
+        pending: list[tuple[str, str | None, str, dict[str, Any]]] = []
+        path = self._bucket_path(i)
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                _, to, address, name, data = json.loads(line)
+                if address in seen:
+                    self.counts.duplicates += 1
+                    continue
+                seen.add(address)
+                self.counts.valid += 1
+                pending.append((to, name, address, data))
+                if len(pending) == 100:
+                    self._flush(pending, writers, suppressed)
+        self._flush(pending, writers, suppressed)
+        os.remove(path)
+
+    def _flush(self, pending: list[tuple[str, str | None, str, dict[str, Any]]], writers: list[_ManifestWriter],
+               suppressed: Callable[[list[str]], set[str]]) -> None:
+        if not pending:
+            return
+        dropped = suppressed([p[2] for p in pending])
+        for to, name, address, data in pending:
+            if address in dropped:
+                self.counts.suppressed += 1
+                continue
+            stage = stage_for(self.spec.campaign_id, address, self.spec.stages)
+            self.counts.planned[stage] += 1
+            writers[stage].add({"to": to, "toName": name, "data": data})
+        pending.clear()
+
+
+class _ManifestWriter:
+    """Streams a JSON array of batch items (the Distributed Map's S3 ItemReader input)."""
+
+    def __init__(self, path: str, spec: CampaignSpec, stage: int) -> None:
+        self.path = path
+        self.spec = spec
+        self.stage = stage
+        self.batches = 0
+        self._current: list[dict[str, Any]] = []
+        self._f = open(path, "w", encoding="utf-8")
+        self._f.write("[")
+
+    def add(self, recipient: dict[str, Any]) -> None:
+        self._current.append(recipient)
+        if len(self._current) == self.spec.batch_size:
+            self._write()
+
+    def _write(self) -> None:
+        item = {"campaignId": self.spec.campaign_id, "stage": self.stage, "batch": self.batches,
+                "recipients": self._current}
+        self._f.write(("," if self.batches else "") + json.dumps(item, separators=(",", ":")))
+        self.batches += 1
+        self._current = []
+
+    def close(self) -> None:
+        if self._current:
+            self._write()
+        self._f.write("]")
+        self._f.close()
+
+
+# ---------------------------------------------------------------- rate and gate
+def concurrency_for(max_send_rate: float, per_worker_rate: float = 10.0, cap: int = 40) -> tuple[int, float]:
+    """(MaxConcurrency, the pace of each worker in emails/s) for a campaign-wide rate.
+
+    Workers pace themselves at 95 % of their share so the whole stays under the SES limit.
+    """
+    workers = max(1, min(cap, math.ceil(max_send_rate / per_worker_rate)))
+    return workers, max_send_rate * 0.95 / workers
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    action: str  # "continue", "halt", "approve"
+    reason: str
+    sent: int
+    bounced: int
+    complained: int
+    bounce_rate: float
+    complaint_rate: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gate(counters: dict[str, int], settings: GateSettings) -> GateDecision:
+    """Decide after a stage from its counters (sent, bounced, complained)."""
+    sent = int(counters.get("accepted", counters.get("sent", 0)) or 0)
+    bounced = int(counters.get("bounced", 0) or 0)
+    complained = int(counters.get("complained", 0) or 0)
+    br = bounced / sent if sent else 0.0
+    cr = complained / sent if sent else 0.0
+    if sent >= settings.min_sample:
+        if br > settings.max_bounce_rate:
+            return GateDecision("halt", f"bounce rate {br:.2%} > {settings.max_bounce_rate:.2%}",
+                                sent, bounced, complained, br, cr)
+        if cr > settings.max_complaint_rate:
+            return GateDecision("halt", f"complaint rate {cr:.3%} > {settings.max_complaint_rate:.3%}",
+                                sent, bounced, complained, br, cr)
+    if settings.approval == "manual":
+        return GateDecision("approve", "manual approval required", sent, bounced, complained, br, cr)
+    reason = "within thresholds" if sent >= settings.min_sample else f"sample {sent} < minSample {settings.min_sample}"
+    return GateDecision("continue", reason, sent, bounced, complained, br, cr)

@@ -1,0 +1,397 @@
+"""Campaign functions: plan, send a batch, control/gate between stages, summarize.
+
+The campaign item (Campaigns table) holds the plan, its counts, the control word
+(``run``/``paused``/``cancelled``, set by ``sesflow campaign pause|resume|cancel``) and the
+approval task token. Per-stage counters live on ``campaign#<id>#stage#<n>`` items of the
+tracking table: the batch sender adds ``accepted``/``duplicates``/``suppressed``/
+``failed``/``throttled``/``skipped``; the feedback function adds ``sent``/``delivered``/
+``bounced``/``complained``. Batches send with the send machine's own code (request
+validation, template cache, rendering, MIME, SES call, send ledger).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from typing import Any
+
+from sesflow_core import campaign as cp
+from sesflow_core import suppression as sp
+from sesflow_core.errors import (
+    CampaignWorkerCrashed,
+    InvalidEmailRequest,
+    SesflowError,
+    SesThrottled,
+    TemplateRenderError,
+)
+from sesflow_core.request import validate
+
+from . import send as sender
+from ._common import Settings, client, logger, metrics, now_iso
+from .templates import load_template
+
+RUN, PAUSED, CANCELLED = "run", "paused", "cancelled"
+
+
+def _campaigns_table() -> str:
+    return os.environ.get("CAMPAIGNS_TABLE", "")
+
+
+def _counter_key(campaign_id: str, stage: int | str) -> dict[str, Any]:
+    return {"emailId": {"S": f"campaign#{campaign_id}#stage#{stage}"}}
+
+
+def emit(settings: Settings, detail_type: str, detail: dict[str, Any]) -> None:
+    client("events").put_events(Entries=[{
+        "EventBusName": settings.event_bus, "Source": "sesflow", "DetailType": detail_type,
+        "Detail": json.dumps({**detail, "timestamp": now_iso()}, default=str),
+    }])
+
+
+def campaign_item(campaign_id: str) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    item = client("dynamodb").get_item(TableName=_campaigns_table(), Key={"campaignId": {"S": campaign_id}},
+                                       ConsistentRead=True).get("Item")
+    if not item:
+        return {}
+    des = TypeDeserializer()
+    plain = {k: des.deserialize(v) for k, v in item.items()}
+    result: dict[str, Any] = json.loads(json.dumps(plain, default=_number))
+    return result
+
+
+def _number(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set):
+        return sorted(value)
+    raise TypeError(type(value).__name__)
+
+
+def update_campaign(campaign_id: str, **fields: Any) -> None:
+    from boto3.dynamodb.types import TypeSerializer
+
+    ser = TypeSerializer()
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    values = {f":f{i}": ser.serialize(_ddb_safe(v)) for i, v in enumerate(fields.values())}
+    client("dynamodb").update_item(
+        TableName=_campaigns_table(), Key={"campaignId": {"S": campaign_id}},
+        UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
+        ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+    )
+
+
+def _ddb_safe(value: Any) -> Any:
+    from decimal import Decimal
+
+    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+def stage_counters(settings: Settings, campaign_id: str, stage: int) -> dict[str, int]:
+    item = client("dynamodb").get_item(TableName=settings.tracking_table, Key=_counter_key(campaign_id, stage),
+                                       ConsistentRead=True).get("Item", {})
+    return {k: int(v["N"]) for k, v in item.items() if "N" in v}
+
+
+# ---------------------------------------------------------------- plan
+def _suppressed_lookup(settings: Settings, topic: str) -> Any:
+    ddb = client("dynamodb")
+    topic_class = sp.SUBSCRIPTION_TOPICS if topic != "transactional" else sp.TRANSACTIONAL_CLASS
+
+    def lookup(addresses: list[str]) -> set[str]:
+        found: set[str] = set()
+        keys = [{"address": {"S": a}, "topic": {"S": t}} for a in addresses for t in ("*", topic, topic_class)]
+        for i in range(0, len(keys), 100):
+            request: dict[str, Any] = {settings.suppression_table: {
+                "Keys": keys[i:i + 100], "ProjectionExpression": "address"}}
+            while request:
+                resp = ddb.batch_get_item(RequestItems=request)
+                found.update(it["address"]["S"] for it in resp["Responses"].get(settings.suppression_table, []))
+                request = resp.get("UnprocessedKeys") or {}
+        return found
+
+    return lookup
+
+
+def plan(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    raw = event.get("input", event)
+    bucket = os.environ["CAMPAIGNS_BUCKET"]
+    spec = cp.CampaignSpec.from_input(raw, default_bucket=bucket)
+    existing = campaign_item(spec.campaign_id)
+    if existing.get("plan"):  # resume: the plan (and the ledger) already exist
+        logger.info("campaign already planned: resuming", extra={"campaignId": spec.campaign_id})
+        update_campaign(spec.campaign_id, status="running", control=RUN, executionArn=event.get("executionArn", ""))
+        plan_doc: dict[str, Any] = existing["plan"]
+        return plan_doc
+    rate = spec.max_send_rate
+    if not rate:
+        rate = float(client("sesv2").get_account()["SendQuota"]["MaxSendRate"])
+    workers, worker_rate = cp.concurrency_for(rate)
+    planner = cp.Planner(spec, workdir=os.environ.get("PLAN_WORKDIR", "/tmp"))  # Lambda's /tmp
+    body = client("s3").get_object(Bucket=spec.recipients_bucket, Key=spec.recipients_key)["Body"]
+    started = time.time()
+    manifests, rejects = planner.plan(cp.iter_rows(body, spec.recipients_key),
+                                      _suppressed_lookup(settings, spec.topic))
+    s3 = client("s3")
+    prefix = f"campaigns/{spec.campaign_id}"
+    stages = []
+    for i, path in enumerate(manifests):
+        key = f"{prefix}/stage-{i}.json"
+        s3.upload_file(path, bucket, key)
+        stages.append({"index": i, "key": key, "planned": planner.counts.planned[i],
+                       "batches": planner.counts.batches[i], "isLast": i == len(manifests) - 1,
+                       "percent": spec.stages[i]})
+        os.remove(path)
+    s3.upload_file(rejects, bucket, f"{prefix}/rejects.csv")
+    os.remove(rejects)
+    plan_doc = {
+        "campaignId": spec.campaign_id, "bucket": bucket, "template": spec.template, "topic": spec.topic,
+        "data": spec.data, "stages": stages, "cursor": {"i": 0},
+        "maxSendRate": rate, "maxConcurrency": workers, "workerRate": round(worker_rate, 3),
+        "gate": {"maxBounceRate": spec.gate.max_bounce_rate, "maxComplaintRate": spec.gate.max_complaint_rate,
+                 "minSample": spec.gate.min_sample, "observeSeconds": spec.gate.observe_seconds,
+                 "approval": spec.gate.approval},
+        "pauseCheckSeconds": int(os.environ.get("CAMPAIGN_PAUSE_CHECK_SECONDS", "30")),
+        "counts": planner.counts.as_dict(), "rejectsKey": f"{prefix}/rejects.csv",
+    }
+    update_campaign(spec.campaign_id, status="running", control=RUN, plan=plan_doc, createdAt=now_iso(),
+                    startedAt=time.time(), planSeconds=round(time.time() - started, 3),
+                    executionArn=event.get("executionArn", ""))
+    emit(settings, "Campaign Started", {"campaignId": spec.campaign_id, "template": spec.template,
+                                        "topic": spec.topic, "counts": planner.counts.as_dict()})
+    return plan_doc
+
+
+# ---------------------------------------------------------------- send one batch
+class _Pacer:
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_at = time.monotonic()
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if self.next_at > now:
+            time.sleep(self.next_at - now)
+        self.next_at = max(now, self.next_at) + self.interval
+
+
+def _fault_check(campaign_id: str, sent_in_call: int) -> None:
+    """Test hook: FAULT_CRASH_AFTER_SENDS=N makes one worker per campaign die after N sends."""
+    after = os.environ.get("FAULT_CRASH_AFTER_SENDS")
+    if not after or sent_in_call != int(after):
+        return
+    try:
+        client("dynamodb").put_item(
+            TableName=_campaigns_table(), Item={"campaignId": {"S": f"fault#{campaign_id}"}},
+            ConditionExpression="attribute_not_exists(campaignId)")
+    except client("dynamodb").exceptions.ConditionalCheckFailedException:
+        return
+    raise CampaignWorkerCrashed(f"injected crash after {after} sends")
+
+
+def send_batch(event: dict[str, Any], context: Any, settings: Settings) -> dict[str, Any]:
+    batch = event["batch"]
+    campaign_id, stage = batch["campaignId"], int(batch["stage"])
+    counts = {"accepted": 0, "duplicates": 0, "suppressed": 0, "failed": 0, "throttled": 0, "skipped": 0}
+    control = campaign_item(campaign_id).get("control", RUN)
+    if control != RUN:
+        counts["skipped"] = len(batch["recipients"])
+        _add_counters(settings, campaign_id, stage, counts)
+        return {"batch": batch["batch"], "control": control, **counts}
+    template = load_template(settings.templates_bucket, event["template"], settings.template_cache_ttl)
+    topic = event["topic"]
+    owner = f"{campaign_id}:{stage}:{batch['batch']}"
+    requests = []
+    for r in batch["recipients"]:
+        try:
+            req = validate({"to": r["to"], "toName": r.get("toName"), "template": event["template"], "topic": topic,
+                            "data": {**event.get("data", {}), **(r.get("data") or {})}, "campaignId": campaign_id,
+                            "stage": stage}, identity=settings.sender_identity,
+                           default_email_id=cp.email_id_for(campaign_id, r["to"].lower()))
+        except InvalidEmailRequest:
+            counts["failed"] += 1
+            continue
+        requests.append(req)
+    # suppressed since planning (the canary's bounces, unsubscribes): checked per batch
+    blocked = _suppressed_lookup(settings, topic)([r.recipient for r in requests]) if requests else set()
+    pacer = _Pacer(float(event.get("workerRate") or 0))
+    sent_in_call = 0
+    try:
+        for req in requests:
+            if req.recipient in blocked:
+                counts["suppressed"] += 1
+                continue
+            fields = {"status": "queued", "recipient": req.recipient, "template": req.template, "topic": req.topic,
+                      "campaignId": campaign_id, "stage": str(stage), "createdAt": now_iso(),
+                      "expiresAt": f"N:{settings.expires_at()}"}
+            holder = sender.take_ledger(settings, req.emailId, owner, fields)
+            if holder is not None:
+                counts["duplicates"] += 1
+                continue
+            try:
+                rendered = template.render(req.data, req.topic)
+            except TemplateRenderError as exc:
+                sender.release_ledger(settings, req.emailId, sender.REJECTED, reason=str(exc)[:500], status="failed")
+                counts["failed"] += 1
+                continue
+            message_id = _send_with_backoff(settings, req, rendered, pacer, counts)
+            if message_id is None:
+                counts["failed"] += 1
+                continue
+            # No second write on success: the claim is the ledger entry (a held claim is never
+            # sent again), and SES's own Send event moves the status to "sent" (feedback).
+            counts["accepted"] += 1
+            sent_in_call += 1
+            _fault_check(campaign_id, sent_in_call)
+    finally:
+        _add_counters(settings, campaign_id, stage, counts)
+    metrics.add_metric(name="CampaignEmailsSent", unit="Count", value=counts["accepted"])
+    return {"batch": batch["batch"], "control": control, **counts}
+
+
+def _send_with_backoff(settings: Settings, req: Any, rendered: Any, pacer: _Pacer,
+                       counts: dict[str, int]) -> str | None:
+    """Send one email, pacing; SES throttling is retried here with backoff and full jitter."""
+    for attempt in range(6):
+        pacer.wait()
+        try:
+            return sender.send(settings, req, rendered)
+        except SesThrottled:
+            counts["throttled"] += 1
+            time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** attempt)))  # full jitter
+        except SesflowError as exc:
+            state = sender.RETRYABLE if isinstance(exc, sender.ses_errors.RETRYABLE) else sender.REJECTED
+            sender.release_ledger(settings, req.emailId, state, reason=str(exc)[:500], status="failed")
+            return None
+    sender.release_ledger(settings, req.emailId, sender.RETRYABLE, reason="throttled")
+    raise SesThrottled("SES throttling outlasted the in-batch retries")
+
+
+def _add_counters(settings: Settings, campaign_id: str, stage: int, counts: dict[str, int]) -> None:
+    nonzero = {k: v for k, v in counts.items() if v}
+    if not nonzero:
+        return
+    client("dynamodb").update_item(
+        TableName=settings.tracking_table, Key=_counter_key(campaign_id, stage),
+        UpdateExpression="ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(nonzero))),
+        ExpressionAttributeNames={f"#c{i}": k for i, k in enumerate(nonzero)},
+        ExpressionAttributeValues={f":c{i}": {"N": str(v)} for i, v in enumerate(nonzero.values())},
+    )
+
+
+# ---------------------------------------------------------------- control, gate, approval
+def after_stage(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    campaign_id, stage = event["campaignId"], int(event["stage"])
+    item = campaign_item(campaign_id)
+    control = item.get("control", RUN)
+    if control == CANCELLED:
+        return {"action": "cancelled"}
+    if control == PAUSED:
+        update_campaign(campaign_id, status="paused")
+        return {"action": "paused"}
+    counters = stage_counters(settings, campaign_id, stage)
+    if counters.get("skipped"):
+        # batches skipped while paused: send the stage again (the ledger skips those sent)
+        client("dynamodb").update_item(TableName=settings.tracking_table, Key=_counter_key(campaign_id, stage),
+                                       UpdateExpression="SET skipped = :z",
+                                       ExpressionAttributeValues={":z": {"N": "0"}})
+        update_campaign(campaign_id, status="running")
+        return {"action": "resend"}
+    update_campaign(campaign_id, status="running")
+    emit(settings, "Campaign Stage Completed", {"campaignId": campaign_id, "stage": stage, "counters": counters})
+    return {"action": "done" if event.get("isLast") else "observe", "counters": counters}
+
+
+def run_gate(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    campaign_id, stage = event["campaignId"], int(event["stage"])
+    g = event["gate"]
+    decision = cp.gate(stage_counters(settings, campaign_id, stage), cp.GateSettings(
+        max_bounce_rate=float(g["maxBounceRate"]), max_complaint_rate=float(g["maxComplaintRate"]),
+        min_sample=int(g["minSample"]), observe_seconds=int(g["observeSeconds"]), approval=g["approval"]))
+    if decision.action == "halt":
+        update_campaign(campaign_id, status="halted", haltReason=decision.reason, haltedAtStage=stage,
+                        gate=decision.as_dict())
+        emit(settings, "Campaign Halted", {"campaignId": campaign_id, "stage": stage, **decision.as_dict()})
+    logger.info("gate", extra={"campaignId": campaign_id, "stage": stage, **decision.as_dict()})
+    return decision.as_dict()
+
+
+def request_approval(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    campaign_id = event["campaignId"]
+    update_campaign(campaign_id, status="awaiting-approval", taskToken=event["taskToken"],
+                    approvalStage=int(event["stage"]), gate=event.get("decision", {}))
+    emit(settings, "Campaign Approval Requested", {"campaignId": campaign_id, "stage": event["stage"],
+                                                   "decision": event.get("decision")})
+    return {"requested": True}
+
+
+# ---------------------------------------------------------------- summarize
+def summarize(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    campaign_id = event["campaignId"]
+    item = campaign_item(campaign_id)
+    plan_doc = item.get("plan", {})
+    stages = []
+    totals: dict[str, int] = {}
+    for st in plan_doc.get("stages", []):
+        c = stage_counters(settings, campaign_id, int(st["index"]))
+        stages.append({"stage": int(st["index"]), "planned": int(st["planned"]), **c})
+        for k, v in c.items():
+            totals[k] = totals.get(k, 0) + v
+    status = item.get("status", "running")
+    if event.get("error"):
+        status = "failed"
+    elif item.get("control") == CANCELLED:
+        status = "cancelled"
+    elif status not in ("halted", "rejected"):
+        status = "completed"
+    duration = max(1e-6, time.time() - float(item.get("startedAt", time.time())))
+    report = {
+        "campaignId": campaign_id, "status": status, "reason": item.get("haltReason") or event.get("reason"),
+        "counts": plan_doc.get("counts", {}), "stages": stages, "totals": totals,
+        "durationSeconds": round(duration, 3),
+        "achievedSendRate": round(totals.get("accepted", 0) / duration, 3),
+        "maxSendRate": plan_doc.get("maxSendRate"), "maxConcurrency": plan_doc.get("maxConcurrency"),
+        "throttledCalls": totals.get("throttled", 0),
+        "throttledPercent": round(100 * totals.get("throttled", 0) / max(1, totals.get("accepted", 0)), 3),
+        "error": event.get("error"),
+    }
+    key = f"campaigns/{campaign_id}/report.json"
+    client("s3").put_object(Bucket=plan_doc.get("bucket") or os.environ["CAMPAIGNS_BUCKET"], Key=key,
+                            Body=json.dumps(report, indent=2, default=str).encode())
+    update_campaign(campaign_id, status=status, reportKey=key, finishedAt=now_iso(), summary=report)
+    emit(settings, "Campaign Completed" if status == "completed" else f"Campaign {status.title()}", report)
+    return report
+
+
+# ---------------------------------------------------------------- entry points
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+def plan_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return plan(event, Settings.from_env())
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics
+def send_batch_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return send_batch(event, context, Settings.from_env())
+
+
+@logger.inject_lambda_context(log_event=False)
+def control_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = Settings.from_env()
+    mode = event.get("mode")
+    if mode == "after-stage":
+        return after_stage(event, settings)
+    if mode == "gate":
+        return run_gate(event, settings)
+    if mode == "request-approval":
+        return request_approval(event, settings)
+    if mode == "summarize":
+        return summarize(event, settings)
+    raise ValueError(f"unknown mode {mode!r}")
+
