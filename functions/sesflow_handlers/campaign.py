@@ -92,10 +92,10 @@ def _ddb_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str), parse_float=Decimal)
 
 
-def stage_counters(settings: Settings, campaign_id: str, stage: int) -> dict[str, int]:
+def stage_counters(settings: Settings, campaign_id: str, stage: int) -> dict[str, Any]:
     item = client("dynamodb").get_item(TableName=settings.tracking_table, Key=_counter_key(campaign_id, stage),
                                        ConsistentRead=True).get("Item", {})
-    return {k: int(v["N"]) for k, v in item.items() if "N" in v}
+    return {k: (float(v["N"]) if "." in v["N"] else int(v["N"])) for k, v in item.items() if "N" in v}
 
 
 # ---------------------------------------------------------------- plan
@@ -221,6 +221,7 @@ def send_batch(event: dict[str, Any], context: Any, settings: Settings) -> dict[
     blocked = _suppressed_lookup(settings, topic)([r.recipient for r in requests]) if requests else set()
     pacer = _Pacer(float(event.get("workerRate") or 0))
     sent_in_call = 0
+    started = time.time()
     try:
         for req in requests:
             if req.recipient in blocked:
@@ -249,7 +250,7 @@ def send_batch(event: dict[str, Any], context: Any, settings: Settings) -> dict[
             sent_in_call += 1
             _fault_check(campaign_id, sent_in_call)
     finally:
-        _add_counters(settings, campaign_id, stage, counts)
+        _add_counters(settings, campaign_id, stage, counts, (started, time.time()) if counts["accepted"] else None)
     metrics.add_metric(name="CampaignEmailsSent", unit="Count", value=counts["accepted"])
     return {"batch": batch["batch"], "control": control, **counts}
 
@@ -272,15 +273,21 @@ def _send_with_backoff(settings: Settings, req: Any, rendered: Any, pacer: _Pace
     raise SesThrottled("SES throttling outlasted the in-batch retries")
 
 
-def _add_counters(settings: Settings, campaign_id: str, stage: int, counts: dict[str, int]) -> None:
+def _add_counters(settings: Settings, campaign_id: str, stage: int, counts: dict[str, int],
+                  window: tuple[float, float] | None = None) -> None:
+    """One write per batch: ADD the batch's counts; keep the stage's sending window."""
     nonzero = {k: v for k, v in counts.items() if v}
     if not nonzero:
         return
+    names = {f"#c{i}": k for i, k in enumerate(nonzero)}
+    values = {f":c{i}": {"N": str(v)} for i, v in enumerate(nonzero.values())}
+    update = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(nonzero)))
+    if window:
+        values.update({":first": {"N": f"{window[0]:.3f}"}, ":last": {"N": f"{window[1]:.3f}"}})
+        update += " SET firstSendAt = if_not_exists(firstSendAt, :first), lastSendAt = :last"
     client("dynamodb").update_item(
         TableName=settings.tracking_table, Key=_counter_key(campaign_id, stage),
-        UpdateExpression="ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(nonzero))),
-        ExpressionAttributeNames={f"#c{i}": k for i, k in enumerate(nonzero)},
-        ExpressionAttributeValues={f":c{i}": {"N": str(v)} for i, v in enumerate(nonzero.values())},
+        UpdateExpression=update, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
     )
 
 
@@ -337,11 +344,15 @@ def summarize(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     plan_doc = item.get("plan", {})
     stages = []
     totals: dict[str, int] = {}
+    sending_seconds = 0.0
     for st in plan_doc.get("stages", []):
         c = stage_counters(settings, campaign_id, int(st["index"]))
-        stages.append({"stage": int(st["index"]), "planned": int(st["planned"]), **c})
+        first, last = c.pop("firstSendAt", None), c.pop("lastSendAt", None)
+        window = round(last - first, 3) if first and last else 0.0
+        sending_seconds += window
+        stages.append({"stage": int(st["index"]), "planned": int(st["planned"]), "sendingSeconds": window, **c})
         for k, v in c.items():
-            totals[k] = totals.get(k, 0) + v
+            totals[k] = totals.get(k, 0) + int(v)
     status = item.get("status", "running")
     if event.get("error"):
         status = "failed"
@@ -354,7 +365,8 @@ def summarize(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "campaignId": campaign_id, "status": status, "reason": item.get("haltReason") or event.get("reason"),
         "counts": plan_doc.get("counts", {}), "stages": stages, "totals": totals,
         "durationSeconds": round(duration, 3),
-        "achievedSendRate": round(totals.get("accepted", 0) / duration, 3),
+        "sendingSeconds": round(sending_seconds, 3),
+        "achievedSendRate": round(totals.get("accepted", 0) / sending_seconds, 3) if sending_seconds else 0.0,
         "maxSendRate": plan_doc.get("maxSendRate"), "maxConcurrency": plan_doc.get("maxConcurrency"),
         "throttledCalls": totals.get("throttled", 0),
         "throttledPercent": round(100 * totals.get("throttled", 0) / max(1, totals.get("accepted", 0)), 3),
