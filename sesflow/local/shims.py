@@ -352,7 +352,7 @@ class _TargetDelivery:
         self._queue: queue.Queue[tuple[dict[str, Any], dict[str, Any]]] = queue.Queue()
         self._pending = 0
         self._lock = threading.Condition()
-        for i in range(1):  # one worker: event targets are async in AWS too, and order helps
+        for i in range(4):
             threading.Thread(target=self._run, name=f"events-delivery-{i}", daemon=True).start()
 
     def submit(self, target: dict[str, Any], event: dict[str, Any]) -> None:

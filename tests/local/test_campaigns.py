@@ -1,0 +1,173 @@
+"""Campaigns on the local stack: exact counts, one message per recipient, canary halt,
+manual approval, pause and resume, a crash mid-batch."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sesflow_core import campaign as cp
+
+from sesflow import cli, executions
+from sesflow.cli_campaign import campaign, counters
+from sesflow.local.ses import outbox_entries
+from sesflow.target import Target
+
+pytestmark = pytest.mark.local
+
+NEWS_DATA = {"title": "T", "intro": "I", "articles": []}
+
+
+def start(stack: Target, rows: list[str], **overrides: Any) -> tuple[str, str]:
+    cid = overrides.pop("campaignId", f"t{uuid.uuid4().hex[:10]}")
+    key = f"uploads/{cid}/recipients.csv"
+    stack.clients.client("s3").put_object(Bucket=stack.outputs["CampaignsBucketName"], Key=key,
+                                          Body="\n".join(["email,name", *rows]).encode())
+    payload = {"campaignId": cid, "template": "newsletter", "topic": "newsletter", "recipients": {"key": key},
+               "data": NEWS_DATA, "gate": {"observeSeconds": 1, "minSample": 1000}, **overrides}
+    arn = stack.clients.client("stepfunctions").start_execution(
+        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload))["executionArn"]
+    return cid, arn
+
+
+def finish(stack: Target, arn: str, timeout: float = 240) -> dict[str, Any]:
+    sfn = stack.clients.client("stepfunctions")
+    status = executions.wait(sfn, arn, timeout=timeout)
+    desc = sfn.describe_execution(executionArn=arn)
+    assert status == "SUCCEEDED", desc
+    output: dict[str, Any] = json.loads(desc["output"])
+    return output
+
+
+def poll(predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not met in {timeout}s")
+
+
+def status_of(stack: Target, cid: str) -> str | None:
+    try:
+        return campaign(stack, cid).get("status")
+    except cli.UsageError:  # not planned yet
+        return None
+
+
+def sent_to(stack: Target, cid: str) -> Counter[str]:
+    return Counter(e["destinations"][0].lower() for e in outbox_entries(Path(stack.state["outbox"]))
+                   if e["tags"].get("campaignId") == cid)
+
+
+def cli_run(stack: Target, *argv: str) -> int:
+    import os
+
+    os.environ["SESFLOW_STATE_DIR"] = str(Path(stack.state["outbox"]).parent)
+    try:
+        return cli.main(list(argv))
+    finally:
+        os.environ.pop("SESFLOW_STATE_DIR", None)
+
+
+def test_thousand_rows_exact_counts_and_one_message_per_recipient(stack: Target) -> None:
+    ddb = stack.clients.client("dynamodb")
+    suppressed = [f"supp{i}@example.org" for i in range(10)]
+    for a in suppressed:
+        ddb.put_item(TableName=stack.outputs["SuppressionTableName"],
+                     Item={"address": {"S": a}, "topic": {"S": "*"}, "reason": {"S": "test"}})
+    unique = [f"k{i}@example.org" for i in range(940)]
+    rows = [f"{a},N" for a in unique + suppressed]
+    rows += [f"{a.upper()},dup" for a in unique[:30]]  # 30 duplicates (case differs)
+    rows += [f"broken{i}-no-at-sign,X" for i in range(20)]  # 20 invalid
+    assert len(rows) == 1000
+    cid, arn = start(stack, rows)
+    report = finish(stack, arn)
+    assert report["status"] == "completed"
+    assert report["counts"] == {"rows": 1000, "valid": 950, "invalid": 20, "duplicates": 30, "suppressed": 10,
+                                "planned": report["counts"]["planned"], "batches": report["counts"]["batches"]}
+    assert sum(report["counts"]["planned"]) == 940
+    assert report["totals"]["accepted"] == 940
+    outbox = sent_to(stack, cid)
+    assert set(outbox) == set(unique) and max(outbox.values()) == 1
+    assert [s["planned"] for s in report["stages"]] == report["counts"]["planned"]
+    assert report["counts"]["planned"][0] < report["counts"]["planned"][1] < report["counts"]["planned"][2]
+    # every recipient's Delivery comes back through the feedback loop (and the backlog drains)
+    poll(lambda: sum(counters(stack, cid, i).get("delivered", 0) for i in range(3)) == 940, timeout=180,
+         what="all deliveries recorded")
+
+
+def test_canary_with_bounces_halts_the_campaign(stack: Target) -> None:
+    cid = f"halt{uuid.uuid4().hex[:8]}"
+    stages = (10.0, 100.0)
+    bounces = [a for a in (f"bounce+{i}@simulator.amazonses.com" for i in range(400))
+               if cp.stage_for(cid, a, stages) == 0][:8]
+    good = [f"h{i}@example.org" for i in range(200)]
+    _, arn = start(stack, [f"{a},B" for a in bounces] + [f"{a},G" for a in good], campaignId=cid,
+                   stages=list(stages), gate={"observeSeconds": 3, "minSample": 5, "maxBounceRate": 0.05})
+    report = finish(stack, arn)
+    assert report["status"] == "halted"
+    assert report["reason"].startswith("bounce rate")
+    canary = [a for a in bounces + good if cp.stage_for(cid, a, stages) == 0]
+    assert set(sent_to(stack, cid)) == set(canary)  # nobody of stage 1 was mailed
+    assert report["stages"][1].get("accepted", 0) == 0
+    assert campaign(stack, cid)["status"] == "halted"
+
+
+def test_manual_approval_then_reject(stack: Target) -> None:
+    rows = [f"m{i}@example.org,M" for i in range(40)]
+    cid, arn = start(stack, rows, stages=[50, 100], approval="manual")
+    poll(lambda: status_of(stack, cid) == "awaiting-approval", what="approval gate")
+    assert cli_run(stack, "campaign", "approve", cid) == 0
+    report = finish(stack, arn)
+    assert report["status"] == "completed" and report["totals"]["accepted"] == 40
+
+    cid2, arn2 = start(stack, [f"r{i}@example.org,R" for i in range(40)], stages=[50, 100], approval="manual")
+    poll(lambda: status_of(stack, cid2) == "awaiting-approval", what="approval gate")
+    assert cli_run(stack, "campaign", "reject", cid2, "--reason", "wrong list") == 0
+    report2 = finish(stack, arn2)
+    assert report2["status"] == "rejected" and report2["reason"] == "wrong list"
+    assert len(sent_to(stack, cid2)) == report2["stages"][0]["planned"]
+
+
+def test_pause_and_resume_send_nobody_twice(stack: Target) -> None:
+    rows = [f"p{i}@example.org,P" for i in range(100)]
+    cid, arn = start(stack, rows, stages=[100], maxSendRate=10, batchSize=10)
+    poll(lambda: counters(stack, cid, 0).get("accepted", 0) >= 10, what="first sends")
+    assert cli_run(stack, "campaign", "pause", cid) == 0
+    poll(lambda: status_of(stack, cid) == "paused", what="paused")
+    paused_at = counters(stack, cid, 0).get("accepted", 0)
+    assert 10 <= paused_at < 100
+    assert counters(stack, cid, 0).get("skipped", 0) > 0  # batches after the pause were skipped
+    assert cli_run(stack, "campaign", "resume", cid) == 0
+    report = finish(stack, arn)
+    assert report["status"] == "completed"
+    outbox = sent_to(stack, cid)
+    assert len(outbox) == 100 and max(outbox.values()) == 1
+
+
+def test_a_crash_mid_batch_loses_nobody_and_sends_nobody_twice(stack: Target) -> None:
+    lam = stack.clients.client("lambda")
+    name = stack.function_name("CampaignSendBatchFunction")
+    env = {k: str(v) for k, v in lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"].items()}
+    lam.update_function_configuration(FunctionName=name,
+                                      Environment={"Variables": {**env, "FAULT_CRASH_AFTER_SENDS": "7"}})
+    try:
+        cid, arn = start(stack, [f"x{i}@example.org,X" for i in range(120)], stages=[100])
+        report = finish(stack, arn)
+    finally:
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+    assert report["status"] == "completed"
+    outbox = sent_to(stack, cid)
+    assert len(outbox) == 120 and max(outbox.values()) == 1
+    # the crash did happen (its one-shot marker is there) and the retried batch resumed
+    marker = stack.clients.client("dynamodb").get_item(TableName=stack.outputs["CampaignsTableName"],
+                                                       Key={"campaignId": {"S": f"fault#{cid}"}})
+    assert "Item" in marker
+    assert report["totals"]["accepted"] == 120 and report["totals"].get("duplicates", 0) >= 1

@@ -1,0 +1,107 @@
+"""Campaign planning: parsing, validation, dedupe, stable staging, manifests, gates."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from sesflow_core import campaign as cp
+from sesflow_core.errors import InvalidCampaign
+
+
+def spec(**kw: object) -> cp.CampaignSpec:
+    raw = {"campaignId": "c1", "template": "newsletter", "recipients": {"bucket": "b", "key": "r.csv"}, **kw}
+    return cp.CampaignSpec.from_input(raw)
+
+
+def plan(text: str, key: str = "r.csv", suppressed: set[str] | None = None, **kw: object):  # type: ignore[no-untyped-def]
+    s = spec(**kw)
+    planner = cp.Planner(s)
+    manifests, rejects = planner.plan(cp.iter_rows(io.BytesIO(text.encode()), key),
+                                      lambda addrs: {a for a in addrs if a in (suppressed or set())})
+    items = [json.loads(Path(m).read_text()) for m in manifests]
+    return planner.counts, items, Path(rejects).read_text()
+
+
+def test_csv_counts_dedupe_invalid_and_suppressed() -> None:
+    rows = ["email,name,plan"] + [f"user{i}@example.org,U{i},pro" for i in range(200)]
+    rows += ["USER1@Example.org,dup,x", "user2@example.org,dup,x", "not-an-address,x,x", ",empty,x",
+             "a@example.org\r,crlf,x"]
+    counts, items, rejects = plan("\n".join(rows), suppressed={"user3@example.org", "user4@example.org"})
+    assert counts.rows == 206  # a bare CR ends a CSV record: "a@example.org" and ",crlf,x"
+    assert counts.invalid == 3  # not-an-address, empty, and the CR's orphaned ",crlf,x"
+    assert counts.duplicates == 2
+    assert counts.suppressed == 2
+    assert counts.valid == 201
+    assert sum(counts.planned) == 199  # 201 unique valid - 2 suppressed
+    recipients = [r for stage in items for batch in stage for r in batch["recipients"]]
+    assert len(recipients) == 199 == len({r["to"].lower() for r in recipients})
+    assert "user3@example.org" not in {r["to"] for r in recipients}
+    assert rejects.splitlines()[0] == "row,reason" and "not a valid address" in rejects
+
+
+def test_batches_are_at_most_batch_size_and_carry_row_data() -> None:
+    text = "email,first\n" + "\n".join(f"u{i}@example.org,F{i}" for i in range(130))
+    counts, items, _ = plan(text, stages=[100], batchSize=50)
+    [stage] = items
+    assert [len(b["recipients"]) for b in stage] == [50, 50, 30]
+    assert counts.batches == [3]
+    assert stage[0]["recipients"][0]["data"]["first"].startswith("F")
+    assert {b["campaignId"] for b in stage} == {"c1"} and [b["batch"] for b in stage] == [0, 1, 2]
+
+
+def test_jsonl_rows() -> None:
+    text = '{"email": "a@example.org", "data": {"x": 1}}\n\nnot json\n{"email": "b@example.org", "name": "B"}\n[1]\n'
+    counts, items, rejects = plan(text, key="r.jsonl", stages=[100])
+    assert (counts.valid, counts.invalid) == (2, 2)
+    assert items[0][0]["recipients"][0]["data"] in ({"x": 1}, {})
+
+
+def test_csv_without_email_column_is_refused() -> None:
+    with pytest.raises(InvalidCampaign, match="'email' column"):
+        plan("name\nx")
+
+
+def test_stages_are_a_stable_random_sample() -> None:
+    stages = (1.0, 10.0, 100.0)
+    addrs = [f"user{i}@example.org" for i in range(20000)]
+    assigned = [cp.stage_for("camp", a, stages) for a in addrs]
+    assert assigned == [cp.stage_for("camp", a, stages) for a in addrs]  # stable
+    share = [assigned.count(i) / len(addrs) for i in range(3)]
+    assert 0.007 < share[0] < 0.013 and 0.08 < share[1] < 0.10
+    assert assigned[:200].count(0) < 10  # the canary is not the first rows
+    assert [cp.stage_for("other", a, stages) for a in addrs[:500]] != assigned[:500]
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    ({"campaignId": "bad id"}, "campaignId"),
+    ({"stages": [10, 5, 100]}, "stages"),
+    ({"stages": [10, 50]}, "stages"),
+    ({"batchSize": 51}, "batchSize"),
+    ({"approval": "maybe"}, "approval"),
+    ({"recipients": {}}, "recipients"),
+])
+def test_bad_campaign_input(raw: dict[str, object], reason: str) -> None:
+    base = {"campaignId": "c1", "template": "newsletter", "recipients": {"bucket": "b", "key": "r.csv"}}
+    with pytest.raises(InvalidCampaign, match=reason):
+        cp.CampaignSpec.from_input({**base, **raw})
+
+
+def test_gate() -> None:
+    g = cp.GateSettings(max_bounce_rate=0.05, max_complaint_rate=0.001, min_sample=20)
+    assert cp.gate({"accepted": 10, "bounced": 5}, g).action == "continue"  # below minSample
+    assert cp.gate({"accepted": 100, "bounced": 6}, g).action == "halt"
+    assert cp.gate({"accepted": 100, "bounced": 5}, g).action == "continue"
+    assert cp.gate({"accepted": 2000, "complained": 3}, g).action == "halt"
+    manual = cp.GateSettings(approval="manual")
+    assert cp.gate({"accepted": 100}, manual).action == "approve"
+
+
+def test_concurrency_keeps_the_campaign_under_the_rate() -> None:
+    workers, pace = cp.concurrency_for(20)
+    assert workers == 2 and workers * pace <= 20 * 0.95 + 1e-9
+    workers, pace = cp.concurrency_for(14)
+    assert workers == 2 and workers * pace <= 14
+    assert cp.concurrency_for(100000)[0] == 40
