@@ -56,6 +56,7 @@ def test_jsonl_rows() -> None:
     text = '{"email": "a@example.org", "data": {"x": 1}}\n\nnot json\n{"email": "b@example.org", "name": "B"}\n[1]\n'
     counts, items, rejects = plan(text, key="r.jsonl", stages=[100])
     assert (counts.valid, counts.invalid) == (2, 2)
+    assert "not valid JSON" in rejects and "not a JSON object" in rejects
     assert items[0][0]["recipients"][0]["data"] in ({"x": 1}, {})
 
 
