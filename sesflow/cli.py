@@ -136,7 +136,8 @@ def cmd_executions(args: argparse.Namespace) -> int:
     for logical, arn in machines.items():
         for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=arn):
             for ex in page["executions"]:
-                rows.append({"machine": logical, "name": ex["name"], "status": ex["status"],
+                name = ex.get("name") or ex["executionArn"].rsplit(":", 1)[-1]
+                rows.append({"machine": logical, "name": name, "status": ex["status"],
                              "startDate": ex["startDate"], "executionArn": ex["executionArn"]})
     rows.sort(key=lambda r: r["startDate"], reverse=True)
     rows = rows[: args.limit]

@@ -57,7 +57,7 @@ def progress(target: Any, campaign_id: str) -> dict[str, Any]:
         rows.append({"stage": int(st["index"]), "percent": st.get("percent"), "planned": int(st["planned"]),
                      "sent": int(c.get("accepted", 0)), "suppressed": int(c.get("suppressed", 0)),
                      "failed": int(c.get("failed", 0)), "bounced": int(c.get("bounced", 0)),
-                     "complained": int(c.get("complained", 0)), "delivered": int(c.get("delivered", 0)),
+                     "complained": int(c.get("complained", 0)),
                      "throttled": int(c.get("throttled", 0)), "rate": round(rate, 2),
                      "etaSeconds": (round(remaining / rate, 1) if rate else None) if remaining else 0})
         total_planned += int(st["planned"])

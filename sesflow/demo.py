@@ -75,6 +75,26 @@ def _unsubscribe_url(target: Target, email_id: str) -> str:
     raise LookupError(email_id)
 
 
+def _campaign(target: Target) -> bool:
+    from sesflow.cli_campaign import _status_text, progress, wait_for
+
+    rows = ["email,name"] + [f"reader{i}@example.org,Reader {i}" for i in range(40)]
+    rows += ["not-an-address,Broken", "reader7@example.org,Duplicate", "bounce@simulator.amazonses.com,Bounced"]
+    key = "uploads/demo-campaign.csv"
+    target.clients.client("s3").put_object(Bucket=target.outputs["CampaignsBucketName"], Key=key,
+                                           Body="\n".join(rows).encode())
+    payload = {"campaignId": "demo-campaign", "template": "newsletter", "topic": "newsletter",
+               "recipients": {"key": key}, "data": {"title": "Acme monthly", "intro": "Hello!", "articles": []},
+               "stages": [1, 10, 100], "gate": {"observeSeconds": 1, "minSample": 100}}
+    arn = target.clients.client("stepfunctions").start_execution(
+        stateMachineArn=target.outputs["CampaignStateMachineArn"], name="demo-campaign",
+        input=json.dumps(payload))["executionArn"]
+    print("   43 rows (1 invalid, 1 duplicate, 1 already suppressed by the bounce above), SES at 2/s")
+    result = wait_for(target, "demo-campaign", arn, show=True)
+    print("   " + _status_text(progress(target, "demo-campaign")).replace("\n", "\n   "))
+    return bool(result.get("status") == "completed")
+
+
 def run_demo(target: Target) -> bool:
     events = find_root() / "events"
     ok = True
@@ -125,6 +145,9 @@ def run_demo(target: Target) -> bool:
         print(f"   {rep.output['emailId']}: {rep.output['status']:<5} after {send.retries} SesThrottled "
               f"retr{'y' if send.retries == 1 else 'ies'} ({send.duration_ms or 0:.0f} ms in SendEmail)")
         ok &= rep.output["status"] == "sent"
+
+    _say("6. A staged campaign: 1 % canary, 10 %, then everyone; gates between the stages")
+    ok &= _campaign(target)
 
     _say("The outbox (what the local SES accepted)")
     entries = outbox_entries(Path(target.state["outbox"]))

@@ -31,6 +31,7 @@ MAX_BATCH_SIZE = 50  # SES: 50 recipients per message; we send one message per r
 DEFAULT_STAGES = (1.0, 10.0, 100.0)
 MAX_ROW_DATA_BYTES = 4 * 1024
 BUCKETS = 256
+SUPPRESSION_LOOKUP = 99  # addresses per suppression lookup: 3 keys each fit 3 BatchGetItem calls
 
 
 @dataclass(frozen=True)
@@ -213,8 +214,10 @@ class Planner:
             f.close()
         writers = [_ManifestWriter(os.path.join(self.dir, f"stage-{i}.json"), self.spec, i)
                    for i in range(len(self.spec.stages))]
+        self._pending: list[tuple[str, str | None, str, dict[str, Any]]] = []
         for i in range(BUCKETS):
             self._plan_bucket(i, writers, suppressed)
+        self._flush(self._pending, writers, suppressed)
         for i, w in enumerate(writers):
             w.close()
             self.counts.batches[i] = w.batches
@@ -222,7 +225,7 @@ class Planner:
 
     def _plan_bucket(self, i: int, writers: list[_ManifestWriter], suppressed: Callable[[list[str]], set[str]]) -> None:
         seen: set[str] = set()
-        pending: list[tuple[str, str | None, str, dict[str, Any]]] = []
+        pending = self._pending  # carried across buckets: full lookups of SUPPRESSION_LOOKUP addresses
         path = self._bucket_path(i)
         with open(path, encoding="utf-8") as f:
             for line in f:
@@ -233,9 +236,8 @@ class Planner:
                 seen.add(address)
                 self.counts.valid += 1
                 pending.append((to, name, address, data))
-                if len(pending) == 100:
+                if len(pending) >= SUPPRESSION_LOOKUP:
                     self._flush(pending, writers, suppressed)
-        self._flush(pending, writers, suppressed)
         os.remove(path)
 
     def _flush(self, pending: list[tuple[str, str | None, str, dict[str, Any]]], writers: list[_ManifestWriter],

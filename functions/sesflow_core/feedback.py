@@ -73,9 +73,8 @@ class FeedbackEvent:
     def status(self) -> str | None:
         """The tracking status this event moves the email to (None: no status change)."""
         return {
-            # Campaign emails have no RecordSent step: SES's Send event is their record.
-            # The send machine records "sent" itself (with messageId and template version).
-            "Send": status.SENT if self.campaign_id else None,
+            # Sending is recorded by the sender (RecordSent, or the campaign's claim).
+            "Send": None,
             "Delivery": status.DELIVERED,
             "Bounce": status.BOUNCED,
             "Complaint": status.COMPLAINED,

@@ -227,9 +227,11 @@ def send_batch(event: dict[str, Any], context: Any, settings: Settings) -> dict[
             if req.recipient in blocked:
                 counts["suppressed"] += 1
                 continue
-            fields = {"status": "queued", "recipient": req.recipient, "template": req.template, "topic": req.topic,
+            # One write per recipient: the claim creates the tracking item as "sent" (the SES
+            # call follows at once; a refused send is corrected to "failed" below).
+            fields = {"status": "sent", "recipient": req.recipient, "template": req.template, "topic": req.topic,
                       "campaignId": campaign_id, "stage": str(stage), "createdAt": now_iso(),
-                      "expiresAt": f"N:{settings.expires_at()}"}
+                      "sentAt": now_iso(), "expiresAt": f"N:{settings.expires_at()}"}
             holder = sender.take_ledger(settings, req.emailId, owner, fields)
             if holder is not None:
                 counts["duplicates"] += 1
@@ -245,7 +247,7 @@ def send_batch(event: dict[str, Any], context: Any, settings: Settings) -> dict[
                 counts["failed"] += 1
                 continue
             # No second write on success: the claim is the ledger entry (a held claim is never
-            # sent again), and SES's own Send event moves the status to "sent" (feedback).
+            # sent again) and already says "sent".
             counts["accepted"] += 1
             sent_in_call += 1
             _fault_check(campaign_id, sent_in_call)

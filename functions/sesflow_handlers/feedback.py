@@ -9,6 +9,7 @@ dead-letter queue, where it can be inspected).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -19,8 +20,9 @@ from . import tracking
 from ._common import Settings, client, logger, metrics, now_iso
 
 #: SES event type -> campaign counter
-#: (Send events are not counted here: the campaign batch sender counts what SES accepted.)
-COUNTERS = {"Delivery": "delivered", "Bounce": "bounced", "Complaint": "complained", "Reject": "rejected"}
+#: What the gates read. (Deliveries are not counted: a write per delivered email costs more
+#: than the number is worth; the campaign sender counts what SES accepted.)
+COUNTERS = {"Bounce": "bounced", "Complaint": "complained", "Reject": "rejected"}
 
 
 def policy(settings: Settings) -> sp.PolicySettings:
@@ -88,6 +90,10 @@ def bump_counter(settings: Settings, event: fb.FeedbackEvent) -> None:
 
 
 def process(settings: Settings, event: fb.FeedbackEvent) -> dict[str, Any]:
+    if event.campaign_id and (event.kind == "Send" or (
+            event.kind == "Delivery" and os.environ.get("CAMPAIGN_DELIVERY_TRACKING", "true") == "false")):
+        # a campaign's sender already recorded the send; deliveries are tracked only when asked
+        return {"emailId": event.email_id, "event": event.kind, "duplicate": False, "statusChanged": False}
     email_id = event.email_id or tracking.find_email_id(settings, event.message_id)
     extra: dict[str, str] = {}
     if event.bounce_type:

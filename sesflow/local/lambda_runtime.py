@@ -139,6 +139,17 @@ class InvokeResult:
 
 _import_lock = threading.Lock()
 
+#: function name -> [invocations, total duration in ms, memory MB] (for bench/campaign.py)
+STATS: dict[str, list[float]] = {}
+_stats_lock = threading.Lock()
+
+
+def _record(spec: FunctionSpec, duration_ms: float) -> None:
+    with _stats_lock:
+        entry = STATS.setdefault(spec.function_name, [0, 0.0, spec.memory_mb])
+        entry[0] += 1
+        entry[1] += duration_ms
+
 
 def load_handler(code_dir: Path, handler: str) -> Any:
     """Import ``module.function`` from ``code_dir``, as the Lambda runtime does."""
@@ -198,6 +209,7 @@ def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
     worker.start()
     worker.join(spec.timeout)
     duration_ms = (time.perf_counter() - started) * 1000
+    _record(spec, duration_ms)
     if worker.is_alive():
         return InvokeResult(
             payload={

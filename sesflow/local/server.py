@@ -63,17 +63,51 @@ def function_url_event(environ: dict[str, Any], function: str, path: str) -> dic
     }
 
 
+#: (service, operation) -> requests served, for ``GET /_sesflow/stats`` (bench/campaign.py)
+REQUESTS: dict[str, int] = {}
+
+
+def _operation(environ: dict[str, Any]) -> str:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    service = auth.split("Credential=", 1)[1].split("/")[3] if "Credential=" in auth else "?"
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return f"{service}:{target.rsplit('.', 1)[-1]}"
+    if service == "s3":
+        return f"s3:{environ.get('REQUEST_METHOD', '?')}"
+    if service == "lambda" and environ.get("PATH_INFO", "").endswith("/invocations"):
+        return "lambda:Invoke"
+    if service == "ses":
+        return f"ses:{environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '').split('/')[3:4]}"
+    return f"{service}:{environ.get('REQUEST_METHOD', '?')}"
+
+
 class FunctionUrls:
     """WSGI middleware: ``/_sesflow/lambda-url/<function>/...`` invokes the function as its
-    Lambda function URL would; everything else goes to moto."""
+    Lambda function URL would; ``/_sesflow/stats`` reports request and invocation counts;
+    everything else goes to moto."""
 
     def __init__(self, app: Any, region: str) -> None:
         self.app = app
         self.region = region
 
+    def _stats(self, environ: dict[str, Any], start_response: Any) -> Any:
+        from . import lambda_runtime
+
+        body = json.dumps({"requests": REQUESTS, "lambda": lambda_runtime.STATS}).encode()
+        if "reset" in environ.get("QUERY_STRING", ""):
+            REQUESTS.clear()
+            lambda_runtime.STATS.clear()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path: str = environ.get("PATH_INFO", "")
+        if path == "/_sesflow/stats":
+            return self._stats(environ, start_response)
         if not path.startswith(URL_PREFIX):
+            op = _operation(environ)
+            REQUESTS[op] = REQUESTS.get(op, 0) + 1
             return self.app(environ, start_response)
         import base64
 

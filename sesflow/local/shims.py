@@ -16,6 +16,7 @@ CFN has no Lambda::Url, no function    ``Url`` model; ``/_sesflow/lambda-url/<fu
 URL endpoint                           on the local endpoint invokes the function with a
                                        function-URL (payload 2.0) event
 CFN has no CloudWatch::Alarm           ``Alarm`` model (PutMetricAlarm)
+CFN has no SQS::QueuePolicy            accepted and ignored (the emulator enforces no IAM)
 ``Ref`` of an EventBus is no name      ``EventBus.physical_resource_id`` is its name
 CFN state machines ignore              ``DefinitionSubstitutions`` applied, machines
 ``DefinitionSubstitutions`` and land   created in the executing (parser) backend; every
@@ -303,6 +304,26 @@ class _CloudWatchAlarm(CloudFormationModel):
         return cls(resource_name)
 
 
+class _SqsQueuePolicy(CloudFormationModel):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SQS::QueuePolicy"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+        **kwargs: Any,
+    ) -> _SqsQueuePolicy:
+        return cls(resource_name)
+
+
 # ---------------------------------------------------------------- CloudFormation: SFN
 def apply_substitutions(definition: str, substitutions: dict[str, Any]) -> str:
     """Replace ``${Name}`` placeholders as CloudFormation's DefinitionSubstitutions does."""
@@ -394,8 +415,10 @@ class _TargetDelivery:
                         error = json.dumps(result.payload)
                         continue
                 elif ":states:" in arn:
+                    import uuid
+
                     ses.local_client("stepfunctions", region).start_execution(
-                        stateMachineArn=arn, input=json.dumps(event)
+                        stateMachineArn=arn, name=str(uuid.uuid4()), input=json.dumps(event)
                     )
                 return
             except boto3.exceptions.Boto3Error as exc:  # pragma: no cover - defensive

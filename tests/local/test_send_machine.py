@@ -308,6 +308,7 @@ def test_throttled_sends_recover_and_the_history_shows_the_retries(throttled_sta
     send_rows = [row for r in reports for row in r.states if row.name == "SendEmail"]
     assert sum(row.retries for row in send_rows) >= 1, "no SES throttling was retried"
     events = [e for arn in arns for e in executions.history(sfn, arn)]
-    failures = [e["taskFailedEventDetails"]["error"] for e in events if e["type"] == "TaskFailed"]
+    failures = [e["taskFailedEventDetails"]["error"] for e in events
+                if e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("resourceType") == "lambda"]
     assert failures and set(failures) == {"SesThrottled"}
     assert len(outbox_entries(Path(stack.state["outbox"]))) == 4

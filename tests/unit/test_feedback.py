@@ -33,8 +33,7 @@ EVENTS: dict[str, dict[str, Any]] = {
         "delayedRecipients": [{"emailAddress": "user@example.org", "status": "4.4.1"}]}},
     "Rendering Failure": {"eventType": "Rendering Failure", "failure": {"errorMessage": "x", "templateName": "t"}},
 }
-# MAIL carries a campaignId tag: a campaign email's Send event records "sent"
-EXPECTED_STATUS = {"Send": status.SENT, "Delivery": status.DELIVERED, "Bounce": status.BOUNCED,
+EXPECTED_STATUS = {"Send": None, "Delivery": status.DELIVERED, "Bounce": status.BOUNCED,
                    "Complaint": status.COMPLAINED, "Reject": status.FAILED, "DeliveryDelay": status.DELIVERY_DELAYED,
                    "Rendering Failure": status.FAILED}
 
@@ -67,17 +66,11 @@ def test_every_event_type_through_every_envelope(kind: str, envelope: str) -> No
     [ev] = fb.parse_envelope(wrapped)
     assert ev.kind == kind and ev.message_id == "m-1"
     assert ev.recipients == ("user@example.org",)
-    assert ev.status == (None if envelope == "sns-identity" and kind == "Send" else EXPECTED_STATUS[kind])
+    assert ev.status == EXPECTED_STATUS[kind]
     if envelope == "sns-identity":
         assert ev.email_id is None
     else:
         assert (ev.email_id, ev.campaign_id, ev.stage, ev.topic) == ("e-1", "c-1", "0", "newsletter")
-
-
-def test_send_event_records_sent_only_for_campaign_emails() -> None:
-    obj = ses_event("Send")
-    obj["mail"]["tags"].pop("campaignId")
-    assert fb.parse_envelope(obj)[0].status is None
 
 
 def test_the_same_event_has_the_same_key_through_any_envelope() -> None:
