@@ -151,8 +151,10 @@ def run_demo(target: Target) -> bool:
 
     _say("The outbox (what the local SES accepted)")
     entries = outbox_entries(Path(target.state["outbox"]))
-    for e in entries:
-        print(f"   {e['tags'].get('emailId', '?'):<16} {e['subject'][:50]}")
+    for e in entries[:10]:
+        print(f"   {e['tags'].get('emailId', '?'):<40} {e['subject'][:50]}")
+    if len(entries) > 10:
+        print(f"   ... and {len(entries) - 10} campaign messages")
     print(f"   {len(entries)} messages in {target.state['outbox']}")
     print("\nTry it yourself:  .venv/bin/sesflow local up && .venv/bin/sesflow send --template welcome "
           "--to success@simulator.amazonses.com --data '{\"name\": \"Ada\", \"product\": \"Acme\"}'")
