@@ -99,229 +99,143 @@ def _invoke_in_process(
     return result.payload_bytes()
 
 
-# ---------------------------------------------------------------- CloudFormation: SES
-class _SesConfigurationSet(CloudFormationModel):
-    def __init__(self, name: str) -> None:
-        self.name = name
+# ---------------------------------------------------------------- CloudFormation: missing types
+class _LocalResource(CloudFormationModel):
+    """A resource type moto's CloudFormation lacks; each one is made by a function below."""
 
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SES::ConfigurationSet"
+    TYPE = "Custom::SesflowLocalResource"
+    NAME_PROPERTY = ""
+    create_fn: Any = None
 
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "Name"
+    def __init__(self, physical_id: str, attributes: dict[str, str]) -> None:
+        self._id = physical_id
+        self._attributes = attributes
+
+    @classmethod
+    def cloudformation_type(cls) -> str:  # type: ignore[override]
+        return cls.TYPE
+
+    @classmethod
+    def cloudformation_name_type(cls) -> str:  # type: ignore[override]
+        return cls.NAME_PROPERTY
 
     @property
     def physical_resource_id(self) -> str:
-        return self.name
+        return self._id
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return True
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        return self._attributes.get(attribute_name, self._id)
 
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
-        **kwargs: Any,
-    ) -> _SesConfigurationSet:
-        props = cloudformation_json.get("Properties", {})
-        from moto.sesv2.models import sesv2_backends
-
-        sesv2_backends[account_id][region_name].create_configuration_set(
-            configuration_set_name=resource_name,
-            tracking_options=props.get("TrackingOptions", {}),
-            delivery_options=props.get("DeliveryOptions", {}),
-            reputation_options=props.get("ReputationOptions", {}),
-            sending_options=props.get("SendingOptions", {}),
-            tags=props.get("Tags", []),
-            suppression_options=props.get("SuppressionOptions", {}),
-            vdm_options=props.get("VdmOptions", {}),
-        )
-        return cls(resource_name)
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> _LocalResource:
+        created = cls.create_fn(resource_name, cloudformation_json.get("Properties", {}), account_id, region_name)
+        physical_id, attributes = created if isinstance(created, tuple) else (created, {})
+        return cls(physical_id, attributes)
 
     @classmethod
     def delete_from_cloudformation_json(  # type: ignore[override]
         cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
     ) -> None:
-        from moto.ses.models import ses_backends
-
-        ses_backends[account_id][region_name].config_sets.pop(resource_name, None)
+        return None
 
 
-class _SesEmailIdentity(CloudFormationModel):
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SES::EmailIdentity"
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "EmailIdentity"
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.name
-
-    @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
-        **kwargs: Any,
-    ) -> _SesEmailIdentity:
-        ses.verify_identity(account_id, region_name, resource_name)
-        return cls(resource_name)
+#: CloudFormation type -> model, registered with moto's CloudFormation by :func:`install`
+LOCAL_TYPES: dict[str, type[_LocalResource]] = {}
 
 
-class _SecretsManagerSecret(CloudFormationModel):
-    def __init__(self, arn: str) -> None:
-        self.arn = arn
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SecretsManager::Secret"
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "Name"
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.arn
-
-    @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
-        **kwargs: Any,
-    ) -> _SecretsManagerSecret:
-        import secrets as pysecrets
-
-        from moto.secretsmanager.models import secretsmanager_backends
-
-        props = cloudformation_json.get("Properties", {})
-        value = props.get("SecretString")
-        gen = props.get("GenerateSecretString")
-        if value is None and gen is not None:
-            generated = pysecrets.token_urlsafe(int(gen.get("PasswordLength", 32)))
-            if gen.get("SecretStringTemplate") and gen.get("GenerateStringKey"):
-                doc = json.loads(gen["SecretStringTemplate"])
-                doc[gen["GenerateStringKey"]] = generated
-                value = json.dumps(doc)
-            else:
-                value = generated
-        result = secretsmanager_backends[account_id][region_name].create_secret(
-            name=resource_name, secret_string=value, secret_binary=None,
-            description=props.get("Description"), tags=props.get("Tags", []), kms_key_id=None,
-            client_request_token=None, replica_regions=[], force_overwrite=False,
-        )
-        return cls(json.loads(result)["ARN"])
+def _local_type(type_name: str, name_property: str = "") -> Any:
+    def register(fn: Any) -> Any:
+        LOCAL_TYPES[type_name] = type(f"_Local_{type_name.replace('::', '_')}", (_LocalResource,), {
+            "TYPE": type_name, "NAME_PROPERTY": name_property, "create_fn": staticmethod(fn)})
+        return fn
+    return register
 
 
-class _SesEventDestination(CloudFormationModel):
-    def __init__(self, name: str) -> None:
-        self.name = name
+@_local_type("AWS::SES::ConfigurationSet", "Name")
+def _configuration_set(name: str, props: dict[str, Any], account: str, region: str) -> str:
+    from moto.sesv2.models import sesv2_backends
 
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SES::ConfigurationSetEventDestination"
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.name
-
-    @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
-        **kwargs: Any,
-    ) -> _SesEventDestination:
-        props = cloudformation_json["Properties"]
-        dest = props["EventDestination"]
-        ses.add_event_destination(props["ConfigurationSetName"], dest)
-        return cls(f"{props['ConfigurationSetName']}|{dest.get('Name', resource_name)}")
+    sesv2_backends[account][region].create_configuration_set(
+        configuration_set_name=name, tracking_options=props.get("TrackingOptions", {}),
+        delivery_options=props.get("DeliveryOptions", {}), reputation_options=props.get("ReputationOptions", {}),
+        sending_options=props.get("SendingOptions", {}), tags=props.get("Tags", []),
+        suppression_options=props.get("SuppressionOptions", {}), vdm_options=props.get("VdmOptions", {}),
+    )
+    return name
 
 
-class _LambdaUrl(CloudFormationModel):
-    def __init__(self, function_name: str) -> None:
-        self.function_name = function_name
-        self.url = f"http://127.0.0.1:{os.environ['MOTO_PORT']}/_sesflow/lambda-url/{function_name}/"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::Lambda::Url"
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.url
-
-    @classmethod
-    def has_cfn_attr(cls, attr: str) -> bool:
-        return attr in ("FunctionUrl", "FunctionArn")
-
-    def get_cfn_attribute(self, attribute_name: str) -> str:
-        return self.url if attribute_name == "FunctionUrl" else self.function_name
-
-    @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
-        **kwargs: Any,
-    ) -> _LambdaUrl:
-        target = str(cloudformation_json["Properties"]["TargetFunctionArn"])
-        return cls(target.rsplit(":", 1)[-1] if target.startswith("arn:") else target)
+@_local_type("AWS::SES::EmailIdentity", "EmailIdentity")
+def _email_identity(name: str, props: dict[str, Any], account: str, region: str) -> str:
+    ses.verify_identity(account, region, name)
+    return name
 
 
-class _CloudWatchAlarm(CloudFormationModel):
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::CloudWatch::Alarm"
-
-    @staticmethod
-    def cloudformation_name_type() -> str:
-        return "AlarmName"
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.name
-
-    @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
-        **kwargs: Any,
-    ) -> _CloudWatchAlarm:
-        props = dict(cloudformation_json["Properties"])
-        props.pop("AlarmName", None)
-        for key in ("Threshold",):
-            if key in props:
-                props[key] = float(props[key])
-        for key in ("EvaluationPeriods", "DatapointsToAlarm", "Period"):
-            if key in props:
-                props[key] = int(props[key])
-        for metric in props.get("Metrics", []):
-            if "MetricStat" in metric:
-                metric["MetricStat"]["Period"] = int(metric["MetricStat"]["Period"])
-            if "ReturnData" in metric:
-                metric["ReturnData"] = str(metric["ReturnData"]).lower() == "true"
-        ses.local_client("cloudwatch", region_name).put_metric_alarm(AlarmName=resource_name, **props)
-        return cls(resource_name)
+@_local_type("AWS::SES::ConfigurationSetEventDestination")
+def _event_destination(name: str, props: dict[str, Any], account: str, region: str) -> str:
+    dest = props["EventDestination"]
+    ses.add_event_destination(props["ConfigurationSetName"], dest)
+    return f"{props['ConfigurationSetName']}|{dest.get('Name', name)}"
 
 
-class _SqsQueuePolicy(CloudFormationModel):
-    def __init__(self, name: str) -> None:
-        self.name = name
+@_local_type("AWS::SecretsManager::Secret", "Name")
+def _secret(name: str, props: dict[str, Any], account: str, region: str) -> str:
+    import secrets as pysecrets
 
-    @staticmethod
-    def cloudformation_type() -> str:
-        return "AWS::SQS::QueuePolicy"
+    from moto.secretsmanager.models import secretsmanager_backends
 
-    @property
-    def physical_resource_id(self) -> str:
-        return self.name
+    value = props.get("SecretString")
+    gen = props.get("GenerateSecretString")
+    if value is None and gen is not None:
+        generated = pysecrets.token_urlsafe(int(gen.get("PasswordLength", 32)))
+        if gen.get("SecretStringTemplate") and gen.get("GenerateStringKey"):
+            doc = json.loads(gen["SecretStringTemplate"])
+            doc[gen["GenerateStringKey"]] = generated
+            value = json.dumps(doc)
+        else:
+            value = generated
+    result = secretsmanager_backends[account][region].create_secret(
+        name=name, secret_string=value, secret_binary=None, description=props.get("Description"),
+        tags=props.get("Tags", []), kms_key_id=None, client_request_token=None, replica_regions=[],
+        force_overwrite=False,
+    )
+    return str(json.loads(result)["ARN"])
 
-    @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
-        **kwargs: Any,
-    ) -> _SqsQueuePolicy:
-        return cls(resource_name)
+
+@_local_type("AWS::Lambda::Url")
+def _function_url(name: str, props: dict[str, Any], account: str, region: str) -> tuple[str, dict[str, str]]:
+    target = str(props["TargetFunctionArn"])
+    function = target.rsplit(":", 1)[-1] if target.startswith("arn:") else target
+    url = f"http://127.0.0.1:{os.environ['MOTO_PORT']}/_sesflow/lambda-url/{function}/"
+    return url, {"FunctionUrl": url, "FunctionArn": target}
+
+
+@_local_type("AWS::CloudWatch::Alarm", "AlarmName")
+def _alarm(name: str, props: dict[str, Any], account: str, region: str) -> str:
+    props = {k: v for k, v in props.items() if k != "AlarmName"}
+    for key in ("Threshold",):
+        if key in props:
+            props[key] = float(props[key])
+    for key in ("EvaluationPeriods", "DatapointsToAlarm", "Period"):
+        if key in props:
+            props[key] = int(props[key])
+    for metric in props.get("Metrics", []):
+        if "MetricStat" in metric:
+            metric["MetricStat"]["Period"] = int(metric["MetricStat"]["Period"])
+        if "ReturnData" in metric:
+            metric["ReturnData"] = str(metric["ReturnData"]).lower() == "true"
+    ses.local_client("cloudwatch", region).put_metric_alarm(AlarmName=name, **props)
+    return name
+
+
+@_local_type("AWS::SQS::QueuePolicy")
+def _queue_policy(name: str, props: dict[str, Any], account: str, region: str) -> str:
+    return name  # the emulator enforces no IAM
 
 
 # ---------------------------------------------------------------- CloudFormation: SFN
@@ -499,7 +413,9 @@ def install() -> None:
     DELIVERY = _TargetDelivery()
     Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign,assignment]
     ses.install()
-    for cache_fn in ("get_model_list", "get_model_map", "get_name_type_map"):
+    moto_models = cfn_parsing.get_model_list
+    cfn_parsing.get_model_list = lambda: [*moto_models(), *LOCAL_TYPES.values()]  # type: ignore[assignment]
+    for cache_fn in ("get_model_map", "get_name_type_map"):
         fn = getattr(cfn_parsing, cache_fn, None)
         if fn is not None and hasattr(fn, "cache_clear"):
             fn.cache_clear()

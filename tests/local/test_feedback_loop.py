@@ -80,29 +80,31 @@ def invoke_feedback(stack: Target, event: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- mailbox simulator, end to end
 def test_bounce_is_recorded_and_the_next_send_is_suppressed(stack: Target) -> None:
-    first = send(stack, "bounce@simulator.amazonses.com")
+    address = f"bounce+{uuid.uuid4().hex[:8]}@simulator.amazonses.com"
+    first = send(stack, address)
     assert first["status"] == "sent"
     item = wait_for(stack, first["emailId"], lambda i: i["status"] == "bounced")
     assert (item["bounceType"], item["bounceSubType"]) == ("Permanent", "General")
     assert "550 5.1.1" in item["diagnosticCode"]
     assert timeline(item) == ["Send", "Bounce"]
-    [entry] = suppression_entries(stack, "bounce@simulator.amazonses.com")
+    [entry] = suppression_entries(stack, address)
     assert entry["topic"] == "*" and entry["reason"].startswith("permanent bounce")
     assert [e["detail"]["status"] for e in status_events(stack, first["emailId"])] == ["sent", "bounced"]
 
-    second = send(stack, "bounce@simulator.amazonses.com")
+    second = send(stack, address)
     assert second["status"] == "suppressed"
     assert messages_for(stack, second["emailId"]) == []
 
 
 def test_complaint_after_delivery_suppresses_subscription_mail_only(stack: Target) -> None:
-    first = send(stack, "complaint+fbtest@simulator.amazonses.com")
+    address = f"complaint+{uuid.uuid4().hex[:8]}@simulator.amazonses.com"
+    first = send(stack, address)
     item = wait_for(stack, first["emailId"], lambda i: i["status"] == "complained")
     assert item["previousStatus"] == "delivered" and item["complaintFeedbackType"] == "abuse"
     assert timeline(item) == ["Send", "Delivery", "Complaint"]
-    assert suppression_entries(stack, "complaint+fbtest@simulator.amazonses.com")[0]["topic"] == "~subscription"
-    assert send(stack, "complaint+fbtest@simulator.amazonses.com", NEWS)["status"] == "suppressed"
-    assert send(stack, "complaint+fbtest@simulator.amazonses.com")["status"] == "sent"
+    assert suppression_entries(stack, address)[0]["topic"] == "~subscription"
+    assert send(stack, address, NEWS)["status"] == "suppressed"
+    assert send(stack, address)["status"] == "sent"
 
 
 @pytest.mark.parametrize(("address", "final"), [
@@ -118,10 +120,11 @@ def test_deliveries(stack: Target, address: str, final: str) -> None:
 
 
 def test_account_suppression_list_bounce(stack: Target) -> None:
-    out = send(stack, "suppressionlist@simulator.amazonses.com")
+    address = f"suppressionlist+{uuid.uuid4().hex[:8]}@simulator.amazonses.com"
+    out = send(stack, address)
     item = wait_for(stack, out["emailId"], lambda i: i["status"] == "bounced")
     assert item["bounceSubType"] == "OnAccountSuppressionList"
-    assert suppression_entries(stack, "suppressionlist@simulator.amazonses.com")[0]["topic"] == "*"
+    assert suppression_entries(stack, address)[0]["topic"] == "*"
 
 
 def test_campaign_counters(stack: Target) -> None:
