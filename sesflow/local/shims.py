@@ -12,7 +12,7 @@ CFN has no ``AWS::SES::*`` types       ``ConfigurationSet`` and ``EmailIdentity`
 CFN has no SecretsManager::Secret      ``Secret`` model (GenerateSecretString honoured)
 CFN has no SES event destinations      ``ConfigurationSetEventDestination`` model; the local
                                        SES publishes events to them (mailbox simulator)
-CFN has no Lambda::Url, no function    ``Url`` model; ``/_sesflow/lambda-url/<function>/``
+CFN has no Lambda::Url, no function    ``Url`` model; ``/_sesflow/lambda-url/<function>/`` (server.py)
 URL endpoint                           on the local endpoint invokes the function with a
                                        function-URL (payload 2.0) event
 CFN has no CloudWatch::Alarm           ``Alarm`` model (PutMetricAlarm)
