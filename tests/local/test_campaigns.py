@@ -106,14 +106,34 @@ def test_thousand_rows_exact_counts_and_one_message_per_recipient(stack: Target)
          what="deliveries recorded")
 
 
+def feedback_settled(stack: Target, quiet: float = 2.0) -> None:
+    """Wait until the local feedback backlog is processed (no invocation for ``quiet`` s)."""
+    import urllib.request
+
+    def invocations() -> float:
+        with urllib.request.urlopen(f"{stack.state['endpoint']}/_sesflow/stats", timeout=10) as resp:
+            return sum(v[0] for v in json.loads(resp.read())["lambda"].values())
+
+    last, since, deadline = -1.0, time.monotonic(), time.monotonic() + 240
+    while time.monotonic() < deadline:
+        n = invocations()
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the feedback backlog did not settle")
+
+
 def test_canary_with_bounces_halts_the_campaign(stack: Target) -> None:
+    feedback_settled(stack)  # earlier tests' feedback must not delay this canary's bounces
     cid = f"halt{uuid.uuid4().hex[:8]}"
     stages = (10.0, 100.0)
     bounces = [a for a in (f"bounce+{i}@simulator.amazonses.com" for i in range(400))
                if cp.stage_for(cid, a, stages) == 0][:8]
     good = [f"h{i}@example.org" for i in range(200)]
     _, arn = start(stack, [f"{a},B" for a in bounces] + [f"{a},G" for a in good], campaignId=cid,
-                   stages=list(stages), gate={"observeSeconds": 8, "minSample": 5, "maxBounceRate": 0.05})
+                   stages=list(stages), gate={"observeSeconds": 10, "minSample": 5, "maxBounceRate": 0.05})
     report = finish(stack, arn)
     assert report["status"] == "halted", report
     assert report["reason"].startswith("bounce rate")
