@@ -65,7 +65,27 @@ def _asl() -> dict:
     return json.loads((ROOT / "statemachines" / "send.asl.json").read_text())
 
 
-def test_every_error_the_asl_names_is_a_domain_error() -> None:
+def _all_states(definition: dict) -> list[dict]:
+    out = []
+    for state in definition["States"].values():
+        out.append(state)
+        if "ItemProcessor" in state:
+            out += _all_states(state["ItemProcessor"])
+    return out
+
+
+@pytest.mark.parametrize("machine", ["send", "campaign"])
+def test_every_error_an_asl_names_is_a_domain_error(machine: str) -> None:
+    definition = json.loads((ROOT / "statemachines" / f"{machine}.asl.json").read_text())
+    names: set[str] = set()
+    for state in _all_states(definition):
+        for rule in state.get("Retry", []) + state.get("Catch", []):
+            names.update(rule["ErrorEquals"])
+    ours = {n for n in names if not n.startswith(("States.", "Lambda.", "DynamoDB.", "DynamoDb."))}
+    assert ours <= set(errors.ASL_ERROR_NAMES), ours - set(errors.ASL_ERROR_NAMES)
+
+
+def test_the_send_machine_handles_every_contract_error() -> None:
     names: set[str] = set()
     for state in _asl()["States"].values():
         for rule in state.get("Retry", []) + state.get("Catch", []):
