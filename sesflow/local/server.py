@@ -141,17 +141,25 @@ def _make_server(port: int, region: str) -> Any:
     return make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
+_LOCAL_DEFAULTS = {
+    # seconds, not minutes, between throttled send rounds on a laptop
+    "ThrottleWaitSeconds": "2",
+    "QuotaWaitSeconds": "5",
+    "LogRetentionDays": "1",
+    # the local interpreter runs no EXPRESS child executions in a Distributed Map
+    "CampaignChildExecutionType": "STANDARD",
+    "CampaignPauseCheckSeconds": "1",
+}
+
+
 def local_parameters(port: int) -> dict[str, str]:
-    """Template parameters of the local stack (everything else keeps its default)."""
-    return {
-        # seconds, not minutes, between throttled send rounds on a laptop
-        "ThrottleWaitSeconds": "2",
-        "QuotaWaitSeconds": "5",
-        "LogRetentionDays": "1",
-        # the local interpreter runs no EXPRESS child executions in a Distributed Map
-        "CampaignChildExecutionType": "STANDARD",
-        "CampaignPauseCheckSeconds": "1",
-    }
+    """Template parameters of the local stack (everything else keeps its default), then any
+    ``SESFLOW_PARAMETER_OVERRIDES="Key=Value Key2=Value2"`` from the environment."""
+    overrides = dict(item.split("=", 1) for item in os.environ.get("SESFLOW_PARAMETER_OVERRIDES", "").split()
+                     if "=" in item)
+    return {**_LOCAL_DEFAULTS, **overrides}
+
+
 
 
 def bring_up(root: Path, state: Path, port: int, max_send_rate: float | None,

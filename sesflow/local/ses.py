@@ -221,10 +221,20 @@ def _send_email(self: SESV2Response) -> str:
         )
     _throttle(len(recipients))
 
-    response = _ORIGINAL_SEND_EMAIL(self)
-    message_id = json.loads(response)["MessageId"]
     if raw is None:
+        response = _ORIGINAL_SEND_EMAIL(self)
+        message_id = json.loads(response)["MessageId"]
         raw = _simple_to_mime(source or "", destination, content.get("Simple", {}))
+    else:
+        # raw messages are recorded here directly: moto's send_raw_email would parse the whole
+        # MIME message again only to re-check what was checked above
+        from moto.ses.models import RawMessage
+        from moto.ses.utils import get_random_message_id
+
+        message_id = get_random_message_id()
+        backend.sent_message_count += len(recipients)
+        backend.sent_messages.append(RawMessage(message_id, source, recipients, raw.decode("utf-8", "replace")))
+        response = json.dumps({"MessageId": message_id})
     _write_outbox(
         message_id,
         raw,
