@@ -342,10 +342,13 @@ def _publish(account: str, region: str, config_set: str, event: dict[str, Any]) 
 
 
 class _Publisher:
-    """Publishes simulated SES events in order, off the request thread (SES is async too)."""
+    """Publishes simulated SES events in order, off the request thread (SES is async too).
+
+    Each event is due a short time after its send; the publisher sleeps only until an event
+    is due, so a burst of sends never piles up the delays."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[str, str, list[tuple[float, str, dict[str, Any]]]]] = queue.Queue()
+        self._queue: queue.Queue[tuple[float, str, str, str, dict[str, Any]]] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     def submit(self, events: list[tuple[float, str, dict[str, Any]]], account: str = "123456789012",
@@ -353,17 +356,20 @@ class _Publisher:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="ses-events", daemon=True)
             self._thread.start()
-        self._queue.put((account, region, events))
+        now = time.monotonic()
+        for delay, config_set, event in events:
+            self._queue.put((now + delay, account, region, config_set, event))
 
     def _run(self) -> None:
         while True:
-            account, region, events = self._queue.get()
-            for delay, config_set, event in events:
-                time.sleep(delay)
-                try:
-                    _publish(account, region, config_set, event)
-                except Exception:
-                    logging.getLogger("sesflow.local").exception("publishing an SES event failed")
+            due, account, region, config_set, event = self._queue.get()
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                _publish(account, region, config_set, event)
+            except Exception:  # a lost local event must not stop the publisher
+                logging.getLogger("sesflow.local").exception("publishing an SES event failed")
 
 
 _PUBLISHER = _Publisher()

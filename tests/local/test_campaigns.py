@@ -98,12 +98,11 @@ def test_thousand_rows_exact_counts_and_one_message_per_recipient(stack: Target)
     assert set(outbox) == set(unique) and max(outbox.values()) == 1
     assert [s["planned"] for s in report["stages"]] == report["counts"]["planned"]
     assert report["counts"]["planned"][0] < report["counts"]["planned"][1] < report["counts"]["planned"][2]
-    # every recipient's Delivery comes back through the feedback loop (and the backlog drains)
+    # each recipient's tracking item says "sent" (campaign deliveries are not tracked by default)
     from sesflow.cli_send import tracking_item
 
-    last = [cp.email_id_for(cid, a) for a in unique[-5:]]
-    poll(lambda: all((tracking_item(stack, e) or {}).get("status") == "delivered" for e in last), timeout=180,
-         what="deliveries recorded")
+    item = tracking_item(stack, cp.email_id_for(cid, unique[-1]))
+    assert item is not None and item["status"] == "sent" and item["campaignId"] == cid
 
 
 def feedback_settled(stack: Target, quiet: float = 2.0) -> None:
@@ -135,7 +134,7 @@ def test_canary_with_bounces_halts_the_campaign(stack: Target) -> None:
     _, arn = start(stack, [f"{a},B" for a in bounces] + [f"{a},G" for a in good], campaignId=cid,
                    stages=list(stages), gate={"observeSeconds": 10, "minSample": 5, "maxBounceRate": 0.05})
     report = finish(stack, arn)
-    assert report["status"] == "halted", report
+    assert report["status"] == "halted", report["stages"]
     assert report["reason"].startswith("bounce rate")
     canary = [a for a in bounces + good if cp.stage_for(cid, a, stages) == 0]
     assert set(sent_to(stack, cid)) == set(canary)  # nobody of stage 1 was mailed
