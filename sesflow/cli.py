@@ -99,10 +99,7 @@ def cmd_local_down(args: argparse.Namespace) -> int:
 def cmd_invoke(args: argparse.Namespace) -> int:
     event = load_json_arg(args.event, "event file") if args.event else {}
     target = _target(args)
-    try:
-        name = target.function_name(args.function)
-    except TargetError as exc:
-        raise UsageError(str(exc)) from exc
+    name = target.function_name(args.function)  # TargetError: exit 2 (main)
     resp = target.clients.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
     payload = json.loads(resp["Payload"].read() or b"null")
     _print(args, {"function": args.function, "functionError": resp.get("FunctionError"), "payload": payload}
@@ -113,10 +110,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     payload = load_json_arg(args.input, "--input") if args.input else {}
     target = _target(args)
-    try:
-        machine = target.state_machine_arn(args.machine)
-    except TargetError as exc:
-        raise UsageError(str(exc)) from exc
+    machine = target.state_machine_arn(args.machine)  # TargetError: exit 2 (main)
     sfn = target.clients.client("stepfunctions")
     arn = executions.start(sfn, machine, payload, args.name)
     executions.wait(sfn, arn, args.timeout)

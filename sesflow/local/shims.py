@@ -310,8 +310,6 @@ class _TargetDelivery:
                     self._lock.notify_all()
 
     def _deliver(self, target: dict[str, Any], event: dict[str, Any]) -> None:
-        import boto3
-
         arn: str = target["Arn"]
         region = arn.split(":")[3]
         attempts = 1 + int(target.get("RetryPolicy", {}).get("MaximumRetryAttempts", 2))
@@ -335,8 +333,6 @@ class _TargetDelivery:
                         stateMachineArn=arn, name=str(uuid.uuid4()), input=json.dumps(event)
                     )
                 return
-            except boto3.exceptions.Boto3Error as exc:  # pragma: no cover - defensive
-                error = str(exc)
             except Exception as exc:
                 error = str(exc)
         dlq = target.get("DeadLetterConfig", {}).get("Arn")
