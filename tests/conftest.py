@@ -13,6 +13,8 @@ import pytest
 from sesflow.local import control
 from sesflow.target import Target, local_target
 
+from .helpers import EventCapture
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 
@@ -42,3 +44,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
 def load_event(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def status_capture(stack: Target) -> EventCapture:
+    """Every ``Email Status Changed`` event of the shared stack, from the first test on."""
+    return EventCapture(stack.clients, stack.outputs["EventBusName"],
+                        {"source": ["sesflow"], "detail-type": ["Email Status Changed"]})

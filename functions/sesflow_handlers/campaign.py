@@ -231,7 +231,7 @@ def send_batch(event: dict[str, Any], context: Any, settings: Settings) -> dict[
             # call follows at once; a refused send is corrected to "failed" below).
             fields = {"status": "sent", "recipient": req.recipient, "template": req.template, "topic": req.topic,
                       "campaignId": campaign_id, "stage": str(stage), "createdAt": now_iso(),
-                      "sentAt": now_iso(), "expiresAt": f"N:{settings.expires_at()}"}
+                      "sentAt": now_iso(), "expiresAt": f"N:{settings.expires_at()}", "statusSequence": "N:1"}
             holder = sender.take_ledger(settings, req.emailId, owner, fields)
             if holder is not None:
                 counts["duplicates"] += 1

@@ -113,7 +113,7 @@ def process(settings: Settings, event: fb.FeedbackEvent) -> dict[str, Any]:
     apply_policy(settings, event)
     if applied.changed and email_id and event.status:
         tracking.emit_status(settings, email_id, event.status, applied.previous, applied.item, event.reason,
-                             event.timestamp)
+                             event.timestamp, applied.sequence)
     metrics.add_metric(name=f"Feedback{event.kind.replace(' ', '')}", unit="Count", value=1)
     logger.info("feedback applied", extra={"emailId": email_id, "event": event.kind, "tracked": applied.tracked,
                                            "statusChanged": applied.changed})

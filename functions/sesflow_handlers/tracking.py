@@ -27,6 +27,7 @@ class Applied:
     changed: bool = False
     previous: str | None = None
     item: dict[str, Any] | None = None
+    sequence: int | None = None  # the email's status sequence after this write
 
 
 def _s(item: dict[str, Any], name: str) -> str | None:
@@ -58,7 +59,7 @@ def record_event(settings: Settings, email_id: str, event_key: str, entry: dict[
     fresh = "attribute_exists(emailId) AND NOT contains(#k, :k)"
     if new_status:
         replaceable = [s for s in status.RANK if feedback_may_replace(s, new_status)]
-        status_values = {**values, ":new": {"S": new_status}, ":none": {"S": "none"},
+        status_values = {**values, ":new": {"S": new_status}, ":none": {"S": "none"}, ":one": {"N": "1"},
                          **{f":r{i}": {"S": s} for i, s in enumerate(replaceable)}}
         status_sets = [*sets, "previousStatus = if_not_exists(#s, :none)", "#s = :new", "updatedAt = :now"]
         if reason:
@@ -68,14 +69,17 @@ def record_event(settings: Settings, email_id: str, event_key: str, entry: dict[
         try:
             old = ddb.update_item(
                 TableName=settings.tracking_table, Key={"emailId": {"S": email_id}},
-                UpdateExpression="SET " + ", ".join(status_sets) + " ADD #k :kset",
+                UpdateExpression="SET " + ", ".join(status_sets) + " ADD #k :kset, statusSequence :one",
                 ConditionExpression=f"{fresh} AND (attribute_not_exists(#s) OR #s IN ({in_list}))",
                 ExpressionAttributeNames={**names, "#s": "status"}, ExpressionAttributeValues=status_values,
                 ReturnValues="ALL_OLD",
             ).get("Attributes", {})
             previous = _s(old, "status")
             item = {**old, "status": {"S": new_status}}
-            return Applied(True, True, changed=previous != new_status, previous=previous, item=item)
+            # the ADD above is atomic with the read of the old item: this is the new value
+            sequence = int(old.get("statusSequence", {}).get("N", "0")) + 1
+            return Applied(True, True, changed=previous != new_status, previous=previous, item=item,
+                           sequence=sequence)
         except ddb.exceptions.ConditionalCheckFailedException:
             pass
     try:
@@ -107,10 +111,13 @@ def find_email_id(settings: Settings, message_id: str) -> str | None:
 
 
 def emit_status(settings: Settings, email_id: str, status: str, previous: str | None, item: dict[str, Any] | None,
-                reason: str | None, timestamp: str | None = None) -> None:
+                reason: str | None, timestamp: str | None = None, sequence: int | None = None) -> None:
+    """Announce a status change. ``sequence`` orders one email's events (each status write
+    increments it atomically); ``timestamp`` is when the change happened (for SES
+    feedback, the SES event's own time)."""
     item = item or {}
     detail = {
-        "emailId": email_id, "status": status, "previousStatus": previous,
+        "emailId": email_id, "status": status, "previousStatus": previous, "sequence": sequence,
         "messageId": _s(item, "messageId"), "template": _s(item, "template"), "topic": _s(item, "topic"),
         "campaignId": _s(item, "campaignId"), "reason": reason, "timestamp": timestamp or now_iso(),
     }

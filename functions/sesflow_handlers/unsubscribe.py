@@ -54,7 +54,7 @@ def unsubscribe(settings: Settings, sub: unsub.Subscription) -> None:
                                         st.UNSUBSCRIBED, f"unsubscribed from {sub.topic}")
         if applied.changed:
             tracking.emit_status(settings, sub.email_id, st.UNSUBSCRIBED, applied.previous, applied.item,
-                                 f"unsubscribed from {sub.topic}")
+                                 f"unsubscribed from {sub.topic}", sequence=applied.sequence)
     metrics.add_metric(name="Unsubscribes", unit="Count", value=1)
 
 

@@ -26,6 +26,9 @@ in the non-executing backend           machine runs as STANDARD (no EXPRESS hist
 EventBridge rules cannot target        rule targets ``lambda`` and ``states`` are delivered
 Lambda or Step Functions               asynchronously, with the target's retry policy and
                                        dead-letter queue
+DynamoDB requests are not atomic       every DynamoDB request is served under one lock
+under concurrency (two conditional     (:func:`_serialize_dynamodb`): a conditional write
+writes can both succeed)               has exactly one winner, as in DynamoDB
 SES v2 ignores configuration sets,     :mod:`sesflow.local.ses`: outbox ``.eml`` files,
 tags, sending rate; has no pause,      ``TooManyRequestsException`` above the set rate,
 GetAccount                             configuration-set and account pause, GetAccount
@@ -385,6 +388,30 @@ def _json_path(doc: Any, path: str) -> Any:
     return doc
 
 
+# ---------------------------------------------------------------- DynamoDB atomicity
+_DYNAMODB_LOCK = threading.Lock()
+
+
+def _serialize_dynamodb() -> None:
+    """Serve DynamoDB requests one at a time.
+
+    moto reads an item, evaluates the condition and writes it back without a lock, so two
+    concurrent conditional writes on one item can both succeed (about 1 in 40 tries). In
+    DynamoDB each item write is atomic: exactly one of them wins. The Step Functions
+    interpreter's direct integrations reach DynamoDB over HTTP too, so one lock around
+    the handler covers every caller.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+
+    def call_action(self: DynamoHandler) -> Any:
+        with _DYNAMODB_LOCK:
+            return original(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 # ---------------------------------------------------------------- install
 _installed = False
 
@@ -398,6 +425,7 @@ def install() -> None:
 
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     lambda_runtime.install_environ_overlay()
+    _serialize_dynamodb()
     LambdaFunction.invoke = _invoke_in_process  # type: ignore[method-assign,assignment]
     StateMachine.create_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
         _create_state_machine

@@ -18,6 +18,8 @@ from sesflow.cli_campaign import campaign, counters
 from sesflow.local.ses import outbox_entries
 from sesflow.target import Target
 
+from ..helpers import poll
+
 pytestmark = pytest.mark.local
 
 NEWS_DATA = {"title": "T", "intro": "I", "articles": []}
@@ -42,16 +44,6 @@ def finish(stack: Target, arn: str, timeout: float = 240) -> dict[str, Any]:
     assert status == "SUCCEEDED", desc
     output: dict[str, Any] = json.loads(desc["output"])
     return output
-
-
-def poll(predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met in {timeout}s")
 
 
 def status_of(stack: Target, cid: str) -> str | None:
@@ -145,13 +137,13 @@ def test_canary_with_bounces_halts_the_campaign(stack: Target) -> None:
 def test_manual_approval_then_reject(stack: Target) -> None:
     rows = [f"m{i}@example.org,M" for i in range(40)]
     cid, arn = start(stack, rows, stages=[50, 100], approval="manual")
-    poll(lambda: status_of(stack, cid) == "awaiting-approval", what="approval gate")
+    poll(lambda: status_of(stack, cid) == "awaiting-approval", timeout=60, what="approval gate")
     assert cli_run(stack, "campaign", "approve", cid) == 0
     report = finish(stack, arn)
     assert report["status"] == "completed" and report["totals"]["accepted"] == 40
 
     cid2, arn2 = start(stack, [f"r{i}@example.org,R" for i in range(40)], stages=[50, 100], approval="manual")
-    poll(lambda: status_of(stack, cid2) == "awaiting-approval", what="approval gate")
+    poll(lambda: status_of(stack, cid2) == "awaiting-approval", timeout=60, what="approval gate")
     assert cli_run(stack, "campaign", "reject", cid2, "--reason", "wrong list") == 0
     report2 = finish(stack, arn2)
     assert report2["status"] == "rejected" and report2["reason"] == "wrong list"
@@ -161,9 +153,9 @@ def test_manual_approval_then_reject(stack: Target) -> None:
 def test_pause_and_resume_send_nobody_twice(stack: Target) -> None:
     rows = [f"p{i}@example.org,P" for i in range(100)]
     cid, arn = start(stack, rows, stages=[100], maxSendRate=10, batchSize=10)
-    poll(lambda: counters(stack, cid, 0).get("accepted", 0) >= 10, what="first sends")
+    poll(lambda: counters(stack, cid, 0).get("accepted", 0) >= 10, timeout=60, what="first sends")
     assert cli_run(stack, "campaign", "pause", cid) == 0
-    poll(lambda: status_of(stack, cid) == "paused", what="paused")
+    poll(lambda: status_of(stack, cid) == "paused", timeout=60, what="paused")
     paused_at = counters(stack, cid, 0).get("accepted", 0)
     assert 10 <= paused_at < 100
     assert counters(stack, cid, 0).get("skipped", 0) > 0  # batches after the pause were skipped

@@ -1,0 +1,67 @@
+"""The embedded local AWS keeps the AWS semantics our code relies on, so that a race in
+the emulator is never mistaken for one in our code (and the other way round)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from sesflow.target import Clients, Target
+
+pytestmark = pytest.mark.local
+
+PAIRS = 200
+
+
+def _race(stack: Target, write: Any) -> list[int]:
+    """Two writers, each with its own client, meet at a barrier before every key and
+    write it at once; returns the number of successful writes per key."""
+    barrier = threading.Barrier(2, timeout=30)
+    prefix = f"race-{uuid.uuid4().hex[:8]}"
+
+    def writer(who: str) -> list[bool]:
+        clients = Clients(stack.clients.region, stack.state["endpoint"])
+        ddb = clients.client("dynamodb")
+        won = []
+        for i in range(PAIRS):
+            barrier.wait()
+            try:
+                write(ddb, stack.outputs["TrackingTableName"], f"{prefix}-{i}", who)
+                won.append(True)
+            except ClientError as exc:
+                assert exc.response["Error"]["Code"] == "ConditionalCheckFailedException", exc
+                won.append(False)
+        return won
+
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(writer, ("a", "b"))
+    return [int(x) + int(y) for x, y in zip(a, b, strict=True)]
+
+
+def test_concurrent_ledger_claims_have_exactly_one_winner(stack: Target) -> None:
+    def claim(ddb: Any, table: str, key: str, who: str) -> None:
+        ddb.update_item(TableName=table, Key={"emailId": {"S": key}},
+                        UpdateExpression="SET sendState = :s, sendOwner = :o",
+                        ConditionExpression="attribute_not_exists(sendState) OR sendState = :r",
+                        ExpressionAttributeValues={":s": {"S": "sending"}, ":o": {"S": who},
+                                                   ":r": {"S": "retryable"}})
+
+    assert _race(stack, claim) == [1] * PAIRS
+
+
+def test_a_duplicate_event_applied_twice_at_once_is_applied_once(stack: Target) -> None:
+    """The feedback function's write: append to the timeline unless the event key is known."""
+    def apply(ddb: Any, table: str, key: str, who: str) -> None:
+        ddb.update_item(TableName=table, Key={"emailId": {"S": key}},
+                        UpdateExpression="SET timeline = list_append(if_not_exists(timeline, :e), :t) "
+                                         "ADD eventKeys :ks",
+                        ConditionExpression="NOT contains(eventKeys, :k)",
+                        ExpressionAttributeValues={":e": {"L": []}, ":t": {"L": [{"S": "Bounce"}]},
+                                                   ":ks": {"SS": ["k1"]}, ":k": {"S": "k1"}})
+
+    assert _race(stack, apply) == [1] * PAIRS
