@@ -90,3 +90,18 @@ def assert_status_chain(events: list[dict[str, Any]], first_previous: str = "que
         assert e["detail"]["previousStatus"] == previous, (previous, [ev["detail"] for ev in ordered])
         previous = e["detail"]["status"]
     return [e["detail"]["status"] for e in ordered]
+
+
+def local_stats(endpoint: str) -> dict[str, Any]:
+    """The local stack's request and invocation counters (``/_sesflow/stats``)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{endpoint}/_sesflow/stats", timeout=10) as resp:
+        stats: dict[str, Any] = json.loads(resp.read())
+    return stats
+
+
+def events_delivered(endpoint: str, timeout: float = 30.0) -> None:
+    """Wait until the local EventBridge has delivered every event put so far to its Lambda
+    and Step Functions targets (or dead-lettered it)."""
+    poll(lambda: local_stats(endpoint)["deliveriesPending"] == 0, timeout, what="local event deliveries")

@@ -60,6 +60,9 @@ class FeedbackEvent:
     diagnostics: dict[str, str] = field(default_factory=dict)
     complaint_type: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    #: the ``ses:configuration-set`` tag SES adds to every event it publishes (absent on
+    #: identity notifications): whose email this is when several stacks share an account
+    configuration_set: str | None = None
 
     @property
     def key(self) -> str:
@@ -157,6 +160,7 @@ def parse_ses_event(obj: dict[str, Any]) -> FeedbackEvent:
         bounce_subtype=detail.get("bounceSubType"),
         diagnostics=diagnostics,
         complaint_type=detail.get("complaintFeedbackType"),
+        configuration_set=_tag(tags, "ses:configuration-set"),
         detail={k: v for k, v in detail.items() if k not in ("bouncedRecipients", "complainedRecipients",
                                                              "recipients", "delayedRecipients")},
     )

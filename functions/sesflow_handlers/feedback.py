@@ -90,6 +90,10 @@ def bump_counter(settings: Settings, event: fb.FeedbackEvent) -> None:
 
 
 def process(settings: Settings, event: fb.FeedbackEvent) -> dict[str, Any]:
+    if event.configuration_set and event.configuration_set != settings.configuration_set:
+        # another stack's email (the rules filter on the tag; this is the second line)
+        metrics.add_metric(name="FeedbackForeign", unit="Count", value=1)
+        return {"emailId": event.email_id, "event": event.kind, "ignored": "another configuration set"}
     if event.campaign_id and (event.kind == "Send" or (
             event.kind == "Delivery" and os.environ.get("CAMPAIGN_DELIVERY_TRACKING", "true") == "false")):
         # a campaign's sender already recorded the send; deliveries are tracked only when asked
@@ -109,6 +113,11 @@ def process(settings: Settings, event: fb.FeedbackEvent) -> dict[str, Any]:
     if not applied.first_time:
         metrics.add_metric(name="FeedbackDuplicates", unit="Count", value=1)
         return {"emailId": email_id, "event": event.kind, "duplicate": True}
+    if not (applied.tracked or event.configuration_set):
+        # an identity notification (no configuration-set tag) for an email this stack does not
+        # track: it may be another stack's, so it changes no suppression entry or counter
+        logger.info("feedback for an untracked email ignored", extra={"event": event.kind})
+        return {"emailId": email_id, "event": event.kind, "ignored": "not tracked by this stack"}
     bump_counter(settings, event)
     apply_policy(settings, event)
     if applied.changed and email_id and event.status:

@@ -92,9 +92,11 @@ class FunctionUrls:
         self.region = region
 
     def _stats(self, environ: dict[str, Any], start_response: Any) -> Any:
-        from . import lambda_runtime
+        from . import lambda_runtime, shims
 
-        body = json.dumps({"requests": REQUESTS, "lambda": lambda_runtime.STATS}).encode()
+        pending = shims.DELIVERY.pending if shims.DELIVERY is not None else 0
+        body = json.dumps({"requests": REQUESTS, "lambda": lambda_runtime.STATS,
+                           "deliveriesPending": pending}).encode()
         if "reset" in environ.get("QUERY_STRING", ""):
             REQUESTS.clear()
             lambda_runtime.STATS.clear()

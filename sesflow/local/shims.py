@@ -298,6 +298,12 @@ class _TargetDelivery:
             self._pending += 1
         self._queue.put((target, event))
 
+    @property
+    def pending(self) -> int:
+        """Events submitted and not yet delivered (or dead-lettered)."""
+        with self._lock:
+            return self._pending
+
     def idle(self, timeout: float = 30.0) -> bool:
         with self._lock:
             return self._lock.wait_for(lambda: self._pending == 0, timeout)

@@ -21,7 +21,7 @@ from sesflow.cli_suppression import entries
 from sesflow.target import Target
 
 from ..conftest import load_event
-from ..helpers import EventCapture, assert_status_chain, poll
+from ..helpers import EventCapture, assert_status_chain, events_delivered, poll
 from .test_send_machine import messages_for, status_events
 
 pytestmark = pytest.mark.local
@@ -65,6 +65,9 @@ def timeline(item: dict[str, Any]) -> list[str]:
 
 
 def invoke_feedback(stack: Target, event: dict[str, Any]) -> dict[str, Any]:
+    tags = event.get("detail", {}).get("mail", {}).get("tags")
+    if tags is not None:  # SES tags every event with the configuration set the email went through
+        tags["ses:configuration-set"] = [stack.outputs["ConfigurationSetName"]]
     resp = stack.clients.client("lambda").invoke(FunctionName=stack.function_name("FeedbackFunction"),
                                                  Payload=json.dumps(event).encode())
     payload: dict[str, Any] = json.loads(resp["Payload"].read())
@@ -263,4 +266,48 @@ def test_forged_expired_and_malformed_tokens_change_nothing(stack: Target) -> No
     good = unsub.make_token(secret, address, "newsletter")
     assert _http(f"{base}?token={good}", "POST", b"something=else")[0] == 400
     assert _http(f"{base}?token={good}", "DELETE")[0] == 405
+    assert entries(stack, address) == []
+
+
+# ---------------------------------------------------------------- several stacks in one account
+def test_a_bounce_in_another_stack_leaves_this_one_untouched(stack: Target) -> None:
+    """Every stack's SES events reach the same default bus: each stack handles its own only."""
+    from sesflow.local import deploy
+    from sesflow.local.server import local_parameters
+
+    from ..conftest import ROOT
+
+    name = f"sesflow-other-{uuid.uuid4().hex[:6]}"
+    other_dep = deploy.deploy(stack.clients, ROOT, name, local_parameters(stack.state["port"]))
+    deploy.upload_templates(stack.clients, ROOT, other_dep.outputs["TemplatesBucketName"])
+    other = Target(stack.clients, name, other_dep.outputs, other_dep.resources, True, stack.state)
+    try:
+        cid = f"shared{uuid.uuid4().hex[:6]}"  # the same campaign id in both stacks
+        address = f"bounce+{cid}@simulator.amazonses.com"
+        out = send(other, address, campaignId=cid, stage=1)
+        assert out["status"] == "sent"
+        wait_for(other, out["emailId"], lambda i: i["status"] == "bounced")
+        assert suppression_entries(other, address)[0]["topic"] == "*"
+        wait_for(other, f"campaign#{cid}#stage#1", lambda i: i.get("bounced") == 1)
+        # this stack saw the same events on the default bus and changed nothing
+        events_delivered(stack.state["endpoint"])  # both stacks' rules had their chance
+        assert entries(stack, address) == []
+        assert tracking_item(stack, out["emailId"]) is None
+        assert tracking_item(stack, f"campaign#{cid}#stage#1") is None
+    finally:
+        stack.clients.client("cloudformation").delete_stack(StackName=name)
+
+
+def test_the_function_ignores_events_of_other_configuration_sets_and_untracked_notifications(stack: Target) -> None:
+    address = f"foreign{uuid.uuid4().hex[:6]}@example.org"
+    event = _bounce_event("0100-foreign-msg", "foreign-email-1", address, "fb-foreign-1")
+    event["detail"]["mail"]["tags"]["ses:configuration-set"] = ["someone-elses-configuration-set"]
+    resp = stack.clients.client("lambda").invoke(FunctionName=stack.function_name("FeedbackFunction"),
+                                                 Payload=json.dumps(event).encode())
+    assert json.loads(resp["Payload"].read())["results"][0]["ignored"] == "another configuration set"
+    # an identity notification (no tags at all) for an email this stack does not track
+    detail = _bounce_event("0100-unknown-msg", None, address, "fb-foreign-2")["detail"]
+    detail["notificationType"] = detail.pop("eventType")
+    [result] = invoke_feedback(stack, detail)["results"]
+    assert result["ignored"] == "not tracked by this stack"
     assert entries(stack, address) == []
