@@ -1,7 +1,10 @@
 """One-click unsubscribe (RFC 8058) behind a Lambda function URL.
 
-* ``POST ?token=...`` with body ``List-Unsubscribe=One-Click`` (what mail clients send):
-  unsubscribes the address from the token's topic; also the button of the GET page.
+* ``POST ?token=...`` (what mail clients send: RFC 8058 says the body SHOULD be
+  ``multipart/form-data`` and MAY be urlencoded, with ``List-Unsubscribe=One-Click``):
+  unsubscribes the address from the token's topic, whatever the body and its encoding —
+  the signed token is the proof, and a client that words its body oddly must still be
+  honoured; also the button of the GET page.
 * ``GET ?token=...``: a confirmation page with a button; never unsubscribes by itself
   (mail scanners follow links).
 * a forged, malformed or expired token: 4xx, nothing changes.
@@ -9,11 +12,10 @@
 
 from __future__ import annotations
 
-import base64
 import html
 from typing import Any
-from urllib.parse import parse_qs
 
+from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 from sesflow_core import status as st
 from sesflow_core import suppression as sp
 from sesflow_core import unsubscribe as unsub
@@ -32,13 +34,6 @@ def _page(code: int, title: str, body: str) -> dict[str, Any]:
     return {"statusCode": code, "headers": {"Content-Type": "text/html; charset=utf-8",
                                             "Cache-Control": "no-store", "X-Robots-Tag": "noindex"},
             "body": PAGE.format(title=html.escape(title), body=body)}
-
-
-def _body(event: dict[str, Any]) -> str:
-    body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode("utf-8", "replace")
-    return str(body)
 
 
 def unsubscribe(settings: Settings, sub: unsub.Subscription) -> None:
@@ -62,8 +57,9 @@ def unsubscribe(settings: Settings, sub: unsub.Subscription) -> None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
-    method = event.get("requestContext", {}).get("http", {}).get("method", "GET").upper()
-    token = (event.get("queryStringParameters") or {}).get("token", "")
+    request = LambdaFunctionUrlEvent(event)
+    method = request.request_context.http.method.upper()
+    token = request.get_query_string_value("token") or ""
     if method not in ("GET", "POST"):
         return {"statusCode": 405, "headers": {"Allow": "GET, POST"}, "body": ""}
     try:
@@ -81,9 +77,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             f'<form method="post" action="{action}">'
             '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
             '<button type="submit">Unsubscribe</button></form>'))
-    form = parse_qs(_body(event))
-    if form.get("List-Unsubscribe") != ["One-Click"]:
-        return _page(400, "Bad request", "<p>Expected List-Unsubscribe=One-Click.</p>")
     unsubscribe(settings, sub)
     logger.info("unsubscribed", extra={"topic": sub.topic, "emailId": sub.email_id})
     return _page(200, "You are unsubscribed", f"<p>You will no longer receive <strong>{topic}</strong> emails.</p>")

@@ -31,6 +31,14 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 URL_PREFIX = "/_sesflow/lambda-url/"
 
 
+_TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/yaml")
+
+
+def _is_text(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media.startswith("text/") or media in _TEXT_TYPES or media.endswith(("+json", "+xml"))
+
+
 def function_url_event(environ: dict[str, Any], function: str, path: str) -> dict[str, Any]:
     """A Lambda function URL event (payload format 2.0) for one HTTP request."""
     import base64
@@ -43,9 +51,11 @@ def function_url_event(environ: dict[str, Any], function: str, path: str) -> dic
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
     query = environ.get("QUERY_STRING", "")
-    try:
-        body, is_b64 = raw.decode("utf-8"), False
-    except UnicodeDecodeError:
+    # As Lambda does: the body is passed as text only for text content types; everything
+    # else (form posts, multipart, binary, no content type) arrives base64-encoded.
+    if _is_text(headers.get("content-type", "")):
+        body, is_b64 = raw.decode("utf-8", "replace"), False
+    else:
         body, is_b64 = base64.b64encode(raw).decode(), True
     now = time.time()
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from sesflow.local import lambda_runtime as rt
 from sesflow.requirements import expected
@@ -63,3 +64,20 @@ def test_unserialisable_result_is_a_marshal_error(tmp_path: Path) -> None:
 
 def test_functions_requirements_are_generated_from_pyproject() -> None:
     assert (ROOT / "functions" / "requirements.txt").read_text() == expected(ROOT)
+
+
+def test_function_url_events_base64_encode_non_text_bodies_as_lambda_does() -> None:
+    import io
+
+    from sesflow.local.server import function_url_event
+
+    def event(ctype: str, body: bytes) -> dict[str, Any]:
+        environ = {"CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "CONTENT_TYPE": ctype,
+                   "REQUEST_METHOD": "POST", "QUERY_STRING": "token=t"}
+        return function_url_event(environ, "fn", "/")
+
+    assert event("application/json", b'{"a": 1}')["isBase64Encoded"] is False
+    assert event("text/plain; charset=utf-8", b"hi")["body"] == "hi"
+    for ctype in ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/octet-stream"):
+        e = event(ctype, b"List-Unsubscribe=One-Click")
+        assert e["isBase64Encoded"] is True and e["body"] == "TGlzdC1VbnN1YnNjcmliZT1PbmUtQ2xpY2s="
