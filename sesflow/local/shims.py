@@ -16,7 +16,8 @@ CFN has no Lambda::Url, no function    ``Url`` model; ``/_sesflow/lambda-url/<fu
 URL endpoint                           on the local endpoint invokes the function with a
                                        function-URL (payload 2.0) event
 CFN has no CloudWatch::Alarm           ``Alarm`` model (PutMetricAlarm)
-CFN has no SQS::QueuePolicy            accepted and ignored (the emulator enforces no IAM)
+CFN has no SQS::QueuePolicy,           accepted and ignored (they grant AWS services'
+SNS::TopicPolicy                       principals, which never call the local stack)
 ``Ref`` of an EventBus is no name      ``EventBus.physical_resource_id`` is its name
 CFN state machines ignore              ``DefinitionSubstitutions`` applied, machines
 ``DefinitionSubstitutions`` and land   created in the executing (parser) backend; every
@@ -238,7 +239,12 @@ def _alarm(name: str, props: dict[str, Any], account: str, region: str) -> str:
 
 @_local_type("AWS::SQS::QueuePolicy")
 def _queue_policy(name: str, props: dict[str, Any], account: str, region: str) -> str:
-    return name  # the emulator enforces no IAM
+    return name  # resource policies of AWS services' principals: nothing calls locally as them
+
+
+@_local_type("AWS::SNS::TopicPolicy")
+def _topic_policy(name: str, props: dict[str, Any], account: str, region: str) -> str:
+    return name  # as above
 
 
 # ---------------------------------------------------------------- CloudFormation: SFN

@@ -1,0 +1,67 @@
+"""AWS rules the local stack cannot enforce, checked on template.yaml itself.
+
+Each test names the rule and the way a deployment would break without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sesflow.cfn_yaml import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = load_template(ROOT / "template.yaml")
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+
+
+def of_type(*types: str) -> dict[str, Any]:
+    return {lid: r for lid, r in RESOURCES.items() if r["Type"] in types}
+
+
+def _patterns(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event patterns of a rule (both branches of an ``Fn::If``) or SAM event source."""
+    props = resource.get("Properties", {})
+    if resource["Type"] == "AWS::Events::Rule":
+        pattern = props["EventPattern"]
+        return list(pattern["Fn::If"][1:]) if "Fn::If" in pattern else [pattern]
+    return [e["Properties"]["Pattern"] for e in props.get("Events", {}).values()
+            if e["Type"] == "EventBridgeRule" and "Pattern" in e["Properties"]]
+
+
+def test_every_ses_event_rule_matches_only_this_stacks_configuration_set() -> None:
+    """The default bus carries every stack's SES events: a rule without the
+    configuration-set filter lets a dev stack's bounce suppress an address in prod."""
+    checked = 0
+    for lid, resource in RESOURCES.items():
+        for pattern in _patterns(resource):
+            if pattern.get("source") != ["aws.ses"]:
+                continue
+            tags = pattern.get("detail", {}).get("mail", {}).get("tags", {})
+            assert tags.get("ses:configuration-set") == [{"Ref": "ConfigurationSet"}], lid
+            checked += 1
+    assert checked >= 4
+
+
+def test_the_sns_feedback_subscription_filters_on_the_configuration_set() -> None:
+    sub = RESOURCES["FeedbackTopicSubscription"]["Properties"]
+    assert sub["FilterPolicyScope"] == "MessageBody"
+    assert sub["FilterPolicy"]["mail"]["tags"]["ses:configuration-set"] == [{"Ref": "ConfigurationSet"}]
+
+
+@pytest.mark.parametrize("topic", sorted(of_type("AWS::SNS::Topic")))
+def test_topics_are_encrypted_with_a_key_cloudwatch_and_ses_may_use(topic: str) -> None:
+    """The AWS-managed key (alias/aws/sns) cannot be granted to CloudWatch or SES: alarm
+    mail and SNS feedback would be dropped silently."""
+    key_ref = RESOURCES[topic]["Properties"]["KmsMasterKeyId"]
+    assert isinstance(key_ref, dict) and "Ref" in key_ref, f"{topic}: {key_ref}"
+    key = RESOURCES[key_ref["Ref"]]
+    assert key["Type"] == "AWS::KMS::Key"
+    grants = [s for s in key["Properties"]["KeyPolicy"]["Statement"]
+              if isinstance(s["Principal"], dict) and "Service" in s["Principal"]]
+    services = {svc for s in grants for svc in s["Principal"]["Service"]}
+    assert {"cloudwatch.amazonaws.com", "ses.amazonaws.com"} <= services
+    actions = {a for s in grants for a in s["Action"]}
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= actions
