@@ -39,6 +39,12 @@ class SesMessageRejected(SesflowError):
     """SES permanently refused this message; retrying cannot help."""
 
 
+class SesConfigurationError(SesflowError):
+    """The stack or account is set up so that SES cannot send (IAM denies ses:SendEmail,
+    e.g. a sandbox account without ``SesSandbox=true``; an unverified identity or recipient;
+    a missing configuration set). Not the message's fault: fix the set-up and resend."""
+
+
 class SesTransientError(SesflowError):
     """An SES 5xx or network failure: safe to retry (the ledger guards against duplicates)."""
 
@@ -63,7 +69,7 @@ ASL_ERROR_NAMES = tuple(
     cls.__name__
     for cls in (
         InvalidEmailRequest, TemplateNotFound, TemplateRenderError, SesThrottled,
-        SesDailyQuotaExceeded, SesSendingPaused, SesMessageRejected, SesTransientError,
+        SesDailyQuotaExceeded, SesSendingPaused, SesMessageRejected, SesConfigurationError, SesTransientError,
         SendInProgress, InvalidCampaign, CampaignRejected, CampaignWorkerCrashed,
     )
 )

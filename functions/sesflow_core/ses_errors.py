@@ -13,9 +13,14 @@ LimitExceededException                Daily message quota         SesDailyQuotaE
 LimitExceededException                (other limits)              SesThrottled
 SendingPausedException                                            SesSendingPaused
 AccountSuspendedException                                         SesSendingPaused
-MessageRejected                                                   SesMessageRejected
-MailFromDomainNotVerifiedException                                SesMessageRejected
-NotFoundException (config set, ...)                               SesMessageRejected
+AccessDeniedException / AccessDenied  (IAM: sandbox recipients    SesConfigurationError
+                                      are authorised too)
+MessageRejected                       Email address is not        SesConfigurationError
+                                      verified. (sender, or a
+                                      sandbox recipient)
+MailFromDomainNotVerifiedException                                SesConfigurationError
+NotFoundException (config set, ...)                               SesConfigurationError
+MessageRejected                       (other)                     SesMessageRejected
 BadRequestException                                               SesMessageRejected
 any 5xx, InternalFailure,                                         SesTransientError
 ServiceUnavailable
@@ -25,6 +30,7 @@ ServiceUnavailable
 from __future__ import annotations
 
 from .errors import (
+    SesConfigurationError,
     SesDailyQuotaExceeded,
     SesflowError,
     SesMessageRejected,
@@ -36,10 +42,9 @@ from .errors import (
 _THROTTLE_CODES = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException",
                              "RequestLimitExceeded"})
 _PAUSED_CODES = frozenset({"SendingPausedException", "AccountSuspendedException"})
-_REJECTED_CODES = frozenset({"MessageRejected", "MailFromDomainNotVerifiedException",
-                             "NotFoundException", "BadRequestException",
-                             "ConfigurationSetDoesNotExistException", "InvalidParameterValue",
-                             "AccessDeniedException"})
+_CONFIGURATION_CODES = frozenset({"AccessDeniedException", "AccessDenied", "MailFromDomainNotVerifiedException",
+                                  "NotFoundException", "ConfigurationSetDoesNotExistException"})
+_REJECTED_CODES = frozenset({"MessageRejected", "BadRequestException", "InvalidParameterValue"})
 _TRANSIENT_CODES = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable",
                               "ServiceUnavailableException", "RequestTimeout"})
 
@@ -55,6 +60,8 @@ def classify(code: str, message: str = "", http_status: int | None = None) -> ty
         return SesThrottled
     if code in _PAUSED_CODES:
         return SesSendingPaused
+    if code in _CONFIGURATION_CODES or "address is not verified" in msg:
+        return SesConfigurationError
     if code in _REJECTED_CODES:
         return SesMessageRejected
     if code in _TRANSIENT_CODES or (http_status is not None and http_status >= 500):
@@ -62,9 +69,16 @@ def classify(code: str, message: str = "", http_status: int | None = None) -> ty
     return SesMessageRejected
 
 
+SANDBOX_HINT = ("; if the account is in the SES sandbox, deploy with SesSandbox=true and send only to "
+                "verified addresses")
+
+
 def to_exception(code: str, message: str = "", http_status: int | None = None) -> SesflowError:
     cls = classify(code, message, http_status)
-    return cls(f"{code}: {message}" if message else code)
+    text = f"{code}: {message}" if message else code
+    if cls is SesConfigurationError and (code.startswith("AccessDenied") or "not verified" in message.lower()):
+        text += SANDBOX_HINT
+    return cls(text)
 
 
 RETRYABLE = (SesThrottled, SesDailyQuotaExceeded, SesTransientError, SesSendingPaused)

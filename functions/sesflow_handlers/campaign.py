@@ -22,6 +22,7 @@ from sesflow_core import suppression as sp
 from sesflow_core.errors import (
     CampaignWorkerCrashed,
     InvalidEmailRequest,
+    SesConfigurationError,
     SesflowError,
     SesThrottled,
     TemplateRenderError,
@@ -267,6 +268,11 @@ def _send_with_backoff(settings: Settings, req: Any, rendered: Any, pacer: _Pace
         except SesThrottled:
             counts["throttled"] += 1
             time.sleep(random.uniform(0, min(2.0, 0.1 * 2 ** attempt)))  # full jitter
+        except SesConfigurationError:
+            # every recipient would fail the same way: stop the batch (and, past the tolerated
+            # failures, the stage) instead of marking the whole list failed
+            sender.release_ledger(settings, req.emailId, sender.RETRYABLE, reason="configuration error")
+            raise
         except SesflowError as exc:
             state = sender.RETRYABLE if isinstance(exc, sender.ses_errors.RETRYABLE) else sender.REJECTED
             sender.release_ledger(settings, req.emailId, state, reason=str(exc)[:500], status="failed")

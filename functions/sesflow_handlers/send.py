@@ -22,7 +22,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from sesflow_core import mime, ses_errors
 from sesflow_core import unsubscribe as unsub
-from sesflow_core.errors import SendInProgress, SesMessageRejected, SesTransientError
+from sesflow_core.errors import SendInProgress, SesConfigurationError, SesMessageRejected, SesTransientError
 from sesflow_core.render import Rendered
 from sesflow_core.request import SendRequest
 
@@ -157,7 +157,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     try:
         message_id = send(settings, request, rendered)
-    except ses_errors.RETRYABLE as exc:
+    except (*ses_errors.RETRYABLE, SesConfigurationError) as exc:  # nothing sent: a later run may send
         release_ledger(settings, request.emailId, RETRYABLE, reason=str(exc)[:500])
         metrics.add_metric(name=type(exc).__name__, unit="Count", value=1)
         logger.warning("send not accepted, retryable", extra={"error": type(exc).__name__})

@@ -288,3 +288,26 @@ def test_throttled_sends_recover_and_the_history_shows_the_retries(throttled_sta
                 if e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("resourceType") == "lambda"]
     assert failures and set(failures) == {"SesThrottled"}
     assert len(outbox_entries(Path(stack.state["outbox"]))) == 4
+
+
+def test_an_unverified_identity_is_a_configuration_error_and_a_resend_works(stack: Target) -> None:
+    """SES refuses the sender (or, in the sandbox, the recipient): the set-up is wrong, not
+    the message, so the email is failed with the reason and the same emailId can be sent
+    once the set-up is fixed."""
+    ses = stack.clients.client("ses")
+    identities = [stack.state["parameters"]["SenderIdentity"], stack.state["parameters"]["DefaultFromAddress"]]
+    for identity in identities:
+        ses.delete_identity(Identity=identity)
+    try:
+        rep = run(stack, WELCOME | {"emailId": "unverified-0001"})
+    finally:
+        ses.verify_domain_identity(Domain=identities[0])
+        ses.verify_email_identity(EmailAddress=identities[1])
+    assert rep.output["status"] == "failed"
+    assert rep.output["reason"].startswith("SesConfigurationError: MessageRejected: Email address is not verified")
+    assert "SesSandbox=true" in rep.output["reason"]
+    assert [s.error for s in rep.states if s.name == "SendEmail"] == ["SesConfigurationError"]
+    assert tracking_item(stack, "unverified-0001")["sendState"] == "retryable"
+    again = run(stack, WELCOME | {"emailId": "unverified-0001"})
+    assert again.output["status"] == "sent"
+    assert len(messages_for(stack, "unverified-0001")) == 1

@@ -23,9 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
         ("LimitExceededException", "Too many requests", 400, errors.SesThrottled),
         ("SendingPausedException", "Sending is paused for this account.", 400, errors.SesSendingPaused),
         ("AccountSuspendedException", "The account has been suspended.", 400, errors.SesSendingPaused),
-        ("MessageRejected", "Email address is not verified.", 400, errors.SesMessageRejected),
-        ("MailFromDomainNotVerifiedException", "", 400, errors.SesMessageRejected),
-        ("NotFoundException", "Configuration set <x> does not exist.", 404, errors.SesMessageRejected),
+        ("MessageRejected", "Email address is not verified.", 400, errors.SesConfigurationError),
+        ("MessageRejected", "Message length is more than 40 MB.", 400, errors.SesMessageRejected),
+        ("MailFromDomainNotVerifiedException", "", 400, errors.SesConfigurationError),
+        ("NotFoundException", "Configuration set <x> does not exist.", 404, errors.SesConfigurationError),
+        ("AccessDeniedException", "User: arn:aws:sts::1:assumed-role/r/f is not authorized to perform: "
+         "ses:SendEmail on resource: arn:aws:ses:us-east-1:1:identity/rcpt@example.org", 403,
+         errors.SesConfigurationError),
         ("InternalFailure", "", 500, errors.SesTransientError),
         ("ServiceUnavailable", "", 503, errors.SesTransientError),
         ("SomethingNew", "", 502, errors.SesTransientError),
@@ -33,6 +37,13 @@ ROOT = Path(__file__).resolve().parents[2]
 )
 def test_classify(code: str, message: str, http: int, expected: type) -> None:
     assert classify(code, message, http) is expected
+
+
+def test_access_denied_names_the_sandbox_fix() -> None:
+    from sesflow_core.ses_errors import to_exception
+
+    exc = to_exception("AccessDeniedException", "not authorized to perform: ses:SendEmail", 403)
+    assert isinstance(exc, errors.SesConfigurationError) and "SesSandbox=true" in str(exc)
 
 
 def test_status_never_regresses() -> None:

@@ -65,3 +65,18 @@ def test_topics_are_encrypted_with_a_key_cloudwatch_and_ses_may_use(topic: str) 
     assert {"cloudwatch.amazonaws.com", "ses.amazonaws.com"} <= services
     actions = {a for s in grants for a in s["Action"]}
     assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= actions
+
+
+@pytest.mark.parametrize("function", ["SendFunction", "CampaignSendBatchFunction"])
+def test_sandbox_accounts_may_authorise_sends_against_recipient_identities(function: str) -> None:
+    """In the SES sandbox ses:SendEmail is also authorised against the recipient identity:
+    with SesSandbox=true the policy adds identity/*, otherwise only the stack's identity."""
+    [statement] = [s for p in RESOURCES[function]["Properties"]["Policies"] for s in p.get("Statement", [])
+                   if "ses:SendEmail" in s["Action"]]
+    resources = statement["Resource"]
+    assert {"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SenderIdentity}"} \
+        in resources
+    [conditional] = [r for r in resources if "Fn::If" in r]
+    assert conditional["Fn::If"][0] == "IsSesSandbox"
+    assert conditional["Fn::If"][1]["Fn::Sub"].endswith(":identity/*")
+    assert conditional["Fn::If"][2] == {"Ref": "AWS::NoValue"}
