@@ -146,8 +146,9 @@ class Lookup:
     """One SES API answer: its data, or why there is none."""
 
     data: dict[str, Any] | None = None
-    error: str | None = None
+    error: str | None = None  # "<code>: <message>", one line
     not_found: bool = False
+    code: str | None = None  # the error code (NotFoundException, AccessDeniedException, 404, ...)
 
 
 @dataclass
@@ -189,6 +190,12 @@ def normalize_domain(name: str) -> str:
         return name
 
 
+def one_line(text: str, limit: int = 160) -> str:
+    """``text`` on one line, HTML tags dropped, at most ``limit`` characters (error bodies can be pages)."""
+    text = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _call(fn: Callable[..., Any], **kwargs: Any) -> Lookup:
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -197,10 +204,10 @@ def _call(fn: Callable[..., Any], **kwargs: Any) -> Lookup:
     except ClientError as exc:
         err = exc.response.get("Error", {})
         code = str(err.get("Code") or "Error")
-        message = str(err.get("Message") or exc)
-        return Lookup(error=f"{code}: {message}", not_found=code == "NotFoundException")
+        message = one_line(str(err.get("Message") or exc), 100)
+        return Lookup(error=f"{code}: {message}", not_found=code == "NotFoundException", code=code)
     except BotoCoreError as exc:
-        return Lookup(error=f"{type(exc).__name__}: {exc}")
+        return Lookup(error=one_line(f"{type(exc).__name__}: {exc}"))
     data.pop("ResponseMetadata", None)
     return Lookup(data=data)
 
@@ -209,6 +216,8 @@ def fetch(
     sesv2: Any, *, sender_identity: str, from_address: str, config_set: str, region: str, local: bool = False
 ) -> Facts:
     """Everything the checks need from SES v2, one call each; failures are kept, not raised."""
+    if local:
+        _read_emulator_sending_options(sesv2)
     facts = Facts(
         sender_identity=sender_identity,
         from_address=from_address,
@@ -226,6 +235,32 @@ def fetch(
         if not own.not_found:
             facts.signing_identity, facts.signing = facts.from_domain, own
     return facts
+
+
+def _read_emulator_sending_options(sesv2: Any) -> None:
+    """Local stack: make ``GetConfigurationSet`` report the emulator's real SendingEnabled.
+
+    moto answers ``"SendingOptions": {"SendingEnabled": {"SendingEnabled": true}}`` (its v1
+    ``enabled`` dict nested in the v2 field), which botocore parses as ``False``: every local
+    configuration set would look paused. The raw body is read before botocore parses it.
+    """
+    events = getattr(getattr(sesv2, "meta", None), "events", None)
+    if events is None:
+        return
+    service = sesv2.meta.service_model.service_id.hyphenize()
+
+    def fix(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
+        import json
+
+        try:
+            raw = json.loads(response_dict.get("body") or b"{}")
+        except ValueError:
+            return
+        value = (raw.get("SendingOptions") or {}).get("SendingEnabled") if isinstance(raw, dict) else None
+        if isinstance(value, dict):
+            customized_response_dict["SendingOptions"] = {"SendingEnabled": bool(value.get("SendingEnabled", True))}
+
+    events.register(f"before-parse.{service}.GetConfigurationSet", fix, unique_id="sesflow-doctor-sending-options")
 
 
 # ---------------------------------------------------------------- account
@@ -496,6 +531,14 @@ def _event_destinations(facts: Facts) -> Check:
     if facts.destinations.data is None:
         if facts.config.not_found or facts.destinations.not_found:
             return Check(name, FAIL, f"no configuration set {facts.config_set}, so no event destination", hint)
+        if facts.local:
+            return Check(
+                name,
+                WARN,
+                "not checked: the local emulator does not serve "
+                f"GetConfigurationSetEventDestinations ({facts.destinations.code or facts.destinations.error})",
+                hint,
+            )
         return _unavailable(name, "GetConfigurationSetEventDestinations", facts.destinations, hint)
     covered: set[str] = set()
     names: list[str] = []
@@ -630,15 +673,14 @@ def check_spf(facts: Facts, dns: Resolver) -> Check:
             return _dns_warn(name, mail_from, exc, mf_hint)
         if len(mf_found) == 1 and spf_includes(mf_found[0]):
             return Check(name, PASS, f"{domain} has SPF; MAIL FROM {mail_from} SPF includes amazonses.com", mf_hint)
-        if spf_includes(record):
-            return Check(
-                name,
-                WARN,
-                f"{domain} SPF includes amazonses.com but the MAIL FROM {mail_from} SPF "
-                "does not: SPF fails for the envelope sender",
-                mf_hint,
-            )
-        return Check(name, FAIL, f"neither {domain} nor MAIL FROM {mail_from} SPF includes amazonses.com", mf_hint)
+        # receivers check SPF on the envelope sender: the MAIL FROM domain, not the From domain
+        what = "no SPF record" if not mf_found else f"{len(mf_found)} SPF records" if len(mf_found) > 1 else "SPF"
+        return Check(
+            name,
+            FAIL,
+            f"MAIL FROM {mail_from}: {what} without include:amazonses.com, so SPF fails for every message",
+            mf_hint,
+        )
     if spf_includes(record):
         return Check(name, PASS, f"{domain} SPF includes amazonses.com", hint)
     if _spf_delegates(record):
@@ -683,7 +725,7 @@ def check_dkim_dns(facts: Facts, dns: Resolver) -> Check:
             if not keys:
                 bad.append(selector)
         if bad:
-            return Check(name, FAIL, f"no DKIM key at {', '.join(bad)}._domainkey.{domain}", byo_hint)
+            return Check(name, FAIL, "no DKIM key at " + ", ".join(f"{b}._domainkey.{domain}" for b in bad), byo_hint)
         return Check(name, PASS, f"DKIM key published for selector {', '.join(tokens)} on {domain}", byo_hint)
     wrong = []
     for token in tokens:

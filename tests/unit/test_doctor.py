@@ -405,7 +405,7 @@ def test_unreachable_endpoint_is_recorded_not_raised() -> None:
         ([], [SPF], FAIL),  # no SPF on the From domain
         (["v=spf1 include:_spf.google.com -all"], [SPF], PASS),  # the MAIL FROM's SPF covers SES
         (["v=spf1 include:_spf.google.com -all"], [], FAIL),
-        ([SPF], ["v=spf1 -all"], WARN),
+        ([SPF], ["v=spf1 -all"], FAIL),  # SPF is checked on the envelope (MAIL FROM) domain
         ([SPF, "v=spf1 mx -all"], [SPF], FAIL),  # two SPF records: permerror
     ],
 )
@@ -792,3 +792,45 @@ def test_unknown_option_is_usage() -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["doctor", "--bogus"])
     assert exc.value.code == cli.EXIT_USAGE
+
+
+def test_local_event_destinations_name_the_emulator_gap() -> None:
+    check = run(local_ses(), FakeResolver(errors={"*"}), local=True)["configset.events"]
+    assert check.status == WARN
+    assert check.detail == "not checked: the local emulator does not serve GetConfigurationSetEventDestinations (404)"
+
+
+def test_error_pages_become_one_short_line() -> None:
+    page = "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n<p>" + "x" * 300
+    text = doctor.one_line(page, 60)
+    assert "\n" not in text and "<" not in text and len(text) == 60
+    assert text.startswith("404 Not Found Not Found")
+
+
+def test_emulator_sending_options_are_read_from_the_raw_body() -> None:
+    import boto3
+
+    ses = boto3.client("sesv2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    doctor._read_emulator_sending_options(ses)
+    doctor._read_emulator_sending_options(ses)  # registering twice is harmless
+    for body, expected in (
+        (b'{"SendingOptions": {"SendingEnabled": {"SendingEnabled": true}}}', {"SendingEnabled": True}),
+        (b'{"SendingOptions": {"SendingEnabled": {"SendingEnabled": false}}}', {"SendingEnabled": False}),
+        (b'{"SendingOptions": {"SendingEnabled": {}}}', {"SendingEnabled": True}),
+    ):
+        custom: dict[str, Any] = {}
+        ses.meta.events.emit(
+            "before-parse.sesv2.GetConfigurationSet",
+            operation_model=None,
+            response_dict={"body": body},
+            customized_response_dict=custom,
+        )
+        assert custom == {"SendingOptions": expected}
+    custom = {}
+    ses.meta.events.emit(
+        "before-parse.sesv2.GetConfigurationSet",
+        operation_model=None,
+        response_dict={"body": b'{"SendingOptions": {"SendingEnabled": false}}'},
+        customized_response_dict=custom,
+    )
+    assert custom == {}  # AWS's own shape is left to botocore
