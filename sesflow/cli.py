@@ -231,7 +231,7 @@ EXTRA_COMMANDS: list[Callable[[Any, argparse.ArgumentParser], None]] = []
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sesflow import cli_campaign, cli_send, cli_suppression  # noqa: F401 - register their commands
+    from sesflow import cli_campaign, cli_doctor, cli_send, cli_suppression  # noqa: F401 - register their commands
     from sesflow.local.control import LocalError
 
     parser = build_parser()
