@@ -104,7 +104,7 @@ class FunctionUrls:
     def _stats(self, environ: dict[str, Any], start_response: Any) -> Any:
         from . import lambda_runtime, shims
 
-        pending = shims.DELIVERY.pending if shims.DELIVERY is not None else 0
+        pending = sum(q.pending for q in (shims.DELIVERY, shims.ASYNC) if q is not None)
         body = json.dumps({"requests": REQUESTS, "lambda": lambda_runtime.STATS,
                            "deliveriesPending": pending}).encode()
         if "reset" in environ.get("QUERY_STRING", ""):

@@ -25,8 +25,14 @@ in the non-executing backend           machine runs as STANDARD (no EXPRESS hist
                                        ``StartSyncExecution`` in the local interpreter);
                                        the declared type is kept in :data:`DECLARED_TYPES`
 EventBridge rules cannot target        rule targets ``lambda`` and ``states`` are delivered
-Lambda or Step Functions               asynchronously, with the target's retry policy and
-                                       dead-letter queue
+Lambda or Step Functions               with the target's retry policy and dead-letter queue
+                                       (delivery failures only, as in AWS)
+Asynchronous invocations (Event        :class:`_AsyncInvocations`: queued and accepted at
+type, EventBridge, SNS) run at once    once; a function error is retried
+and their errors are lost              ``MaximumRetryAttempts`` times (default 2), then the
+                                       invocation record goes to the on-failure destination
+                                       (``AWS::Lambda::EventInvokeConfig`` model) or is
+                                       dropped; retry delays are scaled down (AWS: ~1, ~2 min)
 DynamoDB requests are not atomic       every DynamoDB request is served under one lock
 under concurrency (two conditional     (:func:`_serialize_dynamodb`): a conditional write
 writes can both succeed)               has exactly one winner, as in DynamoDB
@@ -38,11 +44,15 @@ GetAccount                             configuration-set and account pause, GetA
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import os
 import queue
 import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +105,10 @@ def _invoke_in_process(
     if isinstance(body, bytes):
         body = body.decode("utf-8")
     event = json.loads(body) if body else {}
+    if (request_headers or {}).get("X-Amz-Invocation-Type") == "Event":
+        assert ASYNC is not None
+        ASYNC.submit(self, event)
+        return b""
     result = lambda_runtime.invoke(function_spec(self), event)
     if result.failed:
         response_headers["x-amz-function-error"] = "Unhandled"
@@ -237,6 +251,19 @@ def _alarm(name: str, props: dict[str, Any], account: str, region: str) -> str:
     return name
 
 
+@_local_type("AWS::Lambda::EventInvokeConfig")
+def _event_invoke_config(name: str, props: dict[str, Any], account: str, region: str) -> str:
+    from moto.awslambda.models import lambda_backends
+
+    config: dict[str, Any] = {k: props[k] for k in ("DestinationConfig",) if k in props}
+    for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+        if key in props:
+            config[key] = int(props[key])
+    function = str(props["FunctionName"])
+    lambda_backends[account][region].put_function_event_invoke_config(function, config)
+    return f"{function}|{props.get('Qualifier', '$LATEST')}"
+
+
 @_local_type("AWS::SQS::QueuePolicy")
 def _queue_policy(name: str, props: dict[str, Any], account: str, region: str) -> str:
     return name  # resource policies of AWS services' principals: nothing calls locally as them
@@ -332,15 +359,15 @@ class _TargetDelivery:
         for _ in range(max(1, attempts)):
             try:
                 if ":lambda:" in arn:
-                    # straight into the in-process runtime: no HTTP round trip for async targets
+                    # EventBridge invokes asynchronously: delivery succeeds once Lambda has
+                    # queued the event; the function's errors are Lambda's to retry (they never
+                    # reach this rule's dead-letter queue)
                     from moto.awslambda.models import lambda_backends
 
                     account = arn.split(":")[4]
                     fn = lambda_backends[account][region].get_function(arn)
-                    result = lambda_runtime.invoke(function_spec(fn), json.loads(json.dumps(event)))
-                    if result.failed:
-                        error = json.dumps(result.payload)
-                        continue
+                    assert ASYNC is not None
+                    ASYNC.submit(fn, json.loads(json.dumps(event)))
                 elif ":states:" in arn:
                     import uuid
 
@@ -364,6 +391,108 @@ class _TargetDelivery:
 
 
 DELIVERY: _TargetDelivery | None = None
+
+#: seconds before the 1st and 2nd retry of a failed asynchronous invocation (AWS waits about
+#: one and two minutes; the local stack keeps the count and the order, not the minutes)
+ASYNC_RETRY_DELAYS = (0.2, 0.5)
+
+
+class _AsyncInvocations:
+    """Lambda's asynchronous invocation: an internal queue, retries, on-failure destination."""
+
+    def __init__(self, workers: int = 4) -> None:
+        self._heap: list[tuple[float, int, Any, Any, int]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._pending = 0
+        for i in range(workers):
+            threading.Thread(target=self._run, name=f"lambda-async-{i}", daemon=True).start()
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return self._pending
+
+    def submit(self, fn: LambdaFunction, event: Any) -> None:
+        with self._cond:
+            self._pending += 1
+            self._push(fn, event, 1, 0.0)
+
+    def _push(self, fn: LambdaFunction, event: Any, attempt: int, delay: float) -> None:
+        heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), fn, event, attempt))
+        self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._cond.wait(None if not self._heap else max(0.0, self._heap[0][0] - time.monotonic()))
+                _, _, fn, event, attempt = heapq.heappop(self._heap)
+            try:
+                result = lambda_runtime.invoke(function_spec(fn), event)
+            except Exception as exc:  # no code location etc.: a failed attempt too
+                result = lambda_runtime.InvokeResult({"errorType": type(exc).__name__, "errorMessage": str(exc)},
+                                                     error_type=type(exc).__name__)
+            config = fn.event_invoke_config[0].config if fn.event_invoke_config else {}
+            retries = int(config.get("MaximumRetryAttempts", 2))
+            with self._cond:
+                if result.failed and attempt <= retries:
+                    delay = ASYNC_RETRY_DELAYS[min(attempt, len(ASYNC_RETRY_DELAYS)) - 1]
+                    self._push(fn, event, attempt + 1, delay)
+                    continue
+            try:
+                if result.failed:
+                    self._on_failure(fn, config, event, result, attempt)
+            finally:
+                with self._cond:
+                    self._pending -= 1
+
+    @staticmethod
+    def _on_failure(fn: LambdaFunction, config: dict[str, Any], event: Any,
+                    result: lambda_runtime.InvokeResult, attempts: int) -> None:
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        if not destination:
+            log.warning("async invocation of %s failed %d times and has no on-failure destination: dropped",
+                        fn.function_name, attempts)
+            return
+        record = {
+            "version": "1.0", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{fn.function_arn}:$LATEST",
+                               "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": result.payload,
+        }
+        region = destination.split(":")[3]
+        body = json.dumps(record, default=str)
+        if ":sqs:" in destination:
+            ses.local_client("sqs", region).send_message(QueueUrl=ses.queue_url_from_arn(destination),
+                                                         MessageBody=body)
+        elif ":sns:" in destination:
+            ses.local_client("sns", region).publish(TopicArn=destination, Message=body)
+        elif ":events:" in destination:
+            ses.local_client("events", region).put_events(Entries=[{
+                "EventBusName": destination, "Source": "lambda",
+                "DetailType": "Lambda Function Invocation Result - Failure", "Detail": body}])
+        else:
+            log.warning("on-failure destination %s of %s is not supported locally", destination, fn.function_name)
+
+
+ASYNC: _AsyncInvocations | None = None
+
+
+def _send_sns_message(self: Any, function_name: str, message: str, subject: str | None = None,
+                      qualifier: str | None = None) -> None:
+    """SNS invokes Lambda asynchronously (the same queue, retries and destination)."""
+    event = {"Records": [{
+        "EventVersion": "1.0", "EventSource": "aws:sns", "EventSubscriptionArn": "arn:aws:sns:local",
+        "Sns": {"Type": "Notification", "MessageId": str(uuid.uuid4()), "Message": message,
+                "Subject": subject, "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                "TopicArn": "arn:aws:sns:local", "SignatureVersion": "1", "MessageAttributes": {}},
+    }]}
+    fn = self._lambdas.get_function_by_name_or_arn_with_qualifier(function_name, qualifier)
+    assert ASYNC is not None
+    ASYNC.submit(fn, event)
 
 
 def _send_to_targets(
@@ -430,7 +559,7 @@ _installed = False
 
 def install() -> None:
     """Apply every patch above (idempotent). Call before the server takes requests."""
-    global _installed, DELIVERY
+    global _installed, DELIVERY, ASYNC
     if _installed:
         return
     from moto.core.config import default_user_config
@@ -447,6 +576,10 @@ def install() -> None:
     )
     EventBus.physical_resource_id = property(lambda self: self.name)  # type: ignore[attr-defined]
     DELIVERY = _TargetDelivery()
+    ASYNC = _AsyncInvocations()
+    from moto.awslambda.models import LambdaBackend
+
+    LambdaBackend.send_sns_message = _send_sns_message  # type: ignore[method-assign]
     Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign,assignment]
     ses.install()
     moto_models = cfn_parsing.get_model_list

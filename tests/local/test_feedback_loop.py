@@ -335,3 +335,35 @@ def test_the_function_ignores_events_of_other_configuration_sets_and_untracked_n
     [result] = invoke_feedback(stack, detail)["results"]
     assert result["ignored"] == "not tracked by this stack"
     assert entries(stack, address) == []
+
+
+# ---------------------------------------------------------------- asynchronous invocation failures
+def _queue_messages(stack: Target, output: str) -> list[dict[str, Any]]:
+    sqs = stack.clients.client("sqs")
+    msgs = sqs.receive_message(QueueUrl=stack.outputs[output], MaxNumberOfMessages=10,
+                               VisibilityTimeout=0).get("Messages", [])
+    return [json.loads(m["Body"]) for m in msgs]
+
+
+def test_a_feedback_function_error_is_retried_twice_then_kept_in_the_failures_queue(stack: Target) -> None:
+    """EventBridge invokes the function asynchronously: the rule's dead-letter queue gets only
+    events it could not deliver; a function error is Lambda's to retry (twice), then the
+    invocation record goes to the function's on-failure destination instead of being lost."""
+    marker = f"broken-{uuid.uuid4().hex[:8]}"
+    detail = {"eventType": "Bounce", "bounce": {"feedbackId": marker},
+              "mail": {"tags": {"ses:configuration-set": [stack.outputs["ConfigurationSetName"]]}}}  # no messageId
+    stack.clients.client("events").put_events(Entries=[{
+        "Source": "aws.ses", "DetailType": "Email Bounced", "Detail": json.dumps(detail)}])
+
+    def failure_record() -> dict[str, Any] | None:
+        found = [r for r in _queue_messages(stack, "FeedbackFailuresQueueUrl")
+                 if r["requestPayload"]["detail"]["bounce"]["feedbackId"] == marker]
+        return found[0] if found else None
+
+    record = poll(failure_record, timeout=30, what="the failed invocation in the failures queue")
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["responsePayload"]["errorType"] == "FeedbackParseError"
+    events_delivered(stack.state["endpoint"])
+    assert not [e for e in _queue_messages(stack, "FeedbackDeadLetterQueueUrl")
+                if e.get("detail", {}).get("bounce", {}).get("feedbackId") == marker]

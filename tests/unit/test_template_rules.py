@@ -80,3 +80,38 @@ def test_sandbox_accounts_may_authorise_sends_against_recipient_identities(funct
     assert conditional["Fn::If"][0] == "IsSesSandbox"
     assert conditional["Fn::If"][1]["Fn::Sub"].endswith(":identity/*")
     assert conditional["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+
+
+def _async_invoked_functions() -> set[str]:
+    """Functions EventBridge or SNS invoke (asynchronously, as they always do)."""
+    found = set()
+    for lid, r in of_type("AWS::Serverless::Function").items():
+        if any(e["Type"] in ("EventBridgeRule", "SNS", "CloudWatchEvent", "Schedule", "ScheduleV2", "S3")
+               for e in r["Properties"].get("Events", {}).values()):
+            found.add(lid)
+    for r in of_type("AWS::Events::Rule").values():
+        for target in r["Properties"].get("Targets", []):
+            arn = target["Arn"]
+            if isinstance(arn, dict) and "Fn::GetAtt" in arn and arn["Fn::GetAtt"][0] in RESOURCES \
+                    and RESOURCES[arn["Fn::GetAtt"][0]]["Type"] == "AWS::Serverless::Function":
+                found.add(arn["Fn::GetAtt"][0])
+    for r in of_type("AWS::SNS::Subscription").values():
+        if r["Properties"]["Protocol"] == "lambda":
+            found.add(r["Properties"]["Endpoint"]["Fn::GetAtt"][0])
+    return found
+
+
+def test_every_asynchronously_invoked_function_keeps_its_failures() -> None:
+    """Lambda retries a failed asynchronous invocation twice and then drops it, unless the
+    function has an on-failure destination (a rule's DLQ only gets undeliverable events)."""
+    functions = _async_invoked_functions()
+    assert "FeedbackFunction" in functions
+    for lid in functions:
+        config = RESOURCES[lid]["Properties"].get("EventInvokeConfig")
+        assert config, f"{lid} is invoked asynchronously but has no EventInvokeConfig"
+        destination = config["DestinationConfig"]["OnFailure"]["Destination"]
+        queue = destination["Fn::GetAtt"][0]
+        alarms = [a for a in of_type("AWS::CloudWatch::Alarm").values()
+                  if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+                  in a["Properties"].get("Dimensions", [])]
+        assert alarms, f"no alarm on {queue}"
