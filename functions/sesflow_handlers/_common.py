@@ -19,6 +19,8 @@ from aws_lambda_powertools import Logger, Metrics
 # Step Functions call in X-Ray's service map.
 logger = Logger()
 metrics = Metrics()
+# every metric also carries the stage (the namespace is already one per stack)
+metrics.set_default_dimensions(stage=os.environ.get("STAGE", "dev"))
 
 
 @dataclass(frozen=True)

@@ -115,3 +115,18 @@ def test_every_asynchronously_invoked_function_keeps_its_failures() -> None:
                   if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
                   in a["Properties"].get("Dimensions", [])]
         assert alarms, f"no alarm on {queue}"
+
+
+def test_stacks_and_stages_are_told_apart_in_metrics_tags_and_dashboards() -> None:
+    import tomllib
+
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == {"Fn::Sub": "sesflow/${AWS::StackName}"}
+    assert TEMPLATE["Globals"]["Function"]["Tags"] == {"app": "sesflow", "stage": {"Ref": "Stage"}}
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for name, section in config.items():
+        if isinstance(section, dict) and "deploy" in section:
+            tags = section["deploy"]["parameters"]["tags"]
+            assert 'app="sesflow"' in tags and f'stage="{name if name != "default" else "dev"}"' in tags, name
+    body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert '"sesflow/${AWS::StackName}"' in body and '"stage", "${Stage}"' in body
