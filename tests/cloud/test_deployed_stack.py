@@ -1,42 +1,27 @@
 """Against a deployed stack: set SESFLOW_CLOUD_STACK (and AWS credentials) to run.
 
-    SESFLOW_CLOUD_STACK=sesflow-dev AWS_REGION=eu-west-1 .venv/bin/pytest tests/cloud
+    SESFLOW_CLOUD_STACK=sesflow-dev AWS_REGION=eu-west-1 make test-cloud
 
-Sends go to the SES mailbox simulator only.
+Sends go to the SES mailbox simulator only. The fixtures (and why a test skips) are in
+tests/cloud/conftest.py; the feedback loop, one-click unsubscribe and a staged campaign
+have their own modules here.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 
-from sesflow.client import send_email
-from sesflow.target import stack_target
+from sesflow.cli_send import tracking_item
+from sesflow.target import Target
+
+from .conftest import SIMULATOR, send
 
 pytestmark = pytest.mark.cloud
 
-STACK = os.environ.get("SESFLOW_CLOUD_STACK")
 
-
-def _credentials() -> bool:
-    try:
-        import boto3
-
-        return boto3.session.Session().get_credentials() is not None
-    except Exception:  # any failure means: no usable credentials
-        return False
-
-
-if not STACK or not _credentials():
-    pytest.skip("no deployed stack (SESFLOW_CLOUD_STACK) or no AWS credentials", allow_module_level=True)
-
-
-def test_send_to_the_mailbox_simulator() -> None:
-    target = stack_target(STACK or "", os.environ.get("AWS_REGION"))
-    result = send_email("welcome", "success@simulator.amazonses.com",
-                        data={"name": "Cloud test", "product": "sesflow"}, email_id=f"cloud-{uuid.uuid4().hex}",
-                        state_machine_arn=target.outputs["SendStateMachineArn"],
-                        sfn_client=target.clients.client("stepfunctions"))
+def test_send_to_the_mailbox_simulator(cloud: Target, run_id: str) -> None:
+    result = send(cloud, f"success@{SIMULATOR}", email_id=f"cloud-{run_id}-smoke")
     assert result["status"] == "sent", result
+    assert result["messageId"]
+    item = tracking_item(cloud, result["emailId"])
+    assert item is not None and item["recipient"] == f"success@{SIMULATOR}", item
