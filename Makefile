@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo test test-unit lint build bench requirements clean local-up local-down
+.PHONY: help venv demo test test-unit test-cloud lint build bench requirements clean local-up local-down
 
 help:
 	@echo "make demo   - run the main job on the embedded local AWS (no AWS account needed)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint   - ruff, mypy (domain package), sam validate --lint"
 	@echo "make build  - sam build (needs python3.13 on PATH)"
 	@echo "make bench  - benchmarks that print figures"
+	@echo "make test-cloud - against a deployed stack: SESFLOW_CLOUD_STACK=name AWS_REGION=eu-west-1 make test-cloud"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
+
+test-cloud: $(STAMP)
+	@test -n "$$SESFLOW_CLOUD_STACK" || { echo "make test-cloud: set SESFLOW_CLOUD_STACK=<deployed stack> (region: AWS_REGION or SESFLOW_CLOUD_REGION)" >&2; exit 2; }
+	$(BIN)/python -m pytest -m cloud tests/cloud
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
