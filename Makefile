@@ -11,7 +11,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 help:
 	@echo "make demo   - run the main job on the embedded local AWS (no AWS account needed)"
 	@echo "make test   - unit, state-machine and end-to-end tests on the local stack"
-	@echo "make lint   - ruff, mypy (domain package), sam validate --lint"
+	@echo "make lint   - ruff, mypy (domain package), static checks (asl-validator, Express worst case, IAM grants), sam validate --lint"
 	@echo "make build  - sam build (needs python3.13 on PATH)"
 	@echo "make bench  - benchmarks that print figures"
 	@echo "make test-cloud - against a deployed stack: SESFLOW_CLOUD_STACK=name AWS_REGION=eu-west-1 make test-cloud"
@@ -41,6 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m sesflow.requirements --check
+	$(BIN)/python -m sesflow.staticcheck
 	$(BIN)/sam validate --lint --template template.yaml
 
 # sam build needs the Lambda runtime's interpreter (python3.13) on PATH; on machines with
@@ -61,4 +62,4 @@ local-down: $(STAMP)
 	$(BIN)/sesflow local down
 
 clean:
-	rm -rf $(VENV) .aws-sam .sesflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .aws-sam .sesflow .pytest_cache .mypy_cache .ruff_cache node_modules

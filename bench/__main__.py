@@ -1,10 +1,12 @@
 """`make bench`: every benchmark, one after the other."""
 
-from bench import cold_import, feedback, local_stack, render_mime
+from bench import cold_import, feedback, local_stack, otel_import, render_mime
 
 render_mime.main([])
 print()
 cold_import.main([])
+print()
+otel_import.main([])
 print()
 local_stack.main([])
 print()

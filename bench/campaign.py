@@ -48,8 +48,7 @@ AWS_MS = {
     "CampaignSendBatchFunction": lambda batch: 5 + batch * (30 + 8 + 1),  # claim + send + render
     "FeedbackFunction": lambda _: 5 + 8 + 15,  # one tracking write + one status event
     "ValidateFunction": lambda _: 5 + 8,
-    "RenderFunction": lambda _: 5 + 2,
-    "SendFunction": lambda _: 5 + 8 + 30 + 8,
+    "SendFunction": lambda _: 5 + 2 + 8 + 30 + 8,  # claim, render, SES, release
 }
 
 
@@ -223,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     ref_st, ref_n = ref["stats"], ref["n"]
     std = cost_lines(ref_st, ref_n, [("Step Functions: Standard transitions",
                                       ref["transitions"] * SFN_STANDARD_TRANSITION * 1e6 / ref_n)])
-    express_s = sum(AWS_MS[f](0) for f in ("ValidateFunction", "RenderFunction", "SendFunction")) / 1000 + 0.1
+    express_s = sum(AWS_MS[f](0) for f in ("ValidateFunction", "SendFunction")) / 1000 + 0.1
     exp = cost_lines(ref_st, ref_n, [("Step Functions: Express requests + duration",
                                       (SFN_EXPRESS_REQUEST + express_s * 0.0625 * SFN_EXPRESS_GB_SECOND) * 1e6)])
     columns = {"campaign": ours, "campaign+": full, "Std/email": std, "Exp/email": exp}

@@ -9,7 +9,7 @@ from typing import Any
 from sesflow import cli
 from sesflow.client import send_email
 
-OK_STATUSES = {"sent", "suppressed"}
+OK_STATUSES = {"sent", "suppressed", "deferred"}  # deferred: a later execution sends it
 
 
 def _tags(values: list[str] | None) -> dict[str, str] | None:

@@ -940,21 +940,12 @@ class MachineDuration:
 def default_assumptions(stack: Stack) -> dict[str, Assumptions]:
     """What sesflow's machines read at run time, from the parameters and handlers, by machine.
 
-    Send: ``config.*`` comes from the validate handler (the stack's parameters); ``rounds.n``
-    starts at 0 and ``SendRoundsLeft`` stops once it exceeds ``MaxSendRounds``, so SendEmail
-    runs at most ``MaxSendRounds + 1`` times. Campaign: the items bucket is the campaigns bucket
-    (the plan handler's output ``bucket``); stages, pauses and approvals are not bounded.
+    Send: no loop and no Wait (a deferred send is a new execution), so nothing to assume.
+    Campaign: the items bucket is the campaigns bucket (the plan handler's output
+    ``bucket``); stages, pauses and approvals are not bounded.
     """
     p = stack.resolver.parameters
-    out: dict[str, Assumptions] = {
-        "SendStateMachine": Assumptions(
-            inputs={
-                "$.config.throttleWaitSeconds": float(p.get("ThrottleWaitSeconds", "0")),
-                "$.config.quotaWaitSeconds": float(p.get("QuotaWaitSeconds", "0")),
-            },
-            loop_bounds={"SendEmail": int(p.get("MaxSendRounds", "0")) + 1},
-        ),
-    }
+    out: dict[str, Assumptions] = {"SendStateMachine": Assumptions()}
     if "CampaignsBucket" in stack.resolver.resources:
         out["CampaignStateMachine"] = Assumptions(
             inputs={

@@ -105,3 +105,27 @@ def events_delivered(endpoint: str, timeout: float = 30.0) -> None:
     """Wait until the local EventBridge has delivered every event put so far to its Lambda
     and Step Functions targets (or dead-lettered it)."""
     poll(lambda: local_stats(endpoint)["deliveriesPending"] == 0, timeout, what="local event deliveries")
+
+
+def inject_ses_faults(endpoint: str, *faults: dict[str, Any]) -> None:
+    """The next SES SendEmail calls of the local stack fail with these errors, in order:
+    ``{"code": "TooManyRequestsException", "message": "...", "status": 429, "times": 3}``."""
+    import urllib.request
+
+    req = urllib.request.Request(f"{endpoint}/_sesflow/faults", method="POST",
+                                 data=json.dumps({"sesSendEmail": list(faults)}).encode())
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
+def clear_ses_faults(endpoint: str) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/_sesflow/faults", method="DELETE"),
+                                timeout=10) as resp:
+        resp.read()
+
+
+THROTTLED = {"code": "TooManyRequestsException", "message": "Maximum sending rate exceeded.", "status": 429}
+DAILY_QUOTA = {"code": "LimitExceededException", "message": "Daily message quota exceeded.", "status": 400}
+SES_5XX = {"code": "InternalFailure", "message": "An internal error occurred.", "status": 500}

@@ -22,7 +22,10 @@ from typing import Any
 
 from .errors import TemplateRenderError
 
-MAX_RENDERED_BYTES = 160 * 1024  # html + text + subject, well under the 256 KB state limit
+#: html + text + subject. The rendered message never passes through Step Functions state or a
+#: Lambda payload (the send step renders it), so the bound is SES's: 40 MB per message after
+#: MIME encoding (base64/quoted-printable grow it by up to a third), with room for headers.
+MAX_RENDERED_BYTES = 10 * 1024 * 1024
 MAX_SUBJECT_CHARS = 998 - len("Subject: ")
 
 

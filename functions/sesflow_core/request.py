@@ -38,8 +38,10 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _HEADER_BREAKERS = re.compile(r"[\r\n\x00]")
 KNOWN_FIELDS = frozenset({
     "emailId", "template", "to", "toName", "data", "from", "fromName", "replyTo", "topic",
-    "tags", "campaignId", "stage",
+    "tags", "campaignId", "stage", "sendRound",
 })
+#: deferrals are numbered by the machine (``sendRound``); far more than any MaxSendRounds
+MAX_SEND_ROUND = 100
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class SendRequest:
     tags: dict[str, str] = field(default_factory=dict)
     campaignId: str | None = None
     stage: str | None = None
+    sendRound: int = 0  # set by the send machine when it defers a send (0: the first try)
 
     @property
     def transactional(self) -> bool:
@@ -79,6 +82,12 @@ class SendRequest:
         d = asdict(self)
         d["from"] = d.pop("from_")
         return d
+
+    def as_input(self) -> dict[str, Any]:
+        """The request as a producer would send it (contract fields only, nothing empty):
+        what a later execution of the send machine gets when this one is deferred."""
+        d = self.to_dict()
+        return {k: v for k, v in d.items() if (k in KNOWN_FIELDS and v not in (None, {}, 0)) or k == "sendRound"}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SendRequest:
@@ -211,6 +220,10 @@ def validate(raw: Any, *, identity: str, default_email_id: str | None = None) ->
     if stage is not None and (not isinstance(stage, str | int) or not _TAG_RE.match(str(stage))):
         raise _reject("stage must match [A-Za-z0-9_-]")
 
+    send_round = raw.get("sendRound", 0)
+    if not isinstance(send_round, int) or isinstance(send_round, bool) or not 0 <= send_round <= MAX_SEND_ROUND:
+        raise _reject(f"sendRound must be an integer 0..{MAX_SEND_ROUND}")
+
     return SendRequest(
         emailId=email_id,
         template=template,
@@ -225,4 +238,5 @@ def validate(raw: Any, *, identity: str, default_email_id: str | None = None) ->
         tags=_tags(raw.get("tags")),
         campaignId=campaign_id,
         stage=None if stage is None else str(stage),
+        sendRound=send_round,
     )

@@ -14,9 +14,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 
-# No Powertools Tracer: importing the X-Ray SDK costs ~100 ms of cold start (measured by
-# bench/cold_import.py). Active tracing in the template still traces every Lambda and
-# Step Functions call in X-Ray's service map.
+# No Powertools Tracer and no X-Ray SDK: importing and patching aws-xray-sdk (maintenance since
+# 2026-02-25, end of support 2027-02-25) adds ~140 ms to a cold start (bench/otel_import.py).
+# Active tracing in the template traces every Lambda and Step Functions call; the AWS SDK calls
+# inside the functions are traced only with OpenTelemetryTracing=true, by the AWS Lambda layer
+# for OpenTelemetry, which instruments botocore before this module is imported: no code here.
 logger = Logger()
 metrics = Metrics()
 # every metric also carries the stage (the namespace is already one per stack)
@@ -43,6 +45,8 @@ class Settings:
     soft_bounce_threshold: int
     soft_bounce_window_days: int
     sync_account_suppression: bool
+    scheduler_role_arn: str
+    schedule_group: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -66,6 +70,8 @@ class Settings:
             soft_bounce_threshold=int(env.get("SOFT_BOUNCE_THRESHOLD", "3")),
             soft_bounce_window_days=int(env.get("SOFT_BOUNCE_WINDOW_DAYS", "30")),
             sync_account_suppression=env.get("SYNC_ACCOUNT_SUPPRESSION", "false").lower() == "true",
+            scheduler_role_arn=env.get("SCHEDULER_ROLE_ARN", ""),
+            schedule_group=env.get("SCHEDULE_GROUP", ""),
         )
 
     def expires_at(self, now: float | None = None) -> int:

@@ -1,6 +1,7 @@
-"""SendEmail: build the MIME message and send it through SES v2, at most once per emailId.
+"""SendEmail: render the template, build the MIME message and send it through SES v2, at
+most once per emailId.
 
-Input: ``{"request": <normalised>, "rendered": <RenderEmail output>, "executionId": "..."}``.
+Input: ``{"request": <normalised>, "executionId": "..."}``.
 Output: ``{"emailId", "messageId", "duplicate"}``.
 
 The send ledger lives on the tracking item (``sendState``/``sendOwner``): it is taken with
@@ -22,12 +23,20 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from sesflow_core import mime, ses_errors
 from sesflow_core import unsubscribe as unsub
-from sesflow_core.errors import SendInProgress, SesConfigurationError, SesMessageRejected, SesTransientError
+from sesflow_core.errors import (
+    SendInProgress,
+    SesConfigurationError,
+    SesMessageRejected,
+    SesTransientError,
+    TemplateNotFound,
+    TemplateRenderError,
+)
 from sesflow_core.render import Rendered
 from sesflow_core.request import SendRequest
 
 from ._common import Settings, client, logger, metrics, now_iso
 from .secrets import unsubscribe_secrets
+from .templates import load_template
 
 RETRYABLE, SENDING, SENT, REJECTED = "retryable", "sending", "sent", "rejected"
 
@@ -130,16 +139,19 @@ def send(settings: Settings, request: SendRequest, rendered: Rendered) -> str:
     return message_id
 
 
+def render(settings: Settings, request: SendRequest) -> Rendered:
+    """Render in the send step: the message never travels through state (256 KiB limit)."""
+    template = load_template(settings.templates_bucket, request.template, settings.template_cache_ttl)
+    return template.render(request.data, request.topic)
+
+
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Input ``{"request": <normalised>, "executionId"}``; output ``{"emailId", "messageId",
+    "duplicate"}``. Raises the error names the machine retries or catches."""
     settings = Settings.from_env()
     request = SendRequest.from_dict(event["request"])
-    rendered = Rendered(
-        subject=event["rendered"]["subject"], html=event["rendered"]["html"],
-        text=event["rendered"]["text"], sender=event["rendered"].get("from"),
-        template_version=event["rendered"].get("templateVersion", ""),
-    )
     owner = event.get("executionId") or context.aws_request_id
     logger.append_keys(emailId=request.emailId, template=request.template, topic=request.topic)
 
@@ -156,17 +168,19 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise SendInProgress(f"emailId {request.emailId} is being sent by another execution")
 
     try:
+        rendered = render(settings, request)
         message_id = send(settings, request, rendered)
-    except (*ses_errors.RETRYABLE, SesConfigurationError) as exc:  # nothing sent: a later run may send
+    except (TemplateNotFound, TemplateRenderError, SesConfigurationError, *ses_errors.RETRYABLE) as exc:
+        # nothing was sent: a later run (a fixed template or set-up, a deferred round) may send
         release_ledger(settings, request.emailId, RETRYABLE, reason=str(exc)[:500])
         metrics.add_metric(name=type(exc).__name__, unit="Count", value=1)
-        logger.warning("send not accepted, retryable", extra={"error": type(exc).__name__})
+        logger.warning("not sent", extra={"error": type(exc).__name__})
         raise
     except Exception as exc:
         release_ledger(settings, request.emailId, REJECTED, reason=str(exc)[:500])
         logger.warning("send rejected", extra={"error": type(exc).__name__})
         raise
-    release_ledger(settings, request.emailId, SENT, messageId=message_id)
+    release_ledger(settings, request.emailId, SENT, messageId=message_id, templateVersion=rendered.template_version)
     metrics.add_metric(name="EmailsSent", unit="Count", value=1)
     logger.info("sent", extra={"messageId": message_id})
     return {"emailId": request.emailId, "messageId": message_id, "duplicate": False}

@@ -1,8 +1,8 @@
 """ValidateRequest: check and normalise the send request, open its tracking item.
 
 Input: ``{"request": <send request>, "executionName": "..."}``.
-Output: ``{"valid": true, "request": <normalised>, "suppressionTopics", "config", "rounds",
-"meta"}``; for a request that breaks the contract (the domain raises
+Output: ``{"valid": true, "request": <normalised>, "suppressionTopics", "meta"}``; for a
+request that breaks the contract (the domain raises
 ``InvalidEmailRequest``) ``{"valid": false, "request": <what could be kept>, "outcome":
 <rejected, with the reason>, "meta"}``, which the machine records as ``rejected``. The
 emailId of a rejected request is its own when that is valid, else the execution name.
@@ -89,10 +89,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "topic": request.topic,
             "class": "~transactional" if request.transactional else "~subscription",
         },
-        "config": {
-            "throttleWaitSeconds": settings.throttle_wait_seconds,
-            "quotaWaitSeconds": settings.quota_wait_seconds,
-            "maxSendRounds": settings.max_send_rounds,
-        },
-        "rounds": {"n": 0},
     }

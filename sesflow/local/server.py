@@ -113,10 +113,28 @@ class FunctionUrls:
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
+    def _faults(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """``POST /_sesflow/faults`` ``{"sesSendEmail": [{"code", "message", "status", "times"}]}``
+        queues errors for the next SES SendEmail calls; ``DELETE`` clears them; ``GET`` counts."""
+        from . import ses
+
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            doc = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            ses.set_faults(doc.get("sesSendEmail", []))
+        elif method == "DELETE":
+            ses.clear_faults()
+        body = json.dumps({"sesSendEmail": len(ses.FAULTS)}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path: str = environ.get("PATH_INFO", "")
         if path == "/_sesflow/stats":
             return self._stats(environ, start_response)
+        if path == "/_sesflow/faults":
+            return self._faults(environ, start_response)
         if not path.startswith(URL_PREFIX):
             op = _operation(environ)
             REQUESTS[op] = REQUESTS.get(op, 0) + 1

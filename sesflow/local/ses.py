@@ -110,6 +110,41 @@ def verify_identity(account_id: str, region: str, identity: str) -> None:
         backend.verify_domain(identity)
 
 
+#: scripted faults: the next SendEmail calls answer these errors, in order (tests, chaos)
+FAULTS: deque[dict[str, Any]] = deque()
+_faults_lock = threading.Lock()
+
+
+def set_faults(faults: list[dict[str, Any]]) -> None:
+    """Queue faults for the next SendEmail calls: ``{"code", "message", "status", "times"}``
+    (``times`` consecutive calls each)."""
+    with _faults_lock:
+        for fault in faults:
+            for _ in range(int(fault.get("times", 1))):
+                FAULTS.append({"code": fault["code"], "message": fault.get("message", ""),
+                               "status": int(fault.get("status", 400)),
+                               "recipient": str(fault.get("recipient", "")).lower()})
+
+
+def clear_faults() -> int:
+    with _faults_lock:
+        n = len(FAULTS)
+        FAULTS.clear()
+        return n
+
+
+def _next_fault(recipients: list[str]) -> None:
+    """Raise the first queued fault that applies to this send (a fault with a ``recipient``
+    applies only to sends to that address, so other traffic cannot consume it)."""
+    wanted = {r.lower() for r in recipients}
+    with _faults_lock:
+        fault = next((f for f in FAULTS if not f["recipient"] or f["recipient"] in wanted), None)
+        if fault is not None:
+            FAULTS.remove(fault)
+    if fault is not None:
+        raise SesError(fault["code"], fault["message"], fault["status"])
+
+
 def _throttle(recipients: int) -> None:
     rate = SETTINGS.max_send_rate
     if not rate:
@@ -188,6 +223,7 @@ def _send_email(self: SESV2Response) -> str:
         if not recipients:
             parsed = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
             recipients = [a.addr_spec for h in ("To", "Cc") for a in (parsed[h].addresses if parsed[h] else ())]
+    _next_fault(recipients)
     if not recipients:
         raise SesError("BadRequestException", "Missing required header 'To'.")
     if len(recipients) > RECIPIENT_LIMIT:

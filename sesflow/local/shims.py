@@ -36,6 +36,13 @@ and their errors are lost              ``MaximumRetryAttempts`` times (default 2
 DynamoDB requests are not atomic       every DynamoDB request is served under one lock
 under concurrency (two conditional     (:func:`_serialize_dynamodb`): a conditional write
 writes can both succeed)               has exactly one winner, as in DynamoDB
+CFN has no Scheduler::ScheduleGroup;   ``ScheduleGroup`` model; :class:`_Clock` fires due
+schedules never fire                   one-time ``at(...)`` schedules (Step Functions and
+                                       Lambda targets) and deletes them
+                                       (``ActionAfterCompletion: DELETE``)
+EXPRESS machines run as STANDARD,      :class:`_Clock` times out executions of machines
+unbounded                              declared EXPRESS after 300 s (Express's limit;
+                                       ``SESFLOW_LOCAL_EXPRESS_LIMIT_SECONDS`` overrides)
 SES v2 ignores configuration sets,     :mod:`sesflow.local.ses`: outbox ``.eml`` files,
 tags, sending rate; has no pause,      ``TooManyRequestsException`` above the set rate,
 GetAccount                             configuration-set and account pause, GetAccount
@@ -262,6 +269,14 @@ def _event_invoke_config(name: str, props: dict[str, Any], account: str, region:
     function = str(props["FunctionName"])
     lambda_backends[account][region].put_function_event_invoke_config(function, config)
     return f"{function}|{props.get('Qualifier', '$LATEST')}"
+
+
+@_local_type("AWS::Scheduler::ScheduleGroup", "Name")
+def _schedule_group(name: str, props: dict[str, Any], account: str, region: str) -> tuple[str, dict[str, str]]:
+    from moto.scheduler.models import scheduler_backends
+
+    group = scheduler_backends[account][region].create_schedule_group(name=name, tags=[])
+    return name, {"Arn": group.arn}
 
 
 @_local_type("AWS::SQS::QueuePolicy")
@@ -529,6 +544,93 @@ def _json_path(doc: Any, path: str) -> Any:
     return doc
 
 
+# ---------------------------------------------------------------- time: schedules, Express limit
+EXPRESS_LIMIT_SECONDS = 300.0
+
+
+class _Clock:
+    """What AWS does as time passes, which moto does not: fire due one-time schedules of
+    EventBridge Scheduler, and time out EXPRESS executions past Express's limit."""
+
+    def __init__(self, tick: float = 0.1) -> None:
+        self.tick = tick
+        self.express_limit = float(os.environ.get("SESFLOW_LOCAL_EXPRESS_LIMIT_SECONDS", EXPRESS_LIMIT_SECONDS))
+        threading.Thread(target=self._run, name="local-clock", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.tick)
+            for job in (self._fire_schedules, self._time_out_express):
+                try:
+                    job()
+                except Exception:  # the clock must keep ticking
+                    log.exception("local clock: %s failed", job.__name__)
+
+    @staticmethod
+    def _due(expression: str, now: float) -> bool:
+        import calendar
+
+        if not expression.startswith("at(") or not expression.endswith(")"):
+            return False  # rate() and cron() schedules are not used by the stack
+        at = calendar.timegm(time.strptime(expression[3:-1], "%Y-%m-%dT%H:%M:%S"))
+        return at <= now
+
+    def _fire_schedules(self) -> None:
+        from moto.scheduler.models import scheduler_backends
+
+        now = time.time()
+        for _account, regions in list(scheduler_backends.items()):
+            for region, backend in list(regions.items()):
+                for group in list(backend.schedule_groups.values()):
+                    for schedule in list(group.schedules.values()):
+                        if schedule.state != "ENABLED" or getattr(schedule, "_sesflow_fired", False) \
+                                or not self._due(schedule.schedule_expression, now):
+                            continue
+                        schedule._sesflow_fired = True
+                        self._invoke_target(region, schedule.target)
+                        if schedule.action_after_completion == "DELETE":
+                            group.schedules.pop(schedule.name, None)
+
+    @staticmethod
+    def _invoke_target(region: str, target: dict[str, Any]) -> None:
+        arn = str(target["Arn"])
+        if ":states:" in arn and ":stateMachine:" in arn:
+            ses.local_client("stepfunctions", region).start_execution(
+                stateMachineArn=arn, name=str(uuid.uuid4()), input=target.get("Input") or "{}")
+        elif ":lambda:" in arn:
+            ses.local_client("lambda", region).invoke(FunctionName=arn, InvocationType="Event",
+                                                      Payload=(target.get("Input") or "{}").encode())
+        else:
+            log.warning("schedule target %s is not supported locally", arn)
+
+    def _time_out_express(self) -> None:
+        import datetime
+
+        from moto.stepfunctions.parser.api import ExecutionStatus
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        express = {arn for arn, kind in DECLARED_TYPES.items() if kind == "EXPRESS"}
+        if not express:
+            return
+        now = datetime.datetime.now(tz=datetime.UTC)
+        for _, regions in list(stepfunctions_parser_backends.items()):
+            for _, backend in list(regions.items()):
+                for machine in list(backend.state_machines):
+                    if machine.arn not in express:
+                        continue
+                    for ex in list(machine.executions):
+                        if ex.exec_status != ExecutionStatus.RUNNING or ex.exec_worker is None:
+                            continue
+                        if (now - ex.start_date).total_seconds() > self.express_limit:
+                            log.warning("EXPRESS execution %s ran past %.0f s: timed out", ex.exec_arn,
+                                        self.express_limit)
+                            ex.exec_worker.env.set_timed_out()
+                            ex.exec_status, ex.stop_date = ExecutionStatus.TIMED_OUT, now
+
+
+CLOCK: _Clock | None = None
+
+
 # ---------------------------------------------------------------- DynamoDB atomicity
 _DYNAMODB_LOCK = threading.Lock()
 
@@ -559,7 +661,7 @@ _installed = False
 
 def install() -> None:
     """Apply every patch above (idempotent). Call before the server takes requests."""
-    global _installed, DELIVERY, ASYNC
+    global _installed, DELIVERY, ASYNC, CLOCK
     if _installed:
         return
     from moto.core.config import default_user_config
@@ -577,6 +679,7 @@ def install() -> None:
     EventBus.physical_resource_id = property(lambda self: self.name)  # type: ignore[attr-defined]
     DELIVERY = _TargetDelivery()
     ASYNC = _AsyncInvocations()
+    CLOCK = _Clock()
     from moto.awslambda.models import LambdaBackend
 
     LambdaBackend.send_sns_message = _send_sns_message  # type: ignore[method-assign]

@@ -65,3 +65,36 @@ def test_a_duplicate_event_applied_twice_at_once_is_applied_once(stack: Target) 
                                                    ":ks": {"SS": ["k1"]}, ":k": {"S": "k1"}})
 
     assert _race(stack, apply) == [1] * PAIRS
+
+
+@pytest.fixture(scope="module")
+def short_express_stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A stack whose EXPRESS limit is 3 s instead of 300 s (the same rule, scaled)."""
+    import os
+
+    from ..conftest import start_stack, stop_stack
+
+    sdir = tmp_path_factory.mktemp("short-express")
+    os.environ["SESFLOW_LOCAL_EXPRESS_LIMIT_SECONDS"] = "3"
+    try:
+        target = start_stack(sdir)
+    finally:
+        os.environ.pop("SESFLOW_LOCAL_EXPRESS_LIMIT_SECONDS")
+    yield target
+    stop_stack(sdir, target)
+
+
+def test_an_express_execution_past_the_limit_times_out(short_express_stack: Target) -> None:
+    """Express executions end at their limit, whatever state they are in; the local stack
+    enforces it on machines the template declares EXPRESS (the send machine by default)."""
+    from sesflow import executions
+
+    stack = short_express_stack
+    assert stack.state["declaredWorkflowTypes"][stack.outputs["SendStateMachineArn"]] == "EXPRESS"
+    # another execution holds the ledger: SendInProgress is retried for 2 + 3 + 4.5 s (no jitter)
+    stack.clients.client("dynamodb").put_item(TableName=stack.outputs["TrackingTableName"], Item={
+        "emailId": {"S": "slow-0001"}, "sendState": {"S": "sending"}, "sendOwner": {"S": "someone-else"}})
+    sfn = stack.clients.client("stepfunctions")
+    arn = executions.start(sfn, stack.outputs["SendStateMachineArn"], {
+        "emailId": "slow-0001", "template": "welcome", "to": "a@example.org", "data": {"name": "A", "product": "B"}})
+    assert executions.wait(sfn, arn, timeout=60) == "TIMED_OUT"

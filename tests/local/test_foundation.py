@@ -34,7 +34,7 @@ def test_up_and_down_leave_nothing_behind(tmp_path: Path) -> None:
     target = start_stack(tmp_path)
     sfn = target.clients.client("stepfunctions")
     names = [m["name"] for m in sfn.list_state_machines()["stateMachines"]]
-    assert any("SendStateMachine" in n for n in names)
+    assert f"{target.stack_name}-send" in names
     # a second `up` reports the running one and starts nothing
     state, started = control.up(ROOT, port=0, sdir=tmp_path)
     assert not started and state["pid"] == target.state["pid"]

@@ -18,7 +18,16 @@ from sesflow.local.ses import outbox_entries
 from sesflow.target import Target
 
 from ..conftest import load_event, start_stack, stop_stack
-from ..helpers import EventCapture, assert_status_chain, poll, statuses
+from ..helpers import (
+    DAILY_QUOTA,
+    SES_5XX,
+    THROTTLED,
+    EventCapture,
+    assert_status_chain,
+    inject_ses_faults,
+    poll,
+    statuses,
+)
 
 pytestmark = pytest.mark.local
 
@@ -70,12 +79,11 @@ def test_happy_path_sends_one_multipart_message_with_headers_and_tags(stack: Tar
     assert rep.status == "SUCCEEDED"
     assert rep.output["status"] == "sent" and rep.output["emailId"] == "happy-0001"
     path = visited(rep)
-    assert path[:6] == ["ValidateRequest", "IsRequestValid", "CheckSuppression", "IsSuppressed",
-                        "RenderEmail", "SendEmail"]
+    assert path[:5] == ["ValidateRequest", "IsRequestValid", "CheckSuppression", "IsSuppressed", "SendEmail"]
     # the delivery may be recorded before the send (two producers): then the send's details are
     # added under the later status and nothing is announced
-    assert path[6:] in (["RecordSent", "EmitStatus"], ["RecordSentDetails", "Finish"])
-    assert rep.transitions <= 8
+    assert path[5:] in (["RecordSent", "EmitStatus"], ["RecordSentDetails", "Finish"])
+    assert rep.transitions <= 7
 
     [entry] = messages_for(stack, "happy-0001")
     assert entry["messageId"] == rep.output["messageId"]
@@ -152,7 +160,7 @@ def test_suppressed_address_is_skipped_and_recorded(stack: Target, status_captur
     assert rep.status == "SUCCEEDED"
     assert rep.output == {"emailId": "supp-0001", "status": "suppressed", "messageId": None,
                           "reason": "the recipient is on the suppression list"}
-    assert "RenderEmail" not in visited(rep) and "SendEmail" not in visited(rep)
+    assert "SendEmail" not in visited(rep)
     assert messages_for(stack, "supp-0001") == []
     assert tracking_item(stack, "supp-0001")["status"] == "suppressed"
     events = status_events(status_capture, "supp-0001", lambda s: "suppressed" in s)
@@ -200,7 +208,7 @@ def test_unknown_template_fails_with_reason(stack: Target) -> None:
     rep = run(stack, WELCOME | {"template": "no-such-template", "emailId": "tpl-missing"})
     assert rep.output["status"] == "failed"
     assert rep.output["reason"].startswith("TemplateNotFound: template 'no-such-template' not found")
-    assert [s.error for s in rep.states if s.name == "RenderEmail"] == ["TemplateNotFound"]
+    assert [s.error for s in rep.states if s.name == "SendEmail"] == ["TemplateNotFound"]
     assert tracking_item(stack, "tpl-missing")["status"] == "failed"
 
 
@@ -271,43 +279,88 @@ def throttled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target
     stop_stack(sdir, target)
 
 
-def test_throttled_sends_recover_and_the_history_shows_the_retries(throttled_stack: Target) -> None:
+def test_throttled_sends_recover_and_each_goes_out_once(throttled_stack: Target) -> None:
+    """Four sends at once against 1 email/s: SES throttles; the send step retries in place
+    (backoff + jitter) and, past that, defers to a new execution. Every email goes out once."""
     stack = throttled_stack
     sfn = stack.clients.client("stepfunctions")
-    arns = [executions.start(sfn, stack.outputs["SendStateMachineArn"], WELCOME | {"emailId": f"thr-{i}"})
-            for i in range(4)]
+    ids = [f"thr-{i}" for i in range(4)]
+    arns = [executions.start(sfn, stack.outputs["SendStateMachineArn"], WELCOME | {"emailId": i}) for i in ids]
     reports = []
     for arn in arns:
         executions.wait(sfn, arn, timeout=180)
         reports.append(executions.report(sfn, arn))
-    assert [r.output["status"] for r in reports] == ["sent"] * 4
+    assert {r.output["status"] for r in reports} <= {"sent", "deferred"}
     send_rows = [row for r in reports for row in r.states if row.name == "SendEmail"]
     assert sum(row.retries for row in send_rows) >= 1, "no SES throttling was retried"
     events = [e for arn in arns for e in executions.history(sfn, arn)]
     failures = [e["taskFailedEventDetails"]["error"] for e in events
                 if e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("resourceType") == "lambda"]
     assert failures and set(failures) == {"SesThrottled"}
-    assert len(outbox_entries(Path(stack.state["outbox"]))) == 4
+    poll(lambda: all((i := tracking_item(stack, e)) and i.get("sendState") == "sent" for e in ids),
+         timeout=120, what="every throttled email sent (deferred ones by a later execution)")
+    sent = [e["tags"]["emailId"] for e in outbox_entries(Path(stack.state["outbox"]))]
+    assert sorted(sent) == ids
 
 
-def test_an_unverified_identity_is_a_configuration_error_and_a_resend_works(stack: Target) -> None:
-    """SES refuses the sender (or, in the sandbox, the recipient): the set-up is wrong, not
-    the message, so the email is failed with the reason and the same emailId can be sent
-    once the set-up is fixed."""
-    ses = stack.clients.client("ses")
-    identities = [stack.state["parameters"]["SenderIdentity"], stack.state["parameters"]["DefaultFromAddress"]]
-    for identity in identities:
-        ses.delete_identity(Identity=identity)
-    try:
-        rep = run(stack, WELCOME | {"emailId": "unverified-0001"})
-    finally:
-        ses.verify_domain_identity(Domain=identities[0])
-        ses.verify_email_identity(EmailAddress=identities[1])
-    assert rep.output["status"] == "failed"
-    assert rep.output["reason"].startswith("SesConfigurationError: MessageRejected: Email address is not verified")
-    assert "SesSandbox=true" in rep.output["reason"]
-    assert [s.error for s in rep.states if s.name == "SendEmail"] == ["SesConfigurationError"]
-    assert tracking_item(stack, "unverified-0001")["sendState"] == "retryable"
-    again = run(stack, WELCOME | {"emailId": "unverified-0001"})
-    assert again.output["status"] == "sent"
-    assert len(messages_for(stack, "unverified-0001")) == 1
+# ---------------------------------------------------------------- deferral (scripted SES faults)
+def test_throttling_past_the_retries_defers_to_a_new_execution_that_sends(stack: Target) -> None:
+    """An EXPRESS execution may not wait: after three in-place retries the send is deferred
+    (status deferred, a one-time schedule), and the scheduled execution sends it."""
+    to = f"defer{uuid.uuid4().hex[:6]}@example.org"
+    inject_ses_faults(stack.state["endpoint"], THROTTLED | {"times": 4, "recipient": to})
+    rep = run(stack, WELCOME | {"to": to, "emailId": "defer-0001"})
+    assert rep.output["status"] == "deferred"
+    assert "deferred to" in rep.output["reason"] and "(round 1 of 5)" in rep.output["reason"]
+    [send_row] = [row for row in rep.states if row.name == "SendEmail"]
+    assert send_row.retries == 3 and send_row.error.startswith("SesThrottled")
+    assert "Defer" in visited(rep)
+    item = wait_for_status(stack, "defer-0001", "delivered", timeout=30)
+    assert item["sendState"] == "sent"
+    assert len(messages_for(stack, "defer-0001")) == 1
+    runs = [ex for ex in stack.clients.client("stepfunctions").list_executions(
+        stateMachineArn=stack.outputs["SendStateMachineArn"])["executions"]]
+    inputs = [json.loads(stack.clients.client("stepfunctions").describe_execution(
+        executionArn=ex["executionArn"])["input"]) for ex in runs]
+    assert [i.get("sendRound") for i in inputs
+            if isinstance(i, dict) and i.get("emailId") == "defer-0001"].count(1) == 1
+
+
+def test_the_daily_quota_defers_without_retrying_in_place(stack: Target) -> None:
+    to = f"quota{uuid.uuid4().hex[:6]}@example.org"
+    inject_ses_faults(stack.state["endpoint"], DAILY_QUOTA | {"recipient": to})
+    rep = run(stack, WELCOME | {"to": to, "emailId": "quota-0001"})
+    assert rep.output["status"] == "deferred" and rep.output["reason"].startswith("SesDailyQuotaExceeded")
+    [send_row] = [row for row in rep.states if row.name == "SendEmail"]
+    assert send_row.retries == 0
+    wait_for_status(stack, "quota-0001", "delivered", timeout=30)
+    assert len(messages_for(stack, "quota-0001")) == 1
+
+
+def test_the_last_round_fails_the_email_with_the_reason(stack: Target) -> None:
+    to = f"rounds{uuid.uuid4().hex[:6]}@example.org"
+    inject_ses_faults(stack.state["endpoint"], THROTTLED | {"times": 4, "recipient": to})
+    rep = run(stack, WELCOME | {"to": to, "emailId": "rounds-0001", "sendRound": 5})  # the 5th deferred round
+    assert rep.output == {"emailId": "rounds-0001", "status": "failed", "messageId": None,
+                          "reason": "SesThrottled: SES still refused after 5 deferred round(s)"}
+    assert tracking_item(stack, "rounds-0001")["status"] == "failed"
+    assert messages_for(stack, "rounds-0001") == []
+
+
+def test_an_ses_5xx_is_retried_in_place(stack: Target) -> None:
+    to = f"fivexx{uuid.uuid4().hex[:6]}@example.org"
+    inject_ses_faults(stack.state["endpoint"], SES_5XX | {"times": 2, "recipient": to})
+    rep = run(stack, WELCOME | {"to": to, "emailId": "5xx-0001"})
+    assert rep.output["status"] == "sent"
+    [send_row] = [row for row in rep.states if row.name == "SendEmail"]
+    assert send_row.retries == 2
+    assert len(messages_for(stack, "5xx-0001")) == 1
+
+
+def test_an_ses_5xx_past_the_retries_fails_and_the_email_can_be_sent_again(stack: Target) -> None:
+    to = f"fivexx{uuid.uuid4().hex[:6]}@example.org"
+    inject_ses_faults(stack.state["endpoint"], SES_5XX | {"times": 3, "recipient": to})
+    rep = run(stack, WELCOME | {"to": to, "emailId": "5xx-0002"})
+    assert rep.output["status"] == "failed" and rep.output["reason"].startswith("SesTransientError: InternalFailure")
+    assert messages_for(stack, "5xx-0002") == []
+    assert run(stack, WELCOME | {"to": to, "emailId": "5xx-0002"}).output["status"] == "sent"

@@ -95,7 +95,15 @@ def test_template_topic_must_match_request_topic() -> None:
 
 def test_huge_rendered_output_is_refused() -> None:
     with pytest.raises(TemplateRenderError, match="rendered message is"):
-        render(inline("{% for i in range(n) %}xxxxxxxxxx{% endfor %}", subject="s"), {"n": 20_000})
+        render(inline("{% for i in range(n) %}{{ chunk }}{% endfor %}", subject="s"),
+               {"n": 1100, "chunk": "x" * 10_000})
+
+
+def test_a_300_kib_newsletter_renders() -> None:
+    """Rendered in the send step, the body never meets the 256 KiB state limit."""
+    rendered = render(inline("{% for i in range(n) %}{{ chunk }}{% endfor %}", subject="s"),
+                      {"n": 300, "chunk": "y" * 1024})
+    assert len(rendered.html) >= 300 * 1024
 
 
 def test_bad_metadata() -> None:

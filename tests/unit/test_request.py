@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sesflow_core.errors import InvalidEmailRequest
-from sesflow_core.request import MAX_DATA_BYTES, validate
+from sesflow_core.request import MAX_DATA_BYTES, SendRequest, validate
 
 ID = "example.com"
 
@@ -78,3 +78,10 @@ def test_round_trip_through_dict() -> None:
 
     req = validate(ok(**{"from": "a@example.com", "tags": {"app": "x"}}), identity=ID)
     assert SendRequest.from_dict(req.to_dict()) == req
+
+
+def test_a_deferred_request_validates_again_as_the_same_request() -> None:
+    first = validate({"to": "Ada@Example.org", "toName": "Ada", "template": "welcome", "data": {"a": 1},
+                      "topic": "news", "tags": {"app": "x"}, "emailId": "e-1"}, identity="example.com")
+    again = validate({**first.as_input(), "sendRound": 2}, identity="example.com")
+    assert again == SendRequest(**{**first.__dict__, "sendRound": 2})
