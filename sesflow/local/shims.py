@@ -63,6 +63,7 @@ from moto.events.models import EventBus, Rule
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.responses import get_backend as get_sfn_backend
 
+from . import iam as local_iam
 from . import lambda_runtime, ses
 
 log = logging.getLogger("sesflow.local")
@@ -96,6 +97,7 @@ def function_spec(fn: LambdaFunction) -> lambda_runtime.FunctionSpec:
         environment={k: str(v) for k, v in (fn.environment_vars or {}).items()},
         timeout=float(fn.timeout or 3),
         memory_mb=int(fn.memory_size or 128),
+        credentials=local_iam.function_credentials(fn.role, fn.function_name),
     )
 
 
@@ -371,7 +373,7 @@ class _TargetDelivery:
                 elif ":states:" in arn:
                     import uuid
 
-                    ses.local_client("stepfunctions", region).start_execution(
+                    local_iam.client_as(target.get("RoleArn"), "stepfunctions", region).start_execution(
                         stateMachineArn=arn, name=str(uuid.uuid4()), input=json.dumps(event)
                     )
                 return
