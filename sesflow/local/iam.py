@@ -107,6 +107,8 @@ SES v2 ``SendEmail`` with raw content   only ``ses:SendEmail`` is checked (AWS e
                                         been seen naming ``ses:SendRawEmail``; the template
                                         grants both)
 SES sandbox: recipients' identities     not checked (the local SES has production access)
+S3: a missing object without            404 ``NoSuchKey`` (AWS answers 403 when the role
+``s3:ListBucket``                       may not list the bucket); our roles may list
 Distributed Map children                run by the interpreter itself: ``states:
                                         StartExecution`` on the machine is not checked at
                                         run time (covered by the static template test)

@@ -36,6 +36,10 @@ and their errors are lost              ``MaximumRetryAttempts`` times (default 2
 DynamoDB requests are not atomic       every DynamoDB request is served under one lock
 under concurrency (two conditional     (:func:`_serialize_dynamodb`): a conditional write
 writes can both succeed)               has exactly one winner, as in DynamoDB
+moto enforces IAM for all callers or   :mod:`sesflow.local.iam`: each function, state
+none, checks ARNs only for SQS/IAM/    machine and EventBridge target acts with its role;
+STS, cannot read CloudFormation        requests signed by a role are evaluated (actions,
+roles' inline policies                 ARNs, conditions); other keys keep full access
 SES v2 ignores configuration sets,     :mod:`sesflow.local.ses`: outbox ``.eml`` files,
 tags, sending rate; has no pause,      ``TooManyRequestsException`` above the set rate,
 GetAccount                             configuration-set and account pause, GetAccount
