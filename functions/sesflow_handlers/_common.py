@@ -83,14 +83,23 @@ class Settings:
 _NO_SDK_RETRIES = frozenset({"sesv2"})
 
 
-@cache
 def client(service: str) -> Any:
-    """One boto3 client per service per process (reused across warm invocations)."""
+    """One boto3 client per service per process (reused across warm invocations), and per
+    credentials: the local stack runs every function, each with its role's keys, in one process."""
+    return _client(service, os.environ.get("AWS_ACCESS_KEY_ID"))
+
+
+@cache
+def _client(service: str, access_key_id: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
     retries = {"total_max_attempts": 1} if service in _NO_SDK_RETRIES else {"mode": "standard"}
-    return boto3.client(service, config=Config(retries=retries))  # type: ignore[arg-type]
+    env = os.environ  # explicit keys and region: the default session keeps the first ones it resolved
+    return boto3.client(service, config=Config(retries=retries),  # type: ignore[call-overload]
+                        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+                        aws_access_key_id=access_key_id, aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
+                        aws_session_token=env.get("AWS_SESSION_TOKEN"))
 
 
 def now_iso() -> str:

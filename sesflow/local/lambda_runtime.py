@@ -121,6 +121,8 @@ class FunctionSpec:
     environment: dict[str, str]
     timeout: float
     memory_mb: int
+    #: the role's session keys, set per invocation as Lambda does (:mod:`sesflow.local.iam`)
+    credentials: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,6 +189,7 @@ def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
     )
     env = {
         **spec.environment,
+        **spec.credentials,
         "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",

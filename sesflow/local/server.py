@@ -102,11 +102,11 @@ class FunctionUrls:
         self.region = region
 
     def _stats(self, environ: dict[str, Any], start_response: Any) -> Any:
-        from . import lambda_runtime, shims
+        from . import iam, lambda_runtime, shims
 
         pending = sum(q.pending for q in (shims.DELIVERY, shims.ASYNC) if q is not None)
         body = json.dumps({"requests": REQUESTS, "lambda": lambda_runtime.STATS,
-                           "deliveriesPending": pending}).encode()
+                           "deliveriesPending": pending, "iam": iam.stats()}).encode()
         if "reset" in environ.get("QUERY_STRING", ""):
             REQUESTS.clear()
             lambda_runtime.STATS.clear()
@@ -208,8 +208,10 @@ def bring_up(root: Path, state: Path, port: int, max_send_rate: float | None,
     })
     os.environ.pop("AWS_PROFILE", None)
     from . import deploy, ses, shims
+    from . import iam as local_iam
 
     shims.install()
+    local_iam.install()  # each function and state machine acts with its own role
     shims.set_project_root(root, deploy.ARTIFACTS_BUCKET)
     ses.configure(state / "outbox", max_send_rate)
 

@@ -43,6 +43,10 @@ schedules never fire                   one-time ``at(...)`` schedules (Step Func
 EXPRESS machines run as STANDARD,      :class:`_Clock` times out executions of machines
 unbounded                              declared EXPRESS after 300 s (Express's limit;
                                        ``SESFLOW_LOCAL_EXPRESS_LIMIT_SECONDS`` overrides)
+moto enforces IAM for all callers or   :mod:`sesflow.local.iam`: each function, state
+none, checks ARNs only for SQS/IAM/    machine and EventBridge target acts with its role;
+STS, cannot read CloudFormation        requests signed by a role are evaluated (actions,
+roles' inline policies                 ARNs, conditions); other keys keep full access
 SES v2 ignores configuration sets,     :mod:`sesflow.local.ses`: outbox ``.eml`` files,
 tags, sending rate; has no pause,      ``TooManyRequestsException`` above the set rate,
 GetAccount                             configuration-set and account pause, GetAccount
@@ -70,6 +74,7 @@ from moto.events.models import EventBus, Rule
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.responses import get_backend as get_sfn_backend
 
+from . import iam as local_iam
 from . import lambda_runtime, ses
 
 log = logging.getLogger("sesflow.local")
@@ -103,6 +108,7 @@ def function_spec(fn: LambdaFunction) -> lambda_runtime.FunctionSpec:
         environment={k: str(v) for k, v in (fn.environment_vars or {}).items()},
         timeout=float(fn.timeout or 3),
         memory_mb=int(fn.memory_size or 128),
+        credentials=local_iam.function_credentials(fn.role, fn.function_name),
     )
 
 
@@ -386,7 +392,7 @@ class _TargetDelivery:
                 elif ":states:" in arn:
                     import uuid
 
-                    ses.local_client("stepfunctions", region).start_execution(
+                    local_iam.client_as(target.get("RoleArn"), "stepfunctions", region).start_execution(
                         stateMachineArn=arn, name=str(uuid.uuid4()), input=json.dumps(event)
                     )
                 return
