@@ -951,6 +951,8 @@ def default_assumptions(stack: Stack) -> dict[str, Assumptions]:
             inputs={
                 "$.bucket": stack.resolver.name("CampaignsBucket"),
                 "$.pauseCheckSeconds": float(p.get("CampaignPauseCheckSeconds", "0")),
+                # any campaign id: the grant must cover every campaign's result prefix
+                "States.Format('campaigns/{}/map-results', $.campaignId)": "campaigns/any-campaign-id/map-results",
             }
         )
     return out

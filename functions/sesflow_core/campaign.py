@@ -30,6 +30,9 @@ from .request import MAX_DATA_BYTES, parse_address
 MAX_BATCH_SIZE = 50  # SES: 50 recipients per message; we send one message per recipient
 DEFAULT_STAGES = (1.0, 10.0, 100.0)
 MAX_ROW_DATA_BYTES = 4 * 1024
+#: one batch item of a manifest, as JSON: with the campaign's data (<= 32 KiB) that the Map adds,
+#: a child execution's input stays under Step Functions' 256 KiB (50 rows of 4 KiB would not)
+MAX_BATCH_BYTES = 192 * 1024
 BUCKETS = 256
 SUPPRESSION_LOOKUP = 99  # addresses per suppression lookup: 3 keys each fit 3 BatchGetItem calls
 
@@ -184,10 +187,29 @@ class Planner:
     ``write_manifest(stage, path)`` and ``write_rejects(path)`` upload the files.
     """
 
-    def __init__(self, spec: CampaignSpec, workdir: str | None = None) -> None:
+    #: valid rows rendered at plan time (``preview``): a template that cannot render for this
+    #: list fails the campaign before the first email, not recipient by recipient
+    PREVIEW_ROWS = 5
+
+    def __init__(self, spec: CampaignSpec, workdir: str | None = None,
+                 preview: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.spec = spec
+        self.preview = preview
+        self._previewed = 0
+        self._spec_data_bytes = len(json.dumps(spec.data, separators=(",", ":"), ensure_ascii=False).encode())
         self.dir = tempfile.mkdtemp(prefix="plan-", dir=workdir)
         self.counts = PlanCounts(planned=[0] * len(spec.stages), batches=[0] * len(spec.stages))
+
+    def _check_merged_data(self, r: Recipient) -> None:
+        """A recipient's template data is the campaign's data with the row's on top: it must fit
+        the send request's limit, or every send to this row would be refused."""
+        if not r.data:
+            return
+        merged = len(json.dumps({**self.spec.data, **r.data}, separators=(",", ":"), ensure_ascii=False,
+                                default=str).encode())
+        if merged > MAX_DATA_BYTES:
+            raise InvalidEmailRequest(f"row data with the campaign's data is {merged} bytes; the limit is "
+                                      f"{MAX_DATA_BYTES}")
 
     def _bucket_path(self, i: int) -> str:
         return os.path.join(self.dir, f"bucket-{i:03d}.jsonl")
@@ -204,10 +226,17 @@ class Planner:
                 self.counts.rows += 1
                 try:
                     r = parse_row(row)
+                    self._check_merged_data(r)
                 except InvalidEmailRequest as exc:
                     self.counts.invalid += 1
                     rejects.writerow([n, str(exc)])
                     continue
+                if self.preview is not None and self._previewed < self.PREVIEW_ROWS:
+                    self._previewed += 1
+                    try:
+                        self.preview({**self.spec.data, **r.data})
+                    except Exception as exc:
+                        raise type(exc)(f"the template cannot render for this list (row {n}): {exc}") from None
                 b = int(hashlib.blake2b(r.address.encode(), digest_size=2).hexdigest(), 16) % BUCKETS
                 buckets[b].write(json.dumps([n, r.to, r.address, r.name, r.data]) + "\n")
         for f in buckets:
@@ -264,11 +293,16 @@ class _ManifestWriter:
         self.stage = stage
         self.batches = 0
         self._current: list[dict[str, Any]] = []
+        self._bytes = 0
         self._f = open(path, "w", encoding="utf-8")
         self._f.write("[")
 
     def add(self, recipient: dict[str, Any]) -> None:
+        size = len(json.dumps(recipient, separators=(",", ":")).encode()) + 1
+        if self._current and self._bytes + size > MAX_BATCH_BYTES - 256:  # room for the batch's own keys
+            self._write()
         self._current.append(recipient)
+        self._bytes += size
         if len(self._current) == self.spec.batch_size:
             self._write()
 
@@ -278,6 +312,7 @@ class _ManifestWriter:
         self._f.write(("," if self.batches else "") + json.dumps(item, separators=(",", ":")))
         self.batches += 1
         self._current = []
+        self._bytes = 0
 
     def close(self) -> None:
         if self._current:

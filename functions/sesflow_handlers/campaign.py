@@ -133,7 +133,9 @@ def plan(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     if not rate:
         rate = float(client("sesv2").get_account()["SendQuota"]["MaxSendRate"])
     workers, worker_rate = cp.concurrency_for(rate)
-    planner = cp.Planner(spec, workdir=os.environ.get("PLAN_WORKDIR", "/tmp"))  # Lambda's /tmp
+    template = load_template(settings.templates_bucket, spec.template, settings.template_cache_ttl)
+    planner = cp.Planner(spec, workdir=os.environ.get("PLAN_WORKDIR", "/tmp"),  # Lambda's /tmp
+                         preview=lambda data: template.render(data, spec.topic))
     body = client("s3").get_object(Bucket=spec.recipients_bucket, Key=spec.recipients_key)["Body"]
     started = time.time()
     manifests, rejects = planner.plan(cp.iter_rows(body, spec.recipients_key),
@@ -372,6 +374,9 @@ def summarize(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     campaign_id = event["campaignId"]
     item = campaign_item(campaign_id)
     plan_doc = item.get("plan", {})
+    if isinstance(event.get("reason"), dict):  # a Lambda error payload (Cause of a caught error)
+        cause = event["reason"]
+        event = {**event, "reason": f"{cause.get('errorType', event.get('error'))}: {cause.get('errorMessage', '')}"}
     stages = []
     totals: dict[str, int] = {}
     sending_seconds = 0.0

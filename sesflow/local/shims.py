@@ -47,6 +47,14 @@ moto enforces IAM for all callers or   :mod:`sesflow.local.iam`: each function, 
 none, checks ARNs only for SQS/IAM/    machine and EventBridge target acts with its role;
 STS, cannot read CloudFormation        requests signed by a role are evaluated (actions,
 roles' inline policies                 ARNs, conditions); other keys keep full access
+A Distributed Map's ResultWriter       :func:`_result_writer_reads_the_map_input`
+reads its paths from the last child    (paths read the Map state's input, as in AWS)
+No payload limits: state data and      :func:`_enforce_payload_limits`: a state result or
+Map results of any size, Lambda         output over 256 KiB fails with
+payloads of any size                    ``States.DataLimitExceeded``, which ``States.ALL``
+                                       does not catch (as in AWS); Lambda requests over
+                                       6 MB (256 KiB asynchronous) are refused with
+                                       ``RequestEntityTooLargeException``
 SES v2 ignores configuration sets,     :mod:`sesflow.local.ses`: outbox ``.eml`` files,
 tags, sending rate; has no pause,      ``TooManyRequestsException`` above the set rate,
 GetAccount                             configuration-set and account pause, GetAccount
@@ -115,10 +123,12 @@ def function_spec(fn: LambdaFunction) -> lambda_runtime.FunctionSpec:
 def _invoke_in_process(
     self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any
 ) -> bytes:
+    asynchronous = (request_headers or {}).get("X-Amz-Invocation-Type") == "Event"
+    _check_lambda_request(body, asynchronous)
     if isinstance(body, bytes):
         body = body.decode("utf-8")
     event = json.loads(body) if body else {}
-    if (request_headers or {}).get("X-Amz-Invocation-Type") == "Event":
+    if asynchronous:
         assert ASYNC is not None
         ASYNC.submit(self, event)
         return b""
@@ -637,6 +647,114 @@ class _Clock:
 CLOCK: _Clock | None = None
 
 
+# ---------------------------------------------------------------- payload limits
+STATE_PAYLOAD_LIMIT = 256 * 1024  # bytes of UTF-8 JSON: state input/output, task and Map results
+LAMBDA_SYNC_REQUEST_LIMIT = 6 * 1024 * 1024
+LAMBDA_ASYNC_REQUEST_LIMIT = 256 * 1024
+
+
+def _payload_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _enforce_payload_limits() -> None:
+    """Step Functions' 256 KiB limit on every state's result and output, and its rule that
+    ``States.ALL`` does not catch ``States.DataLimitExceeded`` (a terminal error)."""
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.common.path.result_path import ResultPath
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    limit_error = StatesErrorNameType.StatesStatesDataLimitExceeded
+
+    def check(env: Any, value: Any, what: str) -> None:
+        size = _payload_size(value)
+        if size <= STATE_PAYLOAD_LIMIT:
+            return
+        cause = (f"The state/task '{env.next_state_name}' returned a {what} with a size exceeding the maximum "
+                 f"number of bytes service limit ({size} > {STATE_PAYLOAD_LIMIT}).")
+        raise FailureEventException(failure_event=FailureEvent(
+            env=env, error_name=StatesErrorName(typ=limit_error), event_type=HistoryEventType.TaskFailed,
+            event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
+                error=limit_error.to_name(), cause=cause))))
+
+    original_result_path = ResultPath._eval_body
+
+    def result_path(self: ResultPath, env: Any) -> None:
+        if env.stack:
+            check(env, env.stack[-1], "result")  # a task's result, a Map's results (even when discarded)
+        original_result_path(self, env)
+        check(env, env.stack[-1], "output")
+
+    ResultPath._eval_body = result_path  # type: ignore[method-assign]
+
+    original_error_equals = ErrorEqualsDecl._eval_body
+
+    def error_equals(self: ErrorEqualsDecl, env: Any) -> None:
+        error_name = env.stack[-1]
+        if (ErrorEqualsDecl._STATE_ALL_ERROR in self.error_names and isinstance(error_name, StatesErrorName)
+                and error_name.typ == limit_error):
+            env.stack.pop()
+            env.stack.append(False)  # terminal: only an explicit States.DataLimitExceeded matches
+            return
+        original_error_equals(self, env)
+
+    ErrorEqualsDecl._eval_body = error_equals  # type: ignore[method-assign]
+
+
+def _result_writer_reads_the_map_input() -> None:
+    """A Distributed Map's ``ResultWriter`` parameters are paths into the Map state's input
+    (AWS); moto evaluates them after the iteration, against whatever input the last child
+    left, so ``$.bucket`` is not found. Evaluate them against the Map's own input."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.result_writer_decl import (
+        ResultWriter,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
+
+    original_execution = StateMap._eval_execution
+    original_writer = ResultWriter._eval_body
+
+    def eval_execution(self: StateMap, env: Any) -> None:
+        env._sesflow_map_input = env.states.get_input()
+        original_execution(self, env)
+
+    def eval_writer(self: ResultWriter, env: Any) -> None:
+        map_input = getattr(env, "_sesflow_map_input", None)
+        if map_input is None:
+            return original_writer(self, env)
+        env.stack.append(map_input)  # the paths read the top of the stack
+        self.parargs.eval(env=env)
+        parameters = env.stack.pop()
+        env.stack.pop()
+        env.stack.append(parameters)  # above the results, as the S3 writer expects
+        self.resource_eval.eval_resource(env=env)
+        return None
+
+    StateMap._eval_execution = eval_execution  # type: ignore[method-assign]
+    ResultWriter._eval_body = eval_writer  # type: ignore[method-assign]
+
+
+def _check_lambda_request(body: Any, asynchronous: bool) -> None:
+    from moto.core.exceptions import JsonRESTError
+
+    size = len(body.encode() if isinstance(body, str) else body or b"")
+    limit = LAMBDA_ASYNC_REQUEST_LIMIT if asynchronous else LAMBDA_SYNC_REQUEST_LIMIT
+    if size > limit:
+        kind = "Event" if asynchronous else "RequestResponse"
+        error = JsonRESTError("RequestEntityTooLargeException",
+                              f"{size} byte payload is too large for the {kind} invocation type (limit {limit} bytes)")
+        error.code = 413
+        raise error
+
+
 # ---------------------------------------------------------------- DynamoDB atomicity
 _DYNAMODB_LOCK = threading.Lock()
 
@@ -675,6 +793,8 @@ def install() -> None:
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     lambda_runtime.install_environ_overlay()
     _serialize_dynamodb()
+    _enforce_payload_limits()
+    _result_writer_reads_the_map_input()
     LambdaFunction.invoke = _invoke_in_process  # type: ignore[method-assign,assignment]
     StateMachine.create_from_cloudformation_json = classmethod(  # type: ignore[method-assign,assignment]
         _create_state_machine

@@ -41,7 +41,7 @@ def finish(stack: Target, arn: str, timeout: float = 240) -> dict[str, Any]:
     sfn = stack.clients.client("stepfunctions")
     status = executions.wait(sfn, arn, timeout=timeout)
     desc = sfn.describe_execution(executionArn=arn)
-    assert status == "SUCCEEDED", desc
+    assert status == "SUCCEEDED", {k: desc.get(k) for k in ("status", "error", "cause")}
     output: dict[str, Any] = json.loads(desc["output"])
     return output
 
@@ -185,3 +185,51 @@ def test_a_crash_mid_batch_loses_nobody_and_sends_nobody_twice(stack: Target) ->
                                                        Key={"campaignId": {"S": f"fault#{cid}"}})
     assert "Item" in marker
     assert report["totals"]["accepted"] == 120 and report["totals"].get("duplicates", 0) >= 1
+
+
+def test_wide_rows_and_large_campaign_data_fit_the_state_limits(stack: Target) -> None:
+    """40-column rows near the 4 KiB row limit and 26 KiB of campaign data: batches are cut by
+    bytes, so every child's input stays under 256 KiB (which the local stack enforces)."""
+    header = "email," + ",".join(f"col{i:02d}" for i in range(40))
+    rows = [f"w{i}@example.org," + ",".join(f"{i:04d}" + "v" * 84 for _ in range(40)) for i in range(120)]
+    cid = f"wide{uuid.uuid4().hex[:8]}"
+    key = f"uploads/{cid}/recipients.csv"
+    stack.clients.client("s3").put_object(Bucket=stack.outputs["CampaignsBucketName"], Key=key,
+                                          Body="\n".join([header, *rows]).encode())
+    payload = {"campaignId": cid, "template": "newsletter", "topic": "newsletter", "recipients": {"key": key},
+               "data": NEWS_DATA | {"padding": "p" * 26_000}, "stages": [100]}
+    arn = stack.clients.client("stepfunctions").start_execution(
+        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload))["executionArn"]
+    report = finish(stack, arn)
+    assert report["status"] == "completed" and report["totals"]["accepted"] == 120
+    assert report["counts"]["batches"][0] >= 3  # 120 rows of ~4 KB: more batches than 120 / 50
+
+
+def test_a_template_that_cannot_render_for_the_list_fails_before_anyone_is_mailed(stack: Target) -> None:
+    """The first rows are rendered at plan time: a variable the list lacks fails the campaign
+    with the reason, instead of every stage failing every recipient."""
+    cid, arn = start(stack, [f"nr{i}@example.org,N" for i in range(30)], data={"intro": "I", "articles": []})
+    sfn = stack.clients.client("stepfunctions")
+    assert executions.wait(sfn, arn, timeout=120) == "FAILED"
+    assert sfn.describe_execution(executionArn=arn)["error"] == "CampaignPlanFailed"
+    item = campaign(stack, cid)
+    assert item["status"] == "failed"
+    assert "missing variable(s): title" in item["summary"]["reason"] and "row 2" in item["summary"]["reason"]
+    assert sent_to(stack, cid) == Counter()
+
+
+def test_rows_whose_data_would_not_fit_a_send_request_are_rejected_at_plan_time(stack: Target) -> None:
+    rows = [f"fit{i}@example.org,F,x" for i in range(10)] + [f"toobig{i}@example.org,B,{'b' * 3_000}" for i in range(3)]
+    cid = f"fit{uuid.uuid4().hex[:8]}"
+    key = f"uploads/{cid}/recipients.csv"
+    stack.clients.client("s3").put_object(Bucket=stack.outputs["CampaignsBucketName"], Key=key,
+                                          Body="\n".join(["email,name,note", *rows]).encode())
+    payload = {"campaignId": cid, "template": "newsletter", "topic": "newsletter", "recipients": {"key": key},
+               "data": NEWS_DATA | {"padding": "p" * 30_000}, "stages": [100]}
+    arn = stack.clients.client("stepfunctions").start_execution(
+        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload))["executionArn"]
+    report = finish(stack, arn)
+    assert report["counts"]["invalid"] == 3 and report["totals"]["accepted"] == 10
+    rejects = stack.clients.client("s3").get_object(Bucket=stack.outputs["CampaignsBucketName"],
+                                                    Key=f"campaigns/{cid}/rejects.csv")["Body"].read().decode()
+    assert rejects.count("with the campaign's data is") == 3

@@ -3,6 +3,7 @@ the emulator is never mistaken for one in our code (and the other way round)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -98,3 +99,54 @@ def test_an_express_execution_past_the_limit_times_out(short_express_stack: Targ
     arn = executions.start(sfn, stack.outputs["SendStateMachineArn"], {
         "emailId": "slow-0001", "template": "welcome", "to": "a@example.org", "data": {"name": "A", "product": "B"}})
     assert executions.wait(sfn, arn, timeout=60) == "TIMED_OUT"
+
+
+# ---------------------------------------------------------------- payload limits
+def _machine(stack: Target, definition: dict[str, Any]) -> str:
+    sfn = stack.clients.client("stepfunctions")
+    return str(sfn.create_state_machine(name=f"limits-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition),
+                                        roleArn="arn:aws:iam::123456789012:role/limits")["stateMachineArn"])
+
+
+def _run(stack: Target, machine: str, payload: Any) -> dict[str, Any]:
+    from sesflow import executions
+
+    sfn = stack.clients.client("stepfunctions")
+    arn = executions.start(sfn, machine, payload)
+    executions.wait(sfn, arn, timeout=60)
+    return dict(sfn.describe_execution(executionArn=arn))
+
+
+CAUGHT = {"Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]}
+
+
+def test_a_state_output_over_256_kib_fails_and_states_all_does_not_catch_it(stack: Target) -> None:
+    machine = _machine(stack, {"StartAt": "Double", "States": {
+        "Double": {"Type": "Pass", "Parameters": {"a.$": "$.s", "b.$": "$.s"}, "Next": "Done", **CAUGHT},
+        "Caught": {"Type": "Succeed"}, "Done": {"Type": "Succeed"}}})
+    assert _run(stack, machine, {"s": "x" * 100_000})["status"] == "SUCCEEDED"  # 200 KB: within the limit
+    desc = _run(stack, machine, {"s": "x" * 140_000})  # 280 KB
+    assert desc["status"] == "FAILED" and desc["error"] == "States.DataLimitExceeded", desc
+
+
+def test_map_results_over_256_kib_fail_even_when_discarded(stack: Target) -> None:
+    machine = _machine(stack, {"StartAt": "Fan", "States": {
+        "Fan": {"Type": "Map", "ItemsPath": "$.items", "ResultPath": None, "End": True, **CAUGHT,
+                "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "Big", "States": {
+                    "Big": {"Type": "Pass", "Parameters": {"blob.$": "$"}, "End": True}}}},
+        "Caught": {"Type": "Succeed"}}})
+    assert _run(stack, machine, {"items": ["y" * 50_000] * 4})["status"] == "SUCCEEDED"  # 200 KB
+    desc = _run(stack, machine, {"items": ["y" * 50_000] * 6})  # 300 KB of results
+    assert desc["status"] == "FAILED" and desc["error"] == "States.DataLimitExceeded", desc
+
+
+def test_lambda_refuses_requests_over_its_payload_limits(stack: Target) -> None:
+    lam = stack.clients.client("lambda")
+    name = stack.function_name("ValidateFunction")
+    big = json.dumps({"blob": "z" * (6 * 1024 * 1024)}).encode()
+    with pytest.raises(ClientError) as sync_err:
+        lam.invoke(FunctionName=name, Payload=big)
+    assert sync_err.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+    with pytest.raises(ClientError) as async_err:
+        lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"blob": "z" * 300_000}).encode())
+    assert async_err.value.response["Error"]["Code"] == "RequestEntityTooLargeException"

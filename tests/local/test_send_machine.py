@@ -364,3 +364,20 @@ def test_an_ses_5xx_past_the_retries_fails_and_the_email_can_be_sent_again(stack
     assert rep.output["status"] == "failed" and rep.output["reason"].startswith("SesTransientError: InternalFailure")
     assert messages_for(stack, "5xx-0002") == []
     assert run(stack, WELCOME | {"to": to, "emailId": "5xx-0002"}).output["status"] == "sent"
+
+
+def test_a_300_kib_newsletter_is_sent_whole(stack: Target) -> None:
+    """The send step renders: the message never enters the state, so a body larger than
+    Step Functions' 256 KiB (which the local stack enforces) goes out whole."""
+    s3 = stack.clients.client("s3")
+    bucket = stack.outputs["TemplatesBucketName"]
+    s3.put_object(Bucket=bucket, Key="big-newsletter/metadata.json",
+                  Body=json.dumps({"subject": "Big {{ title }}", "topic": "newsletter"}).encode())
+    s3.put_object(Bucket=bucket, Key="big-newsletter/template.html",
+                  Body=b"<html><body>{% for i in range(300) %}<p>{{ chunk }}</p>{% endfor %}</body></html>")
+    rep = run(stack, {"template": "big-newsletter", "topic": "newsletter", "to": "reader@example.org",
+                      "emailId": "big-0001", "data": {"title": "T", "chunk": "z" * 1024}})
+    assert rep.status == "SUCCEEDED" and rep.output["status"] == "sent", rep.output
+    [entry] = messages_for(stack, "big-0001")
+    msg = BytesParser(policy=policy.default).parsebytes(Path(entry["path"]).read_bytes())
+    assert len(msg.get_body(("html",)).get_content()) > 300 * 1024

@@ -106,3 +106,20 @@ def test_concurrency_keeps_the_campaign_under_the_rate() -> None:
     workers, pace = cp.concurrency_for(14)
     assert workers == 2 and workers * pace <= 14
     assert cp.concurrency_for(100000)[0] == 40
+
+
+def test_wide_rows_are_batched_by_bytes_so_a_child_input_fits_256_kib() -> None:
+    """40 columns of 88 bytes: 50 such rows would make a 200 KB batch; with the campaign's
+    32 KiB of data the child's input would pass Step Functions' 256 KiB."""
+    header = "email," + ",".join(f"col{i:02d}" for i in range(40))
+    rows = [header] + [f"wide{i}@example.org," + ",".join(f"{i:04d}" + "v" * 84 for _ in range(40))
+                       for i in range(300)]
+    counts, items, _ = plan("\n".join(rows), stages=[100])
+    assert counts.invalid == 0 and sum(counts.planned) == 300
+    batches = items[0]
+    sizes = [len(json.dumps(b, separators=(",", ":")).encode()) for b in batches]
+    assert max(sizes) <= cp.MAX_BATCH_BYTES
+    assert max(len(b["recipients"]) for b in batches) < cp.MAX_BATCH_SIZE  # bytes decided, not the count
+    assert sum(len(b["recipients"]) for b in batches) == 300
+    worst_child_input = max(sizes) + 32 * 1024 + 1024  # + campaign data + template/topic/rate
+    assert worst_child_input < 256 * 1024
