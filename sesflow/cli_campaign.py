@@ -64,7 +64,8 @@ def progress(target: Any, campaign_id: str) -> dict[str, Any]:
         total_done += min(done, int(st["planned"]))
     return {"campaignId": campaign_id, "status": item.get("status"), "control": item.get("control"),
             "reason": item.get("haltReason"), "planned": total_planned, "done": total_done,
-            "counts": plan.get("counts", {}), "maxSendRate": plan.get("maxSendRate"), "stages": rows}
+            "counts": plan.get("counts", {}), "maxSendRate": plan.get("maxSendRate"), "stages": rows,
+            "gates": item.get("gates", []), "mergedEmptyStages": plan.get("mergedEmptyStages", [])}
 
 
 def _status_text(p: dict[str, Any]) -> str:
@@ -79,6 +80,11 @@ def _status_text(p: dict[str, Any]) -> str:
         lines.append(f"  {s['stage']:<6} {s['percent'] or 0:>5.1f}  {s['planned']:>7}  {s['sent']:>5}  "
                      f"{s['suppressed']:>5}  {s['failed']:>6} {s['bounced']:>7} {s['complained']:>5}  "
                      f"{s['rate']:>6.1f}  {eta}")
+    for g in p.get("gates", []):
+        lines.append(f"  gate after stage {g['stage']}: {g['action']} - {g['reason']}"
+                     + (" (WARNING: decided on too small a sample)" if g.get("insufficient_sample") else ""))
+    if p.get("mergedEmptyStages"):
+        lines.append(f"  stages merged into the next (no recipient fell in them): {p['mergedEmptyStages']}")
     return "\n".join(lines)
 
 

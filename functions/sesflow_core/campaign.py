@@ -44,6 +44,7 @@ class GateSettings:
     min_sample: int = 20
     observe_seconds: int = 300
     approval: str = "auto"  # or "manual"
+    max_failure_rate: float = 0.05  # SES refused or the send failed (not bounces)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class CampaignSpec:
     batch_size: int = MAX_BATCH_SIZE
     max_send_rate: float | None = None
     gate: GateSettings = field(default_factory=GateSettings)
+    approval_timeout_seconds: int | None = None  # None: the stack's CampaignApprovalTimeoutSeconds
 
     @classmethod
     def from_input(cls, raw: dict[str, Any], default_bucket: str = "") -> CampaignSpec:
@@ -79,6 +81,10 @@ class CampaignSpec:
         recipients = {"bucket": default_bucket, **recipients}
         if not recipients.get("bucket"):
             raise InvalidCampaign("recipients.bucket is required")
+        if default_bucket and recipients["bucket"] != default_bucket:
+            raise InvalidCampaign(
+                f"recipients.bucket {recipients['bucket']!r} is not one this stack may read: upload the list to the "
+                f"campaigns bucket ({default_bucket}, e.g. under uploads/) - `sesflow campaign start` does")
         stages = tuple(float(s) for s in (raw.get("stages") or DEFAULT_STAGES))
         if not stages or any(b <= a for a, b in itertools.pairwise(stages)) or stages[-1] != 100 \
                 or stages[0] <= 0:
@@ -99,10 +105,14 @@ class CampaignSpec:
             min_sample=int(g.get("minSample", raw.get("minSample", 20))),
             observe_seconds=int(g.get("observeSeconds", raw.get("observeSeconds", 300))),
             approval=approval,
+            max_failure_rate=float(g.get("maxFailureRate", raw.get("maxFailureRate", 0.05))),
         )
         rate = raw.get("maxSendRate")
+        timeout = raw.get("approvalTimeoutSeconds")
+        if timeout is not None and (not isinstance(timeout, int) or not 1 <= timeout <= 365 * 86400):
+            raise InvalidCampaign("approvalTimeoutSeconds must be an integer of seconds, 1..31536000 (a year)")
         return cls(cid, template, topic, str(recipients["bucket"]), str(recipients["key"]), data, stages,
-                   batch_size, float(rate) if rate else None, gate)
+                   batch_size, float(rate) if rate else None, gate, timeout)
 
 
 def stage_for(campaign_id: str, address: str, stages: tuple[float, ...]) -> int:
@@ -340,26 +350,35 @@ class GateDecision:
     complained: int
     bounce_rate: float
     complaint_rate: float
+    failed: int = 0
+    failure_rate: float = 0.0
+    insufficient_sample: bool = False  # fewer than minSample went out: the rates decided nothing
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def gate(counters: dict[str, int], settings: GateSettings) -> GateDecision:
-    """Decide after a stage from its counters (sent, bounced, complained)."""
+    """Decide after a stage from its counters (accepted, failed, bounced, complained)."""
     sent = int(counters.get("accepted", counters.get("sent", 0)) or 0)
+    failed = int(counters.get("failed", 0) or 0)
     bounced = int(counters.get("bounced", 0) or 0)
     complained = int(counters.get("complained", 0) or 0)
     br = bounced / sent if sent else 0.0
     cr = complained / sent if sent else 0.0
-    if sent >= settings.min_sample:
+    attempted = sent + failed
+    fr = failed / attempted if attempted else 0.0
+    numbers = (sent, bounced, complained, br, cr, failed, fr)
+    if attempted >= settings.min_sample and fr > settings.max_failure_rate:
+        return GateDecision("halt", f"failure rate {fr:.2%} > {settings.max_failure_rate:.2%}", *numbers)
+    insufficient = sent < settings.min_sample
+    if not insufficient:
         if br > settings.max_bounce_rate:
-            return GateDecision("halt", f"bounce rate {br:.2%} > {settings.max_bounce_rate:.2%}",
-                                sent, bounced, complained, br, cr)
+            return GateDecision("halt", f"bounce rate {br:.2%} > {settings.max_bounce_rate:.2%}", *numbers)
         if cr > settings.max_complaint_rate:
-            return GateDecision("halt", f"complaint rate {cr:.3%} > {settings.max_complaint_rate:.3%}",
-                                sent, bounced, complained, br, cr)
+            return GateDecision("halt", f"complaint rate {cr:.3%} > {settings.max_complaint_rate:.3%}", *numbers)
+    note = (f"insufficient sample: {sent} sent < minSample {settings.min_sample}, rates not judged"
+            if insufficient else "within thresholds")
     if settings.approval == "manual":
-        return GateDecision("approve", "manual approval required", sent, bounced, complained, br, cr)
-    reason = "within thresholds" if sent >= settings.min_sample else f"sample {sent} < minSample {settings.min_sample}"
-    return GateDecision("continue", reason, sent, bounced, complained, br, cr)
+        return GateDecision("approve", f"manual approval required ({note})", *numbers, insufficient_sample=insufficient)
+    return GateDecision("continue", note, *numbers, insufficient_sample=insufficient)

@@ -150,6 +150,11 @@ def plan(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
                        "batches": planner.counts.batches[i], "isLast": i == len(manifests) - 1,
                        "percent": spec.stages[i]})
         os.remove(path)
+    # a stage no recipient falls in (1 % of a 41-row list) is merged into the next: no empty
+    # stage, no gate judging nothing
+    merged = [st["index"] for st in stages[:-1] if not st["planned"]]
+    stages = [st for st in stages if st["planned"] or st is stages[-1]]
+    stages[-1]["isLast"] = True
     s3.upload_file(rejects, bucket, f"{prefix}/rejects.csv")
     os.remove(rejects)
     plan_doc = {
@@ -157,8 +162,11 @@ def plan(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         "data": spec.data, "stages": stages, "cursor": {"i": 0},
         "maxSendRate": rate, "maxConcurrency": workers, "workerRate": round(worker_rate, 3),
         "gate": {"maxBounceRate": spec.gate.max_bounce_rate, "maxComplaintRate": spec.gate.max_complaint_rate,
-                 "minSample": spec.gate.min_sample, "observeSeconds": spec.gate.observe_seconds,
-                 "approval": spec.gate.approval},
+                 "maxFailureRate": spec.gate.max_failure_rate, "minSample": spec.gate.min_sample,
+                 "observeSeconds": spec.gate.observe_seconds, "approval": spec.gate.approval},
+        "approvalTimeoutSeconds": spec.approval_timeout_seconds
+        or int(os.environ.get("CAMPAIGN_APPROVAL_TIMEOUT_SECONDS", str(72 * 3600))),
+        "mergedEmptyStages": merged,
         "pauseCheckSeconds": int(os.environ.get("CAMPAIGN_PAUSE_CHECK_SECONDS", "30")),
         "counts": planner.counts.as_dict(), "rejectsKey": f"{prefix}/rejects.csv",
     }
@@ -351,13 +359,26 @@ def run_gate(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     g = event["gate"]
     decision = cp.gate(stage_counters(settings, campaign_id, stage), cp.GateSettings(
         max_bounce_rate=float(g["maxBounceRate"]), max_complaint_rate=float(g["maxComplaintRate"]),
-        min_sample=int(g["minSample"]), observe_seconds=int(g["observeSeconds"]), approval=g["approval"]))
+        min_sample=int(g["minSample"]), observe_seconds=int(g["observeSeconds"]), approval=g["approval"],
+        max_failure_rate=float(g.get("maxFailureRate", 0.05))))
+    _record_gate(campaign_id, {"stage": stage, **decision.as_dict(), "at": now_iso()})
     if decision.action == "halt":
         update_campaign(campaign_id, status="halted", haltReason=decision.reason, haltedAtStage=stage,
                         gate=decision.as_dict())
         emit(settings, "Campaign Halted", {"campaignId": campaign_id, "stage": stage, **decision.as_dict()})
     logger.info("gate", extra={"campaignId": campaign_id, "stage": stage, **decision.as_dict()})
     return decision.as_dict()
+
+
+def _record_gate(campaign_id: str, decision: dict[str, Any]) -> None:
+    """Every gate's decision and its numbers stay on the campaign (status, report)."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    client("dynamodb").update_item(
+        TableName=_campaigns_table(), Key={"campaignId": {"S": campaign_id}},
+        UpdateExpression="SET gates = list_append(if_not_exists(gates, :empty), :d)",
+        ExpressionAttributeValues={":empty": {"L": []}, ":d": {"L": [TypeSerializer().serialize(_ddb_safe(decision))]}},
+    )
 
 
 def request_approval(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -389,7 +410,10 @@ def summarize(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
         for k, v in c.items():
             totals[k] = totals.get(k, 0) + int(v)
     status = item.get("status", "running")
-    if event.get("error"):
+    if event.get("expired"):
+        status = "expired"
+        event = {**event, "reason": f"no approval within {int(plan_doc.get('approvalTimeoutSeconds', 0))} s"}
+    elif event.get("error"):
         status = "failed"
     elif item.get("control") == CANCELLED:
         status = "cancelled"
@@ -399,6 +423,7 @@ def summarize(event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     report = {
         "campaignId": campaign_id, "status": status, "reason": item.get("haltReason") or event.get("reason"),
         "counts": plan_doc.get("counts", {}), "stages": stages, "totals": totals,
+        "gates": item.get("gates", []), "mergedEmptyStages": plan_doc.get("mergedEmptyStages", []),
         "durationSeconds": round(duration, 3),
         "sendingSeconds": round(sending_seconds, 3),
         "achievedSendRate": round(totals.get("accepted", 0) / sending_seconds, 3) if sending_seconds else 0.0,

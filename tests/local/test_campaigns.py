@@ -233,3 +233,42 @@ def test_rows_whose_data_would_not_fit_a_send_request_are_rejected_at_plan_time(
     rejects = stack.clients.client("s3").get_object(Bucket=stack.outputs["CampaignsBucketName"],
                                                     Key=f"campaigns/{cid}/rejects.csv")["Body"].read().decode()
     assert rejects.count("with the campaign's data is") == 3
+
+
+def test_an_unanswered_approval_expires_the_campaign(stack: Target) -> None:
+    cid, arn = start(stack, [f"ex{i}@example.org,E" for i in range(20)], stages=[50, 100], approval="manual",
+                     approvalTimeoutSeconds=2)
+    report = finish(stack, arn)
+    assert report["status"] == "expired" and report["reason"] == "no approval within 2 s"
+    assert len(sent_to(stack, cid)) == report["stages"][0]["planned"]  # nobody of the last stage
+    assert campaign(stack, cid)["status"] == "expired"
+
+
+def test_a_stage_no_recipient_falls_in_is_merged_into_the_next(stack: Target) -> None:
+    cid = f"merge{uuid.uuid4().hex[:8]}"
+    stages = (1.0, 100.0)
+    addresses = [a for a in (f"mg{i}@example.org" for i in range(60)) if cp.stage_for(cid, a, stages) == 1][:41]
+    _, arn = start(stack, [f"{a},M" for a in addresses], campaignId=cid, stages=list(stages))
+    report = finish(stack, arn)
+    assert report["status"] == "completed" and report["mergedEmptyStages"] == [0]
+    assert [s["stage"] for s in report["stages"]] == [1] and report["totals"]["accepted"] == 41
+    assert report["gates"] == []  # no gate judged an empty stage
+
+
+def test_a_canary_whose_sends_fail_halts_on_the_failure_rate(stack: Target) -> None:
+    from ..helpers import inject_ses_faults
+
+    cid = f"fail{uuid.uuid4().hex[:8]}"
+    stages = (50.0, 100.0)
+    rows = [f"fr{i}@example.org" for i in range(40)]
+    canary = [a for a in rows if cp.stage_for(cid, a, stages) == 0]
+    for address in canary[:5]:
+        inject_ses_faults(stack.state["endpoint"], {"code": "MessageRejected", "message": "Illegal header.",
+                                                    "recipient": address})
+    _, arn = start(stack, [f"{a},F" for a in rows], campaignId=cid, stages=list(stages),
+                   gate={"observeSeconds": 1, "minSample": 5})
+    report = finish(stack, arn)
+    assert report["status"] == "halted" and report["reason"].startswith("failure rate")
+    [gate] = report["gates"]
+    assert gate["failed"] == 5 and gate["action"] == "halt"
+    assert set(sent_to(stack, cid)) == set(canary[5:])  # stage 1 was never mailed

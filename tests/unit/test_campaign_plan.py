@@ -100,6 +100,24 @@ def test_gate() -> None:
     assert cp.gate({"accepted": 100}, manual).action == "approve"
 
 
+def test_the_gate_halts_on_failures_and_says_when_its_sample_is_too_small() -> None:
+    g = cp.GateSettings(max_failure_rate=0.05, min_sample=20)
+    halted = cp.gate({"accepted": 90, "failed": 10}, g)
+    assert halted.action == "halt" and halted.reason == "failure rate 10.00% > 5.00%"
+    assert cp.gate({"accepted": 96, "failed": 4}, g).action == "continue"
+    small = cp.gate({"accepted": 3, "bounced": 3}, g)
+    assert small.action == "continue" and small.insufficient_sample
+    assert small.reason == "insufficient sample: 3 sent < minSample 20, rates not judged"
+
+
+def test_recipients_must_come_from_the_campaigns_bucket() -> None:
+    raw = {"campaignId": "c1", "template": "newsletter", "recipients": {"bucket": "someone-elses", "key": "r.csv"}}
+    with pytest.raises(InvalidCampaign, match="is not one this stack may read"):
+        cp.CampaignSpec.from_input(raw, default_bucket="campaigns-bucket")
+    ok = cp.CampaignSpec.from_input({**raw, "recipients": {"key": "r.csv"}}, default_bucket="campaigns-bucket")
+    assert ok.recipients_bucket == "campaigns-bucket"
+
+
 def test_concurrency_keeps_the_campaign_under_the_rate() -> None:
     workers, pace = cp.concurrency_for(20)
     assert workers == 2 and workers * pace <= 20 * 0.95 + 1e-9
