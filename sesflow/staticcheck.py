@@ -1380,6 +1380,40 @@ def _run_durations(stack: Stack, out: Any) -> bool:
     return not any(d.exceeds for d in durations)
 
 
+#: error names the AWS services raise, matched by prefix; every other name in a Retry or Catch
+#: must be a class of sesflow_core.errors (the Python <-> ASL contract)
+SERVICE_ERROR_PREFIXES = ("States.", "Lambda.", "DynamoDB.", "DynamoDb.", "S3.", "SES.", "SesV2.", "EventBridge.")
+
+
+def _error_names(states: Mapping[str, Any]) -> dict[str, set[str]]:
+    """ErrorEquals names of every Retry and Catch, by state (nested Map/Parallel states too)."""
+    found: dict[str, set[str]] = {}
+    for name, state in states.items():
+        for rule in [*state.get("Retry", []), *state.get("Catch", [])]:
+            found.setdefault(name, set()).update(rule.get("ErrorEquals", []))
+        for nested in [state.get("ItemProcessor") or state.get("Iterator") or {}, *state.get("Branches", [])]:
+            for inner, names in _error_names(nested.get("States", {})).items():
+                found.setdefault(f"{name}/{inner}", set()).update(names)
+    return found
+
+
+def unknown_error_names(stack: Stack) -> list[str]:
+    """``machine/state: name`` for every error name that is neither a service's nor ours."""
+    from sesflow_core.errors import ASL_ERROR_NAMES
+
+    ours = set(ASL_ERROR_NAMES)
+    return [f"{m.logical_id}/{state}: {name}" for m in stack.machines.values()
+            for state, names in _error_names(m.definition.get("States", {})).items()
+            for name in sorted(names) if not name.startswith(SERVICE_ERROR_PREFIXES) and name not in ours]
+
+
+def _run_error_names(stack: Stack, out: Any) -> bool:
+    unknown = unknown_error_names(stack)
+    print("error names: every Retry/Catch name is a service error or a sesflow_core.errors class"
+          if not unknown else "error names not raised by anything:\n  " + "\n  ".join(unknown), file=out)
+    return not unknown
+
+
 def _run_grants(stack: Stack, out: Any) -> bool:
     report = check_stack_grants(stack)
     checked = len(report.needs) - len(report.unchecked)
@@ -1407,6 +1441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--asl-validator", action="store_true", help="validate the substituted ASL (npm asl-validator)")
     parser.add_argument("--durations", action="store_true", help="worst-case durations; fail when EXPRESS > 300 s")
     parser.add_argument("--grants", action="store_true", help="IAM grants of every integration; fail on a missing one")
+    parser.add_argument("--error-names", action="store_true",
+                        help="every Retry/Catch error name is a service error or a domain exception")
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent, help="project root")
     parser.add_argument(
         "--parameter",
@@ -1417,9 +1453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="template parameter override (repeatable)",
     )
     args = parser.parse_args(argv)
-    selected = [name for name in ("asl_validator", "durations", "grants") if getattr(args, name)]
-    selected = selected or ["asl_validator", "durations", "grants"]
-    runners = {"asl_validator": _run_asl, "durations": _run_durations, "grants": _run_grants}
+    every = ["asl_validator", "durations", "grants", "error_names"]
+    selected = [name for name in every if getattr(args, name)] or every
+    runners = {"asl_validator": _run_asl, "durations": _run_durations, "grants": _run_grants,
+               "error_names": _run_error_names}
     try:
         stack = load_stack(args.root.resolve(), dict(args.parameter))
         results = []

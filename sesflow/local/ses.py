@@ -443,13 +443,56 @@ def _get_account(self: SESV2Response) -> str:
     })
 
 
+def _get_configuration_set_event_destinations(self: SESV2Response) -> str:
+    """SES v2 GetConfigurationSetEventDestinations, from the destinations the local stack made."""
+    name = self.path.split("/configuration-sets/", 1)[1].split("/", 1)[0]
+    destinations = []
+    for dest in EVENT_DESTINATIONS.get(name, []):
+        out: dict[str, Any] = {
+            "Name": dest.get("Name", ""), "Enabled": str(dest.get("Enabled", True)).lower() != "false",
+            "MatchingEventTypes": [_API_EVENT_TYPES.get(str(t).replace("_", "").lower(), str(t).upper())
+                                   for t in dest.get("MatchingEventTypes", [])]}
+        if "EventBridgeDestination" in dest:
+            out["EventBridgeDestination"] = {"EventBusArn": dest["EventBridgeDestination"]["EventBusArn"]}
+        if "SnsDestination" in dest:
+            out["SnsDestination"] = {"TopicArn": dest["SnsDestination"]["TopicARN"]}
+        destinations.append(out)
+    return json.dumps({"EventDestinations": destinations})
+
+
+_API_EVENT_TYPES = {"send": "SEND", "reject": "REJECT", "bounce": "BOUNCE", "complaint": "COMPLAINT",
+                    "delivery": "DELIVERY", "deliverydelay": "DELIVERY_DELAY",
+                    "renderingfailure": "RENDERING_FAILURE", "open": "OPEN", "click": "CLICK",
+                    "subscription": "SUBSCRIPTION"}
+
+
+def _sending_options_as_sent() -> None:
+    """moto nests the whole options dict in ``SendingOptions.SendingEnabled`` (botocore then
+    reads every configuration set as paused): answer ``{"SendingEnabled": bool}`` as SES does."""
+    from moto.ses.models import ConfigurationSet
+
+    original = ConfigurationSet.to_dict_v2
+
+    def to_dict_v2(self: ConfigurationSet) -> dict[str, Any]:
+        doc: dict[str, Any] = original(self)
+        enabled = self.enabled.get("SendingEnabled", True) if isinstance(self.enabled, dict) else self.enabled
+        doc["SendingOptions"] = {"SendingEnabled": str(enabled).lower() != "false"}
+        return doc
+
+    ConfigurationSet.to_dict_v2 = to_dict_v2  # type: ignore[method-assign]
+
+
 def install() -> None:
     from moto.sesv2 import urls
 
     # server mode routes only listed paths: add the operations implemented here
     for path in ("{0}/v2/email/account$", "{0}/v2/email/account/sending$",
-                 "{0}/v2/email/configuration-sets/(?P<ConfigurationSetName>[^/]+)/sending$"):
+                 "{0}/v2/email/configuration-sets/(?P<ConfigurationSetName>[^/]+)/sending$",
+                 "{0}/v2/email/configuration-sets/(?P<ConfigurationSetName>[^/]+)/event-destinations$"):
         urls.url_paths.setdefault(path, SESV2Response.dispatch)
+    SESV2Response.get_configuration_set_event_destinations = (  # type: ignore[attr-defined]
+        _get_configuration_set_event_destinations)
+    _sending_options_as_sent()
     SESV2Response.send_email = _send_email  # type: ignore[method-assign]
     SESV2Response.put_configuration_set_sending_options = _put_configuration_set_sending_options  # type: ignore[attr-defined]
     SESV2Response.put_account_sending_attributes = _put_account_sending_attributes  # type: ignore[attr-defined]

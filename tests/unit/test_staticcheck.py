@@ -464,3 +464,11 @@ def test_deny_statements_are_refused(static_stack: sc.Stack) -> None:
     texts = {lid: json.dumps(m.definition) for lid, m in static_stack.machines.items()}
     with pytest.raises(sc.StaticCheckError, match="Deny"):
         sc.check_stack_grants(sc.load_stack(ROOT, {}, cfn=cfn, definitions=texts))
+
+
+def test_an_error_name_nothing_raises_is_reported(static_stack: sc.Stack) -> None:
+    assert sc.unknown_error_names(static_stack) == []
+    stack = copy.deepcopy(static_stack)
+    states = stack.machines["SendStateMachine"].definition["States"]
+    states["SendEmail"]["Retry"][0]["ErrorEquals"] = ["SesThrotled"]  # a typo: never raised
+    assert sc.unknown_error_names(stack) == ["SendStateMachine/SendEmail: SesThrotled"]
