@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sesflow_core import ids
+
 from sesflow import cli
 
 TERMINAL = {"completed", "halted", "cancelled", "rejected", "failed"}
@@ -39,7 +41,7 @@ def campaign(target: Any, campaign_id: str) -> dict[str, Any]:
 def counters(target: Any, campaign_id: str, stage: int) -> dict[str, float]:
     item = target.clients.client("dynamodb").get_item(
         TableName=target.outputs["TrackingTableName"],
-        Key={"emailId": {"S": f"campaign#{campaign_id}#stage#{stage}"}}, ConsistentRead=True).get("Item", {})
+        Key={"emailId": {"S": ids.stage_counter_key(campaign_id, stage)}}, ConsistentRead=True).get("Item", {})
     return {k: float(v["N"]) for k, v in item.items() if "N" in v}
 
 
@@ -126,6 +128,8 @@ def cmd_start(args: argparse.Namespace) -> int:
         raise cli.UsageError(f"--recipients: no such file {path}")
     default_id = f"{args.template}-{time.strftime('%Y%m%d-%H%M%S')}"
     campaign_id = args.campaign_id or re.sub(r"[^A-Za-z0-9_-]", "-", default_id)
+    if not ids.is_campaign_id(campaign_id):
+        raise cli.UsageError(f"--campaign-id must match {ids.CAMPAIGN_ID_PATTERN}")
     data = cli.load_json_arg(args.data, "--data") if args.data else {}
     key = f"uploads/{campaign_id}/{path.name}"
     target.clients.client("s3").upload_file(str(path), target.outputs["CampaignsBucketName"], key)

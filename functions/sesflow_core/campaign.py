@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
+from . import ids
 from .errors import InvalidCampaign, InvalidEmailRequest
 from .request import MAX_DATA_BYTES, parse_address
 
@@ -67,8 +68,8 @@ class CampaignSpec:
         import re
 
         cid = raw.get("campaignId")
-        if not isinstance(cid, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,60}", cid):
-            raise InvalidCampaign("campaignId must match [A-Za-z0-9_-]{1,60}")
+        if not ids.is_campaign_id(cid):
+            raise InvalidCampaign(f"campaignId must match {ids.CAMPAIGN_ID_PATTERN}")
         template = raw.get("template")
         if not isinstance(template, str) or not re.fullmatch(r"[a-z0-9_-]{1,64}", template):
             raise InvalidCampaign("template must match [a-z0-9_-]{1,64}")
@@ -127,7 +128,7 @@ def stage_for(campaign_id: str, address: str, stages: tuple[float, ...]) -> int:
 
 def email_id_for(campaign_id: str, address: str) -> str:
     """The emailId of one campaign recipient: the per-(campaign, recipient) ledger key."""
-    return f"c-{campaign_id}-{hashlib.sha256(address.encode()).hexdigest()[:24]}"
+    return ids.campaign_email_id(campaign_id, address)
 
 
 # ---------------------------------------------------------------- rows

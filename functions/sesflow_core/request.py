@@ -22,6 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import ids
 from .errors import InvalidEmailRequest
 
 MAX_DATA_BYTES = 32 * 1024
@@ -32,7 +33,6 @@ TRANSACTIONAL = "transactional"
 RESERVED_TAGS = frozenset({"emailId", "template", "topic", "campaignId", "stage"})
 
 _TEMPLATE_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
-_EMAIL_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 _TOPIC_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _HEADER_BREAKERS = re.compile(r"[\r\n\x00]")
@@ -177,8 +177,8 @@ def validate(raw: Any, *, identity: str, default_email_id: str | None = None) ->
         raise _reject(f"unknown field(s): {', '.join(unknown)}")
 
     email_id = raw.get("emailId") or default_email_id or str(uuid.uuid4())
-    if not isinstance(email_id, str) or not _EMAIL_ID_RE.match(email_id):
-        raise _reject("emailId must match [A-Za-z0-9_-]{1,80}")
+    if not ids.is_email_id(email_id):
+        raise _reject(f"emailId must match {ids.EMAIL_ID_PATTERN}")
 
     template = raw.get("template")
     if not isinstance(template, str) or not _TEMPLATE_RE.match(template):
@@ -214,8 +214,8 @@ def validate(raw: Any, *, identity: str, default_email_id: str | None = None) ->
         raise _reject("topic must match [a-z0-9_-]{1,64}")
 
     campaign_id = raw.get("campaignId")
-    if campaign_id is not None and (not isinstance(campaign_id, str) or not _EMAIL_ID_RE.match(campaign_id)):
-        raise _reject("campaignId must match [A-Za-z0-9_-]{1,80}")
+    if campaign_id is not None and not ids.is_campaign_id(campaign_id):
+        raise _reject(f"campaignId must match {ids.CAMPAIGN_ID_PATTERN}")
     stage = raw.get("stage")
     if stage is not None and (not isinstance(stage, str | int) or not _TAG_RE.match(str(stage))):
         raise _reject("stage must match [A-Za-z0-9_-]")

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from sesflow_core import campaign as cp
+from sesflow_core import ids
 from sesflow_core import suppression as sp
 from sesflow_core.errors import (
     CampaignWorkerCrashed,
@@ -41,7 +42,7 @@ def _campaigns_table() -> str:
 
 
 def _counter_key(campaign_id: str, stage: int | str) -> dict[str, Any]:
-    return {"emailId": {"S": f"campaign#{campaign_id}#stage#{stage}"}}
+    return {"emailId": {"S": ids.stage_counter_key(campaign_id, stage)}}
 
 
 def emit(settings: Settings, detail_type: str, detail: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from sesflow_core import feedback as fb
+from sesflow_core import ids
 from sesflow_core import suppression as sp
 
 from . import tracking
@@ -82,7 +83,7 @@ def bump_counter(settings: Settings, event: fb.FeedbackEvent) -> None:
         return
     client("dynamodb").update_item(
         TableName=settings.tracking_table,
-        Key={"emailId": {"S": f"campaign#{event.campaign_id}#stage#{event.stage or '-'}"}},
+        Key={"emailId": {"S": ids.stage_counter_key(event.campaign_id, event.stage)}},
         UpdateExpression="ADD #c :one SET updatedAt = :now",
         ExpressionAttributeNames={"#c": counter},
         ExpressionAttributeValues={":one": {"N": "1"}, ":now": {"S": now_iso()}},

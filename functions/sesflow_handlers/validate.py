@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sesflow_core import ids, status
 from sesflow_core import request as req
-from sesflow_core import status
 
 from ._common import Settings, client, logger, now_iso
 
@@ -64,7 +64,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         request = req.validate(raw, identity=settings.sender_identity, default_email_id=execution_name)
     except req.InvalidEmailRequest as exc:
-        email_id = _kept(raw, "emailId", r"[A-Za-z0-9_-]{1,80}") or execution_name or "unknown"
+        email_id = _kept(raw, "emailId", ids.EMAIL_ID_PATTERN) or execution_name or "unknown"
         logger.info("request rejected", extra={"emailId": email_id, "reason": str(exc)})
         return {
             "valid": False,
@@ -72,7 +72,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "emailId": email_id,
                 "template": _kept(raw, "template", r"[a-z0-9_-]{1,64}"),
                 "topic": _kept(raw, "topic", r"[a-z0-9_-]{1,64}"),
-                "campaignId": _kept(raw, "campaignId", r"[A-Za-z0-9_-]{1,80}"),
+                "campaignId": _kept(raw, "campaignId", ids.CAMPAIGN_ID_PATTERN),
             },
             "outcome": {"emailId": email_id, "status": status.REJECTED, "messageId": None, "reason": str(exc)},
             "meta": meta,

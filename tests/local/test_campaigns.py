@@ -272,3 +272,13 @@ def test_a_canary_whose_sends_fail_halts_on_the_failure_rate(stack: Target) -> N
     [gate] = report["gates"]
     assert gate["failed"] == 5 and gate["action"] == "halt"
     assert set(sent_to(stack, cid)) == set(canary[5:])  # stage 1 was never mailed
+
+
+def test_the_longest_campaign_id_sends_to_everyone(stack: Target) -> None:
+    """A 60-character id (the longest accepted) used to make every recipient's emailId
+    longer than 80 characters: every send failed and the campaign still "completed"."""
+    cid = ("long" + uuid.uuid4().hex).ljust(60, "L")
+    _, arn = start(stack, [f"ln{i}@example.org,L" for i in range(25)], campaignId=cid, stages=[100])
+    report = finish(stack, arn)
+    assert report["status"] == "completed" and report["totals"].get("failed", 0) == 0
+    assert report["totals"]["accepted"] == 25 and len(sent_to(stack, cid)) == 25
