@@ -68,7 +68,7 @@ class CampaignSpec:
         import re
 
         cid = raw.get("campaignId")
-        if not ids.is_campaign_id(cid):
+        if not isinstance(cid, str) or not ids.is_campaign_id(cid):
             raise InvalidCampaign(f"campaignId must match {ids.CAMPAIGN_ID_PATTERN}")
         template = raw.get("template")
         if not isinstance(template, str) or not re.fullmatch(r"[a-z0-9_-]{1,64}", template):
@@ -85,10 +85,10 @@ class CampaignSpec:
         if default_bucket and recipients["bucket"] != default_bucket:
             raise InvalidCampaign(
                 f"recipients.bucket {recipients['bucket']!r} is not one this stack may read: upload the list to the "
-                f"campaigns bucket ({default_bucket}, e.g. under uploads/) - `sesflow campaign start` does")
+                f"campaigns bucket ({default_bucket}, e.g. under uploads/) - `sesflow campaign start` does"
+            )
         stages = tuple(float(s) for s in (raw.get("stages") or DEFAULT_STAGES))
-        if not stages or any(b <= a for a, b in itertools.pairwise(stages)) or stages[-1] != 100 \
-                or stages[0] <= 0:
+        if not stages or any(b <= a for a, b in itertools.pairwise(stages)) or stages[-1] != 100 or stages[0] <= 0:
             raise InvalidCampaign("stages must be increasing cumulative percentages ending at 100")
         batch_size = int(raw.get("batchSize") or MAX_BATCH_SIZE)
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
@@ -112,8 +112,19 @@ class CampaignSpec:
         timeout = raw.get("approvalTimeoutSeconds")
         if timeout is not None and (not isinstance(timeout, int) or not 1 <= timeout <= 365 * 86400):
             raise InvalidCampaign("approvalTimeoutSeconds must be an integer of seconds, 1..31536000 (a year)")
-        return cls(cid, template, topic, str(recipients["bucket"]), str(recipients["key"]), data, stages,
-                   batch_size, float(rate) if rate else None, gate, timeout)
+        return cls(
+            cid,
+            template,
+            topic,
+            str(recipients["bucket"]),
+            str(recipients["key"]),
+            data,
+            stages,
+            batch_size,
+            float(rate) if rate else None,
+            gate,
+            timeout,
+        )
 
 
 def stage_for(campaign_id: str, address: str, stages: tuple[float, ...]) -> int:
@@ -169,8 +180,11 @@ def parse_row(row: dict[str, Any]) -> Recipient:
     addr = parse_address(lowered.get("email"), "email")
     name = lowered.get("name") or lowered.get("toname")
     nested = row.get("data")
-    data: dict[str, Any] = nested if isinstance(nested, dict) else {
-        str(k): v for k, v in row.items() if str(k).lower() not in ("email", "name", "toname")}
+    data: dict[str, Any] = (
+        nested
+        if isinstance(nested, dict)
+        else {str(k): v for k, v in row.items() if str(k).lower() not in ("email", "name", "toname")}
+    )
     if len(json.dumps(data, default=str)) > MAX_ROW_DATA_BYTES:
         raise InvalidEmailRequest(f"row data is larger than {MAX_ROW_DATA_BYTES} bytes")
     return Recipient(addr.ascii, addr.normalized, data, str(name) if name else None)
@@ -202,8 +216,9 @@ class Planner:
     #: list fails the campaign before the first email, not recipient by recipient
     PREVIEW_ROWS = 5
 
-    def __init__(self, spec: CampaignSpec, workdir: str | None = None,
-                 preview: Callable[[dict[str, Any]], Any] | None = None) -> None:
+    def __init__(
+        self, spec: CampaignSpec, workdir: str | None = None, preview: Callable[[dict[str, Any]], Any] | None = None
+    ) -> None:
         self.spec = spec
         self.preview = preview
         self._previewed = 0
@@ -216,17 +231,20 @@ class Planner:
         the send request's limit, or every send to this row would be refused."""
         if not r.data:
             return
-        merged = len(json.dumps({**self.spec.data, **r.data}, separators=(",", ":"), ensure_ascii=False,
-                                default=str).encode())
+        merged = len(
+            json.dumps({**self.spec.data, **r.data}, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+        )
         if merged > MAX_DATA_BYTES:
-            raise InvalidEmailRequest(f"row data with the campaign's data is {merged} bytes; the limit is "
-                                      f"{MAX_DATA_BYTES}")
+            raise InvalidEmailRequest(
+                f"row data with the campaign's data is {merged} bytes; the limit is {MAX_DATA_BYTES}"
+            )
 
     def _bucket_path(self, i: int) -> str:
         return os.path.join(self.dir, f"bucket-{i:03d}.jsonl")
 
-    def plan(self, rows: Iterable[tuple[int, dict[str, Any]]],
-             suppressed: Callable[[list[str]], set[str]]) -> tuple[list[str], str]:
+    def plan(
+        self, rows: Iterable[tuple[int, dict[str, Any]]], suppressed: Callable[[list[str]], set[str]]
+    ) -> tuple[list[str], str]:
         """Returns (manifest path per stage, rejects CSV path)."""
         rejects_path = os.path.join(self.dir, "rejects.csv")
         buckets = [open(self._bucket_path(i), "w", encoding="utf-8") for i in range(BUCKETS)]
@@ -252,8 +270,10 @@ class Planner:
                 buckets[b].write(json.dumps([n, r.to, r.address, r.name, r.data]) + "\n")
         for f in buckets:
             f.close()
-        writers = [_ManifestWriter(os.path.join(self.dir, f"stage-{i}.json"), self.spec, i)
-                   for i in range(len(self.spec.stages))]
+        writers = [
+            _ManifestWriter(os.path.join(self.dir, f"stage-{i}.json"), self.spec, i)
+            for i in range(len(self.spec.stages))
+        ]
         self._pending: list[tuple[str, str | None, str, dict[str, Any]]] = []
         for i in range(BUCKETS):
             self._plan_bucket(i, writers, suppressed)
@@ -280,8 +300,12 @@ class Planner:
                     self._flush(pending, writers, suppressed)
         os.remove(path)
 
-    def _flush(self, pending: list[tuple[str, str | None, str, dict[str, Any]]], writers: list[_ManifestWriter],
-               suppressed: Callable[[list[str]], set[str]]) -> None:
+    def _flush(
+        self,
+        pending: list[tuple[str, str | None, str, dict[str, Any]]],
+        writers: list[_ManifestWriter],
+        suppressed: Callable[[list[str]], set[str]],
+    ) -> None:
         if not pending:
             return
         dropped = suppressed([p[2] for p in pending])
@@ -318,8 +342,12 @@ class _ManifestWriter:
             self._write()
 
     def _write(self) -> None:
-        item = {"campaignId": self.spec.campaign_id, "stage": self.stage, "batch": self.batches,
-                "recipients": self._current}
+        item = {
+            "campaignId": self.spec.campaign_id,
+            "stage": self.stage,
+            "batch": self.batches,
+            "recipients": self._current,
+        }
         self._f.write(("," if self.batches else "") + json.dumps(item, separators=(",", ":")))
         self.batches += 1
         self._current = []
@@ -378,8 +406,11 @@ def gate(counters: dict[str, int], settings: GateSettings) -> GateDecision:
             return GateDecision("halt", f"bounce rate {br:.2%} > {settings.max_bounce_rate:.2%}", *numbers)
         if cr > settings.max_complaint_rate:
             return GateDecision("halt", f"complaint rate {cr:.3%} > {settings.max_complaint_rate:.3%}", *numbers)
-    note = (f"insufficient sample: {sent} sent < minSample {settings.min_sample}, rates not judged"
-            if insufficient else "within thresholds")
+    note = (
+        f"insufficient sample: {sent} sent < minSample {settings.min_sample}, rates not judged"
+        if insufficient
+        else "within thresholds"
+    )
     if settings.approval == "manual":
         return GateDecision("approve", f"manual approval required ({note})", *numbers, insufficient_sample=insufficient)
     return GateDecision("continue", note, *numbers, insufficient_sample=insufficient)

@@ -24,23 +24,34 @@ class Deferral:
     reason: str = ""
 
 
-def plan(error: str, send_round: int, *, max_rounds: int, throttle_wait: int, quota_wait: int,
-         now: datetime | None = None, rng: random.Random | None = None) -> Deferral:
+def plan(
+    error: str,
+    send_round: int,
+    *,
+    max_rounds: int,
+    throttle_wait: int,
+    quota_wait: int,
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> Deferral:
     """The next try of a send refused with ``error`` (``SesThrottled`` or
     ``SesDailyQuotaExceeded``) in round ``send_round`` (0: the first execution)."""
     next_round = send_round + 1
     if next_round > max_rounds:
-        return Deferral(True, next_round, None,
-                        f"{error}: SES still refused after {send_round} deferred round(s)")
+        return Deferral(True, next_round, None, f"{error}: SES still refused after {send_round} deferred round(s)")
     now = now or datetime.now(UTC)
     if error == "SesDailyQuotaExceeded":
         delay = float(quota_wait)
     else:  # exponential backoff with full jitter, at least one second
-        ceiling = min(MAX_THROTTLE_DELAY_SECONDS, throttle_wait * 2 ** send_round)
+        ceiling = min(MAX_THROTTLE_DELAY_SECONDS, throttle_wait * 2**send_round)
         delay = max(1.0, (rng or random).uniform(ceiling / 2, ceiling))
     at = (now + timedelta(seconds=delay)).replace(microsecond=0)
-    return Deferral(False, next_round, at,
-                    f"{error}: deferred to {at.strftime('%Y-%m-%dT%H:%M:%SZ')} (round {next_round} of {max_rounds})")
+    return Deferral(
+        False,
+        next_round,
+        at,
+        f"{error}: deferred to {at.strftime('%Y-%m-%dT%H:%M:%SZ')} (round {next_round} of {max_rounds})",
+    )
 
 
 def schedule_name(email_id: str, send_round: int) -> str:

@@ -68,8 +68,18 @@ class CampaignWorkerCrashed(SesflowError):
 ASL_ERROR_NAMES = tuple(
     cls.__name__
     for cls in (
-        InvalidEmailRequest, TemplateNotFound, TemplateRenderError, SesThrottled,
-        SesDailyQuotaExceeded, SesSendingPaused, SesMessageRejected, SesConfigurationError, SesTransientError,
-        SendInProgress, InvalidCampaign, CampaignRejected, CampaignWorkerCrashed,
+        InvalidEmailRequest,
+        TemplateNotFound,
+        TemplateRenderError,
+        SesThrottled,
+        SesDailyQuotaExceeded,
+        SesSendingPaused,
+        SesMessageRejected,
+        SesConfigurationError,
+        SesTransientError,
+        SendInProgress,
+        InvalidCampaign,
+        CampaignRejected,
+        CampaignWorkerCrashed,
     )
 )

@@ -35,9 +35,16 @@ DETAIL_TYPES = {
 _TYPE_BY_DETAIL = {v: k for k, v in DETAIL_TYPES.items()}
 #: the object key holding each event type's details
 _DETAIL_KEY = {
-    "Send": "send", "Delivery": "delivery", "Bounce": "bounce", "Complaint": "complaint",
-    "Reject": "reject", "DeliveryDelay": "deliveryDelay", "Rendering Failure": "failure",
-    "Open": "open", "Click": "click", "Subscription": "subscription",
+    "Send": "send",
+    "Delivery": "delivery",
+    "Bounce": "bounce",
+    "Complaint": "complaint",
+    "Reject": "reject",
+    "DeliveryDelay": "deliveryDelay",
+    "Rendering Failure": "failure",
+    "Open": "open",
+    "Click": "click",
+    "Subscription": "subscription",
 }
 
 
@@ -101,11 +108,26 @@ class FeedbackEvent:
             return f"delivery delayed: {self.detail.get('delayType', '')}"
         return None
 
+    def facts(self) -> dict[str, str]:
+        """Attributes the tracking item keeps about this event (bounce type, diagnostics...)."""
+        facts: dict[str, str] = {}
+        if self.bounce_type:
+            facts = {"bounceType": self.bounce_type, "bounceSubType": self.bounce_subtype or ""}
+            if self.diagnostics:
+                facts["diagnosticCode"] = "; ".join(sorted(set(self.diagnostics.values())))[:1000]
+        if self.complaint_type:
+            facts["complaintFeedbackType"] = self.complaint_type
+        return facts
+
     def summary(self) -> dict[str, Any]:
         """A compact timeline entry (no recipient addresses: they are on the item already)."""
         entry: dict[str, Any] = {"event": self.kind, "at": self.timestamp}
-        for name, value in (("bounceType", self.bounce_type), ("bounceSubType", self.bounce_subtype),
-                            ("complaintFeedbackType", self.complaint_type), ("reason", self.reason)):
+        for name, value in (
+            ("bounceType", self.bounce_type),
+            ("bounceSubType", self.bounce_subtype),
+            ("complaintFeedbackType", self.complaint_type),
+            ("reason", self.reason),
+        ):
             if value:
                 entry[name] = value
         return entry
@@ -161,8 +183,11 @@ def parse_ses_event(obj: dict[str, Any]) -> FeedbackEvent:
         diagnostics=diagnostics,
         complaint_type=detail.get("complaintFeedbackType"),
         configuration_set=_tag(tags, "ses:configuration-set"),
-        detail={k: v for k, v in detail.items() if k not in ("bouncedRecipients", "complainedRecipients",
-                                                             "recipients", "delayedRecipients")},
+        detail={
+            k: v
+            for k, v in detail.items()
+            if k not in ("bouncedRecipients", "complainedRecipients", "recipients", "delayedRecipients")
+        },
     )
 
 

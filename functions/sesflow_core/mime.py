@@ -109,5 +109,3 @@ def ses_tags(request: SendRequest, extra: dict[str, str] | None = None) -> list[
     tags.update(request.tags)
     tags.update(extra or {})
     return [{"Name": k, "Value": v} for k, v in tags.items()]
-
-

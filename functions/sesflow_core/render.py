@@ -49,8 +49,12 @@ class Rendered:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "subject": self.subject, "html": self.html, "text": self.text,
-            "from": self.sender, "templateVersion": self.template_version, "topic": self.topic,
+            "subject": self.subject,
+            "html": self.html,
+            "text": self.text,
+            "from": self.sender,
+            "templateVersion": self.template_version,
+            "topic": self.topic,
         }
 
 
@@ -75,7 +79,10 @@ def _env(autoescape: bool) -> Any:
     from jinja2.sandbox import SandboxedEnvironment
 
     return SandboxedEnvironment(
-        autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        autoescape=autoescape,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
         keep_trailing_newline=True,
     )
 
@@ -157,9 +164,7 @@ class CompiledTemplate:
         meta = self.source.metadata
         declared = meta.get("topic")
         if topic is not None and declared and declared != topic:
-            raise TemplateRenderError(
-                f"template {name} is for topic {declared!r}; the request has topic {topic!r}"
-            )
+            raise TemplateRenderError(f"template {name} is for topic {declared!r}; the request has topic {topic!r}")
         missing = [v for v in meta.get("requiredVariables", []) if v not in data]
         if missing:
             raise TemplateRenderError(f"template {name}: missing variable(s): {', '.join(missing)}")
@@ -182,8 +187,9 @@ class CompiledTemplate:
                 f"template {name}: the rendered message is {size} bytes; the limit is {MAX_RENDERED_BYTES}"
             )
         sender = meta.get("from")
-        return Rendered(subject, html, text, sender if isinstance(sender, str) else None,
-                        self.source.version, meta.get("topic"))
+        return Rendered(
+            subject, html, text, sender if isinstance(sender, str) else None, self.source.version, meta.get("topic")
+        )
 
 
 def render(source: TemplateSource, data: dict[str, Any], topic: str | None = None) -> Rendered:

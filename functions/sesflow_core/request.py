@@ -36,10 +36,23 @@ _TEMPLATE_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 _TOPIC_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _HEADER_BREAKERS = re.compile(r"[\r\n\x00]")
-KNOWN_FIELDS = frozenset({
-    "emailId", "template", "to", "toName", "data", "from", "fromName", "replyTo", "topic",
-    "tags", "campaignId", "stage", "sendRound",
-})
+KNOWN_FIELDS = frozenset(
+    {
+        "emailId",
+        "template",
+        "to",
+        "toName",
+        "data",
+        "from",
+        "fromName",
+        "replyTo",
+        "topic",
+        "tags",
+        "campaignId",
+        "stage",
+        "sendRound",
+    }
+)
 #: deferrals are numbered by the machine (``sendRound``); far more than any MaxSendRounds
 MAX_SEND_ROUND = 100
 
@@ -240,3 +253,19 @@ def validate(raw: Any, *, identity: str, default_email_id: str | None = None) ->
         stage=None if stage is None else str(stage),
         sendRound=send_round,
     )
+
+
+def kept_fields(raw: Any, default_email_id: str | None) -> dict[str, str | None]:
+    """What a rejected request's record keeps: each field only when it is well-formed; the
+    emailId is the request's own when valid, else ``default_email_id`` (the execution name)."""
+
+    def kept(key: str, pattern: str) -> str | None:
+        value = raw.get(key) if isinstance(raw, dict) else None
+        return value if isinstance(value, str) and re.fullmatch(pattern, value) else None
+
+    return {
+        "emailId": kept("emailId", ids.EMAIL_ID_PATTERN) or default_email_id or "unknown",
+        "template": kept("template", _TEMPLATE_RE.pattern.strip("^$")),
+        "topic": kept("topic", _TOPIC_RE.pattern.strip("^$")),
+        "campaignId": kept("campaignId", ids.CAMPAIGN_ID_PATTERN),
+    }

@@ -39,14 +39,21 @@ from .errors import (
     SesTransientError,
 )
 
-_THROTTLE_CODES = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException",
-                             "RequestLimitExceeded"})
+_THROTTLE_CODES = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException", "RequestLimitExceeded"})
 _PAUSED_CODES = frozenset({"SendingPausedException", "AccountSuspendedException"})
-_CONFIGURATION_CODES = frozenset({"AccessDeniedException", "AccessDenied", "MailFromDomainNotVerifiedException",
-                                  "NotFoundException", "ConfigurationSetDoesNotExistException"})
+_CONFIGURATION_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "MailFromDomainNotVerifiedException",
+        "NotFoundException",
+        "ConfigurationSetDoesNotExistException",
+    }
+)
 _REJECTED_CODES = frozenset({"MessageRejected", "BadRequestException", "InvalidParameterValue"})
-_TRANSIENT_CODES = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable",
-                              "ServiceUnavailableException", "RequestTimeout"})
+_TRANSIENT_CODES = frozenset(
+    {"InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException", "RequestTimeout"}
+)
 
 
 def classify(code: str, message: str = "", http_status: int | None = None) -> type[SesflowError]:
@@ -69,8 +76,7 @@ def classify(code: str, message: str = "", http_status: int | None = None) -> ty
     return SesMessageRejected
 
 
-SANDBOX_HINT = ("; if the account is in the SES sandbox, deploy with SesSandbox=true and send only to "
-                "verified addresses")
+SANDBOX_HINT = "; if the account is in the SES sandbox, deploy with SesSandbox=true and send only to verified addresses"
 
 
 def to_exception(code: str, message: str = "", http_status: int | None = None) -> SesflowError:

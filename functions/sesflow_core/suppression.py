@@ -91,6 +91,16 @@ def topic_matches(entry_topic: str, topic: str) -> bool:
     )
 
 
+def send_topics(topic: str) -> dict[str, str]:
+    """The entry topics that stop a send on ``topic`` (the send machine's CheckSuppression
+    query): every topic, the topic itself, and its class."""
+    return {
+        "all": ALL_TOPICS,
+        "topic": topic,
+        "class": TRANSACTIONAL_CLASS if topic == "transactional" else SUBSCRIPTION_TOPICS,
+    }
+
+
 def entry_values(reason: str, source: str, now_iso: str) -> dict[str, Any]:
     """Attribute values of a suppression entry (the handler and the CLI write the same)."""
     return {":reason": {"S": reason}, ":source": {"S": source}, ":now": {"S": now_iso}, ":one": {"N": "1"}}

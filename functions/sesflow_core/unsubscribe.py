@@ -36,8 +36,15 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def make_token(secret: bytes, address: str, topic: str, *, now: float | None = None,
-               ttl: int = DEFAULT_TTL_SECONDS, email_id: str | None = None) -> str:
+def make_token(
+    secret: bytes,
+    address: str,
+    topic: str,
+    *,
+    now: float | None = None,
+    ttl: int = DEFAULT_TTL_SECONDS,
+    email_id: str | None = None,
+) -> str:
     """A token for ``address`` + ``topic`` until ``now + ttl``; ``email_id`` (optional) lets the
     unsubscribe be recorded on the email that carried the link."""
     expires = int((now if now is not None else time.time()) + ttl)
@@ -55,13 +62,11 @@ def verify_token(secrets: list[bytes], token: str, *, now: float | None = None) 
         mac = _unb64(mac_text)
     except (ValueError, TypeError):
         raise InvalidToken("malformed token") from None
-    if not any(hmac.compare_digest(hmac.new(s, payload.encode(), hashlib.sha256).digest(), mac)
-               for s in secrets):
+    if not any(hmac.compare_digest(hmac.new(s, payload.encode(), hashlib.sha256).digest(), mac) for s in secrets):
         raise InvalidToken("bad signature")
     try:
         data = json.loads(_unb64(payload))
-        sub = Subscription(str(data["a"]), str(data["t"]), int(data["e"]),
-                           str(data["i"]) if data.get("i") else None)
+        sub = Subscription(str(data["a"]), str(data["t"]), int(data["e"]), str(data["i"]) if data.get("i") else None)
     except (ValueError, KeyError, TypeError):
         raise InvalidToken("malformed payload") from None
     if sub.expires < (now if now is not None else time.time()):

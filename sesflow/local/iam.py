@@ -117,7 +117,7 @@ CloudFormation ``ManagedPolicyArns``    not attached by moto: ``logs:*``/``xray:
                                         ``AWSXrayWriteOnlyAccess`` are denied to functions
                                         (nothing calls them locally)
 in-process caches                       a value one function fetched (e.g. the unsubscribe
-                                        secrets, ``sesflow_handlers.secrets``) is served from
+                                        secrets, ``sesflow_aws.secrets``) is served from
                                         the process-wide cache to another function without
                                         a request: only requests are checked
 ======================================  ===================================================

@@ -23,7 +23,16 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HANDLERS = ("validate", "send", "defer", "feedback", "unsubscribe", "campaign")
+HANDLERS = (
+    "validate",
+    "send",
+    "defer",
+    "feedback",
+    "unsubscribe",
+    "campaign_plan",
+    "campaign_send_batch",
+    "campaign_control",
+)
 TRACING_PREFIXES = ("opentelemetry", "amazon.opentelemetry", "aws_xray_sdk")
 OTEL_VARIABLES = ("AWS_LAMBDA_EXEC_WRAPPER", "OTEL_AWS_LAMBDA_FAST_START", "OTEL_AWS_APPLICATION_SIGNALS_ENABLED")
 

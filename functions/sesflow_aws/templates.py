@@ -1,14 +1,17 @@
-"""Templates from the S3 bucket, compiled once and cached by object version (TTL)."""
+"""Templates from the S3 bucket, compiled once and cached by object version (TTL).
+
+Hand-written cache: it checks the three parts' versions with HEAD requests only after the
+TTL, so a warm function renders without touching S3 (Powertools' parameters utility caches
+values, not compiled Jinja2 templates)."""
 
 from __future__ import annotations
 
 import hashlib
 import time
+from typing import Any
 
 from sesflow_core.errors import TemplateNotFound
 from sesflow_core.render import CompiledTemplate, TemplateSource, parse_metadata
-
-from ._common import client
 
 PARTS = ("metadata.json", "template.html", "template.txt")
 
@@ -16,8 +19,7 @@ PARTS = ("metadata.json", "template.html", "template.txt")
 _cache: dict[tuple[str, str], tuple[float, str, CompiledTemplate]] = {}
 
 
-def _get(bucket: str, key: str) -> tuple[bytes, str] | None:
-    s3 = client("s3")
+def _get(s3: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
     try:
         obj = s3.get_object(Bucket=bucket, Key=key)
     except s3.exceptions.NoSuchKey:
@@ -25,9 +27,8 @@ def _get(bucket: str, key: str) -> tuple[bytes, str] | None:
     return obj["Body"].read(), obj.get("VersionId") or obj.get("ETag", "")
 
 
-def _current_version(bucket: str, name: str) -> str | None:
+def _current_version(s3: Any, bucket: str, name: str) -> str | None:
     """A version id covering the three parts (HEAD requests only)."""
-    s3 = client("s3")
     versions = []
     for part in PARTS:
         try:
@@ -47,7 +48,7 @@ def _version_id(parts: list[str]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def load_template(bucket: str, name: str, ttl: float) -> CompiledTemplate:
+def load_template(s3: Any, bucket: str, name: str, ttl: float) -> CompiledTemplate:
     """The compiled template; S3 is read again only after ``ttl`` and only if it changed."""
     key = (bucket, name)
     now = time.monotonic()
@@ -55,16 +56,16 @@ def load_template(bucket: str, name: str, ttl: float) -> CompiledTemplate:
     if cached and now - cached[0] < ttl:
         return cached[2]
     if cached:
-        version = _current_version(bucket, name)
+        version = _current_version(s3, bucket, name)
         if version == cached[1]:
             _cache[key] = (now, version, cached[2])
             return cached[2]
-    meta = _get(bucket, f"{name}/metadata.json")
-    html = _get(bucket, f"{name}/template.html")
+    meta = _get(s3, bucket, f"{name}/metadata.json")
+    html = _get(s3, bucket, f"{name}/template.html")
     if meta is None or html is None:
         missing = "metadata.json" if meta is None else "template.html"
         raise TemplateNotFound(f"template {name!r} not found ({missing} missing in the templates bucket)")
-    text = _get(bucket, f"{name}/template.txt")
+    text = _get(s3, bucket, f"{name}/template.txt")
     version = _version_id([meta[1], html[1], text[1] if text else "-"])
     source = TemplateSource(
         name=name,

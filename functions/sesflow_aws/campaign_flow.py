@@ -1,0 +1,560 @@
+"""Campaign flows: plan, send a batch, control/gate between stages, summarize.
+
+The campaign item (Campaigns table) holds the plan, its counts, the control word
+(``run``/``paused``/``cancelled``, set by ``sesflow campaign pause|resume|cancel``), the
+approval task token and every gate's decision. Per-stage counters live on
+``campaign#<id>#stage#<n>`` items of the tracking table (``ids.stage_counter_key``): the batch
+sender adds ``accepted``/``duplicates``/``suppressed``/``failed``/``throttled``/``skipped``;
+the feedback function adds ``bounced``/``complained``/``rejected``. Batches send with the
+send machine's own code (request validation, template cache, rendering, MIME, SES call,
+ledger). Every function takes ``client``: a function service -> boto3 client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from sesflow_core import campaign as cp
+from sesflow_core import ids, ses_errors
+from sesflow_core.clock import now_iso
+from sesflow_core.errors import (
+    CampaignWorkerCrashed,
+    InvalidEmailRequest,
+    SesConfigurationError,
+    SesflowError,
+    SesThrottled,
+    TemplateRenderError,
+)
+from sesflow_core.request import validate
+
+from . import events, ledger, sending, ses, suppression, templates
+from .settings import Settings
+
+Client = Callable[[str], Any]
+logger = Logger(child=True)
+
+
+RUN, PAUSED, CANCELLED = "run", "paused", "cancelled"
+
+
+def _campaigns_table(client: Client) -> str:
+    return Settings.from_env().campaigns_table  # the handlers and the CLI run with it set
+
+
+def _counter_key(campaign_id: str, stage: int | str) -> dict[str, Any]:
+    return {"emailId": {"S": ids.stage_counter_key(campaign_id, stage)}}
+
+
+def emit(client: Client, settings: Settings, detail_type: str, detail: dict[str, Any]) -> None:
+    events.put(client("events"), settings.event_bus, detail_type, {**detail, "timestamp": now_iso()})
+
+
+def campaign_item(client: Client, campaign_id: str) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    item = (
+        client("dynamodb")
+        .get_item(TableName=_campaigns_table(client), Key={"campaignId": {"S": campaign_id}}, ConsistentRead=True)
+        .get("Item")
+    )
+    if not item:
+        return {}
+    des = TypeDeserializer()
+    plain = {k: des.deserialize(v) for k, v in item.items()}
+    result: dict[str, Any] = json.loads(json.dumps(plain, default=_number))
+    return result
+
+
+def _number(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, set):
+        return sorted(value)
+    raise TypeError(type(value).__name__)
+
+
+def update_campaign(client: Client, campaign_id: str, **fields: Any) -> None:
+    from boto3.dynamodb.types import TypeSerializer
+
+    ser = TypeSerializer()
+    names = {f"#f{i}": k for i, k in enumerate(fields)}
+    values = {f":f{i}": ser.serialize(_ddb_safe(v)) for i, v in enumerate(fields.values())}
+    client("dynamodb").update_item(
+        TableName=_campaigns_table(client),
+        Key={"campaignId": {"S": campaign_id}},
+        UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+
+
+def _ddb_safe(value: Any) -> Any:
+    from decimal import Decimal
+
+    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+def stage_counters(client: Client, settings: Settings, campaign_id: str, stage: int) -> dict[str, Any]:
+    item = (
+        client("dynamodb")
+        .get_item(TableName=settings.tracking_table, Key=_counter_key(campaign_id, stage), ConsistentRead=True)
+        .get("Item", {})
+    )
+    return {k: (float(v["N"]) if "." in v["N"] else int(v["N"])) for k, v in item.items() if "N" in v}
+
+
+# ---------------------------------------------------------------- plan
+def _suppressed_lookup(client: Client, settings: Settings, topic: str) -> Callable[[list[str]], set[str]]:
+    ddb = client("dynamodb")
+    return lambda addresses: suppression.suppressed_among(ddb, settings.suppression_table, addresses, topic)
+
+
+def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    raw = event.get("input", event)
+    bucket = settings.campaigns_bucket
+    spec = cp.CampaignSpec.from_input(raw, default_bucket=bucket)
+    existing = campaign_item(client, spec.campaign_id)
+    if existing.get("plan"):  # resume: the plan (and the ledger) already exist
+        logger.info("campaign already planned: resuming", extra={"campaignId": spec.campaign_id})
+        update_campaign(
+            client, spec.campaign_id, status="running", control=RUN, executionArn=event.get("executionArn", "")
+        )
+        plan_doc: dict[str, Any] = existing["plan"]
+        return plan_doc
+    rate = spec.max_send_rate
+    if not rate:
+        rate = ses.account_max_send_rate(client("sesv2"))
+    workers, worker_rate = cp.concurrency_for(rate)
+    template = templates.load_template(
+        client("s3"), settings.templates_bucket, spec.template, settings.template_cache_ttl
+    )
+    planner = cp.Planner(spec, workdir=settings.plan_workdir, preview=lambda data: template.render(data, spec.topic))
+    body = client("s3").get_object(Bucket=spec.recipients_bucket, Key=spec.recipients_key)["Body"]
+    started = time.time()
+    manifests, rejects = planner.plan(
+        cp.iter_rows(body, spec.recipients_key), _suppressed_lookup(client, settings, spec.topic)
+    )
+    s3 = client("s3")
+    prefix = f"campaigns/{spec.campaign_id}"
+    stages = []
+    for i, path in enumerate(manifests):
+        key = f"{prefix}/stage-{i}.json"
+        s3.upload_file(path, bucket, key)
+        stages.append(
+            {
+                "index": i,
+                "key": key,
+                "planned": planner.counts.planned[i],
+                "batches": planner.counts.batches[i],
+                "isLast": i == len(manifests) - 1,
+                "percent": spec.stages[i],
+            }
+        )
+        os.remove(path)
+    # a stage no recipient falls in (1 % of a 41-row list) is merged into the next: no empty
+    # stage, no gate judging nothing
+    merged = [st["index"] for st in stages[:-1] if not st["planned"]]
+    stages = [st for st in stages if st["planned"] or st is stages[-1]]
+    stages[-1]["isLast"] = True
+    s3.upload_file(rejects, bucket, f"{prefix}/rejects.csv")
+    os.remove(rejects)
+    plan_doc = {
+        "campaignId": spec.campaign_id,
+        "bucket": bucket,
+        "template": spec.template,
+        "topic": spec.topic,
+        "data": spec.data,
+        "stages": stages,
+        "cursor": {"i": 0},
+        "maxSendRate": rate,
+        "maxConcurrency": workers,
+        "workerRate": round(worker_rate, 3),
+        "gate": {
+            "maxBounceRate": spec.gate.max_bounce_rate,
+            "maxComplaintRate": spec.gate.max_complaint_rate,
+            "maxFailureRate": spec.gate.max_failure_rate,
+            "minSample": spec.gate.min_sample,
+            "observeSeconds": spec.gate.observe_seconds,
+            "approval": spec.gate.approval,
+        },
+        "approvalTimeoutSeconds": spec.approval_timeout_seconds or settings.campaign_approval_timeout_seconds,
+        "mergedEmptyStages": merged,
+        "pauseCheckSeconds": settings.campaign_pause_check_seconds,
+        "counts": planner.counts.as_dict(),
+        "rejectsKey": f"{prefix}/rejects.csv",
+    }
+    update_campaign(
+        client,
+        spec.campaign_id,
+        status="running",
+        control=RUN,
+        plan=plan_doc,
+        createdAt=now_iso(),
+        startedAt=time.time(),
+        planSeconds=round(time.time() - started, 3),
+        executionArn=event.get("executionArn", ""),
+    )
+    emit(
+        client,
+        settings,
+        "Campaign Started",
+        {
+            "campaignId": spec.campaign_id,
+            "template": spec.template,
+            "topic": spec.topic,
+            "counts": planner.counts.as_dict(),
+        },
+    )
+    return plan_doc
+
+
+# ---------------------------------------------------------------- send one batch
+class _Pacer:
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_at = time.monotonic()
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if self.next_at > now:
+            time.sleep(self.next_at - now)
+        self.next_at = max(now, self.next_at) + self.interval
+
+
+def _fault_check(client: Client, campaign_id: str, sent_in_call: int) -> None:
+    """Test hook: FAULT_CRASH_AFTER_SENDS=N makes one worker per campaign die after N sends."""
+    after = Settings.from_env().fault_crash_after_sends
+    if not after or sent_in_call != after:
+        return
+    try:
+        client("dynamodb").put_item(
+            TableName=_campaigns_table(client),
+            Item={"campaignId": {"S": f"fault#{campaign_id}"}},
+            ConditionExpression="attribute_not_exists(campaignId)",
+        )
+    except client("dynamodb").exceptions.ConditionalCheckFailedException:
+        return
+    raise CampaignWorkerCrashed(f"injected crash after {after} sends")
+
+
+def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Settings) -> dict[str, Any]:
+    batch = event["batch"]
+    campaign_id, stage = batch["campaignId"], int(batch["stage"])
+    counts = {"accepted": 0, "duplicates": 0, "suppressed": 0, "failed": 0, "throttled": 0, "skipped": 0}
+    control = campaign_item(client, campaign_id).get("control", RUN)
+    if control != RUN:
+        counts["skipped"] = len(batch["recipients"])
+        _add_counters(client, settings, campaign_id, stage, counts)
+        return {"batch": batch["batch"], "control": control, **counts}
+    template = templates.load_template(
+        client("s3"), settings.templates_bucket, event["template"], settings.template_cache_ttl
+    )
+    topic = event["topic"]
+    owner = f"{campaign_id}:{stage}:{batch['batch']}"
+    requests = []
+    for r in batch["recipients"]:
+        try:
+            req = validate(
+                {
+                    "to": r["to"],
+                    "toName": r.get("toName"),
+                    "template": event["template"],
+                    "topic": topic,
+                    "data": {**event.get("data", {}), **(r.get("data") or {})},
+                    "campaignId": campaign_id,
+                    "stage": stage,
+                },
+                identity=settings.sender_identity,
+                default_email_id=cp.email_id_for(campaign_id, r["to"].lower()),
+            )
+        except InvalidEmailRequest:
+            counts["failed"] += 1
+            continue
+        requests.append(req)
+    # suppressed since planning (the canary's bounces, unsubscribes): checked per batch
+    blocked = _suppressed_lookup(client, settings, topic)([r.recipient for r in requests]) if requests else set()
+    pacer = _Pacer(float(event.get("workerRate") or 0))
+    sent_in_call = 0
+    started = time.time()
+    try:
+        for n, req in enumerate(requests):
+            if _out_of_time(context):
+                # the child execution must end within Express's 5 minutes: the rest of the batch
+                # is "skipped" and sent when the stage is sent again (the ledger skips the sent)
+                counts["skipped"] += len(requests) - n
+                logger.info("batch time budget used up", extra={"campaignId": campaign_id, "left": len(requests) - n})
+                break
+            if req.recipient in blocked:
+                counts["suppressed"] += 1
+                continue
+            # One write per recipient: the claim creates the tracking item as "sent" (the SES
+            # call follows at once; a refused send is corrected to "failed" below).
+            fields: dict[str, str | int] = {
+                "status": "sent",
+                "recipient": req.recipient,
+                "template": req.template,
+                "topic": req.topic,
+                "campaignId": campaign_id,
+                "stage": str(stage),
+                "createdAt": now_iso(),
+                "sentAt": now_iso(),
+                "expiresAt": settings.expires_at(),
+                "statusSequence": 1,
+            }
+            holder = ledger.take(client("dynamodb"), settings.tracking_table, req.emailId, owner, fields)
+            if holder is not None:
+                counts["duplicates"] += 1
+                continue
+            try:
+                rendered = template.render(req.data, req.topic)
+            except TemplateRenderError as exc:
+                ledger.release(
+                    client("dynamodb"),
+                    settings.tracking_table,
+                    req.emailId,
+                    ledger.REJECTED,
+                    reason=str(exc)[:500],
+                    status="failed",
+                )
+                counts["failed"] += 1
+                continue
+            try:
+                message_id = _send_with_backoff(client, settings, req, rendered, pacer, counts)
+            except SesThrottled:
+                # throttling outlasted the in-batch retries: stop here, the rest is sent when the
+                # stage is sent again (a slower pass), rather than failing the child execution
+                counts["skipped"] += len(requests) - n
+                break
+            if message_id is None:
+                counts["failed"] += 1
+                continue
+            # No second write on success: the claim is the ledger entry (a held claim is never
+            # sent again) and already says "sent".
+            counts["accepted"] += 1
+            sent_in_call += 1
+            _fault_check(client, campaign_id, sent_in_call)
+    finally:
+        _add_counters(
+            client, settings, campaign_id, stage, counts, (started, time.time()) if counts["accepted"] else None
+        )
+    return {"batch": batch["batch"], "control": control, **counts}
+
+
+#: stop taking recipients when less than this is left of the function's time (one send with
+#: its throttling backoff fits): the function Timeout bounds the child's worst case
+TIME_MARGIN_MS = 15_000
+
+
+def _out_of_time(context: Any) -> bool:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining is not None and remaining() < TIME_MARGIN_MS
+
+
+def _send_with_backoff(
+    client: Client, settings: Settings, req: Any, rendered: Any, pacer: _Pacer, counts: dict[str, int]
+) -> str | None:
+    """Send one email, pacing; SES throttling is retried here with backoff and full jitter."""
+    for attempt in range(6):
+        pacer.wait()
+        try:
+            return sending.deliver(client, settings, req, rendered)
+        except SesThrottled:
+            counts["throttled"] += 1
+            time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))  # full jitter
+        except SesConfigurationError:
+            # every recipient would fail the same way: stop the batch (and, past the tolerated
+            # failures, the stage) instead of marking the whole list failed
+            ledger.release(
+                client("dynamodb"), settings.tracking_table, req.emailId, ledger.RETRYABLE, reason="configuration error"
+            )
+            raise
+        except SesflowError as exc:
+            state = ledger.RETRYABLE if isinstance(exc, ses_errors.RETRYABLE) else ledger.REJECTED
+            ledger.release(
+                client("dynamodb"), settings.tracking_table, req.emailId, state, reason=str(exc)[:500], status="failed"
+            )
+            return None
+    ledger.release(client("dynamodb"), settings.tracking_table, req.emailId, ledger.RETRYABLE, reason="throttled")
+    raise SesThrottled("SES throttling outlasted the in-batch retries")
+
+
+def _add_counters(
+    client: Client,
+    settings: Settings,
+    campaign_id: str,
+    stage: int,
+    counts: dict[str, int],
+    window: tuple[float, float] | None = None,
+) -> None:
+    """One write per batch: ADD the batch's counts; keep the stage's sending window."""
+    nonzero = {k: v for k, v in counts.items() if v}
+    if not nonzero:
+        return
+    names = {f"#c{i}": k for i, k in enumerate(nonzero)}
+    values = {f":c{i}": {"N": str(v)} for i, v in enumerate(nonzero.values())}
+    update = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(nonzero)))
+    if window:
+        values.update({":first": {"N": f"{window[0]:.3f}"}, ":last": {"N": f"{window[1]:.3f}"}})
+        update += " SET firstSendAt = if_not_exists(firstSendAt, :first), lastSendAt = :last"
+    client("dynamodb").update_item(
+        TableName=settings.tracking_table,
+        Key=_counter_key(campaign_id, stage),
+        UpdateExpression=update,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+
+
+# ---------------------------------------------------------------- control, gate, approval
+def after_stage(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    campaign_id, stage = event["campaignId"], int(event["stage"])
+    item = campaign_item(client, campaign_id)
+    control = item.get("control", RUN)
+    if control == CANCELLED:
+        return {"action": "cancelled"}
+    if control == PAUSED:
+        update_campaign(client, campaign_id, status="paused")
+        return {"action": "paused"}
+    counters = stage_counters(client, settings, campaign_id, stage)
+    if counters.get("skipped"):
+        # batches skipped while paused: send the stage again (the ledger skips those sent)
+        client("dynamodb").update_item(
+            TableName=settings.tracking_table,
+            Key=_counter_key(campaign_id, stage),
+            UpdateExpression="SET skipped = :z",
+            ExpressionAttributeValues={":z": {"N": "0"}},
+        )
+        update_campaign(client, campaign_id, status="running")
+        return {"action": "resend"}
+    update_campaign(client, campaign_id, status="running")
+    emit(
+        client, settings, "Campaign Stage Completed", {"campaignId": campaign_id, "stage": stage, "counters": counters}
+    )
+    return {"action": "done" if event.get("isLast") else "observe", "counters": counters}
+
+
+def run_gate(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    campaign_id, stage = event["campaignId"], int(event["stage"])
+    g = event["gate"]
+    decision = cp.gate(
+        stage_counters(client, settings, campaign_id, stage),
+        cp.GateSettings(
+            max_bounce_rate=float(g["maxBounceRate"]),
+            max_complaint_rate=float(g["maxComplaintRate"]),
+            min_sample=int(g["minSample"]),
+            observe_seconds=int(g["observeSeconds"]),
+            approval=g["approval"],
+            max_failure_rate=float(g.get("maxFailureRate", 0.05)),
+        ),
+    )
+    _record_gate(client, campaign_id, {"stage": stage, **decision.as_dict(), "at": now_iso()})
+    if decision.action == "halt":
+        update_campaign(
+            client,
+            campaign_id,
+            status="halted",
+            haltReason=decision.reason,
+            haltedAtStage=stage,
+            gate=decision.as_dict(),
+        )
+        emit(client, settings, "Campaign Halted", {"campaignId": campaign_id, "stage": stage, **decision.as_dict()})
+    logger.info("gate", extra={"campaignId": campaign_id, "stage": stage, **decision.as_dict()})
+    return decision.as_dict()
+
+
+def _record_gate(client: Client, campaign_id: str, decision: dict[str, Any]) -> None:
+    """Every gate's decision and its numbers stay on the campaign (status, report)."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    client("dynamodb").update_item(
+        TableName=_campaigns_table(client),
+        Key={"campaignId": {"S": campaign_id}},
+        UpdateExpression="SET gates = list_append(if_not_exists(gates, :empty), :d)",
+        ExpressionAttributeValues={":empty": {"L": []}, ":d": {"L": [TypeSerializer().serialize(_ddb_safe(decision))]}},
+    )
+
+
+def request_approval(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    campaign_id = event["campaignId"]
+    update_campaign(
+        client,
+        campaign_id,
+        status="awaiting-approval",
+        taskToken=event["taskToken"],
+        approvalStage=int(event["stage"]),
+        gate=event.get("decision", {}),
+    )
+    emit(
+        client,
+        settings,
+        "Campaign Approval Requested",
+        {"campaignId": campaign_id, "stage": event["stage"], "decision": event.get("decision")},
+    )
+    return {"requested": True}
+
+
+# ---------------------------------------------------------------- summarize
+def summarize(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    campaign_id = event["campaignId"]
+    item = campaign_item(client, campaign_id)
+    plan_doc = item.get("plan", {})
+    if isinstance(event.get("reason"), dict):  # a Lambda error payload (Cause of a caught error)
+        cause = event["reason"]
+        event = {**event, "reason": f"{cause.get('errorType', event.get('error'))}: {cause.get('errorMessage', '')}"}
+    stages = []
+    totals: dict[str, int] = {}
+    sending_seconds = 0.0
+    for st in plan_doc.get("stages", []):
+        c = stage_counters(client, settings, campaign_id, int(st["index"]))
+        first, last = c.pop("firstSendAt", None), c.pop("lastSendAt", None)
+        window = round(last - first, 3) if first and last else 0.0
+        sending_seconds += window
+        stages.append({"stage": int(st["index"]), "planned": int(st["planned"]), "sendingSeconds": window, **c})
+        for k, v in c.items():
+            totals[k] = totals.get(k, 0) + int(v)
+    status = item.get("status", "running")
+    if event.get("expired"):
+        status = "expired"
+        event = {**event, "reason": f"no approval within {int(plan_doc.get('approvalTimeoutSeconds', 0))} s"}
+    elif event.get("error"):
+        status = "failed"
+    elif item.get("control") == CANCELLED:
+        status = "cancelled"
+    elif status not in ("halted", "rejected"):
+        status = "completed"
+    duration = max(1e-6, time.time() - float(item.get("startedAt", time.time())))
+    report = {
+        "campaignId": campaign_id,
+        "status": status,
+        "reason": item.get("haltReason") or event.get("reason"),
+        "counts": plan_doc.get("counts", {}),
+        "stages": stages,
+        "totals": totals,
+        "gates": item.get("gates", []),
+        "mergedEmptyStages": plan_doc.get("mergedEmptyStages", []),
+        "durationSeconds": round(duration, 3),
+        "sendingSeconds": round(sending_seconds, 3),
+        "achievedSendRate": round(totals.get("accepted", 0) / sending_seconds, 3) if sending_seconds else 0.0,
+        "maxSendRate": plan_doc.get("maxSendRate"),
+        "maxConcurrency": plan_doc.get("maxConcurrency"),
+        "throttledCalls": totals.get("throttled", 0),
+        "throttledPercent": round(100 * totals.get("throttled", 0) / max(1, totals.get("accepted", 0)), 3),
+        "error": event.get("error"),
+    }
+    key = f"campaigns/{campaign_id}/report.json"
+    client("s3").put_object(
+        Bucket=plan_doc.get("bucket") or settings.campaigns_bucket,
+        Key=key,
+        Body=json.dumps(report, indent=2, default=str).encode(),
+    )
+    update_campaign(client, campaign_id, status=status, reportKey=key, finishedAt=now_iso(), summary=report)
+    emit(client, settings, "Campaign Completed" if status == "completed" else f"Campaign {status.title()}", report)
+    return report

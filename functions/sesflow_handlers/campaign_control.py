@@ -1,0 +1,25 @@
+"""CampaignControl: between stages — pause/cancel, the gate, approvals, the summary
+(``mode``: after-stage, gate, request-approval, summarize)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sesflow_aws import campaign_flow
+
+from ._common import Settings, client, logger
+
+MODES = {
+    "after-stage": campaign_flow.after_stage,
+    "gate": campaign_flow.run_gate,
+    "request-approval": campaign_flow.request_approval,
+    "summarize": campaign_flow.summarize,
+}
+
+
+@logger.inject_lambda_context(log_event=False)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    mode = MODES.get(str(event.get("mode")))
+    if mode is None:
+        raise ValueError(f"unknown mode {event.get('mode')!r}")
+    return mode(client, event, Settings.from_env())
