@@ -175,8 +175,7 @@ def _tags(value: Any) -> dict[str, str]:
     return out
 
 
-def validate(raw: Any, *, identity: str, default_email_id: str | None = None) -> SendRequest:
-    """Validate and normalise a send request; raise :class:`InvalidEmailRequest`."""
+def _check_envelope(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise _reject("the request must be a JSON object")
     try:
@@ -188,69 +187,73 @@ def validate(raw: Any, *, identity: str, default_email_id: str | None = None) ->
     unknown = sorted(set(raw) - KNOWN_FIELDS)
     if unknown:
         raise _reject(f"unknown field(s): {', '.join(unknown)}")
+    return raw
 
-    email_id = raw.get("emailId") or default_email_id or str(uuid.uuid4())
-    if not ids.is_email_id(email_id):
-        raise _reject(f"emailId must match {ids.EMAIL_ID_PATTERN}")
 
-    template = raw.get("template")
-    if not isinstance(template, str) or not _TEMPLATE_RE.match(template):
-        raise _reject("template must match [a-z0-9_-]{1,64}")
-
-    to = parse_address(raw.get("to"), "to")
-    to_name = _display_name(raw.get("toName"), "toName")
-
-    data = raw.get("data", {})
-    if data is None:
-        data = {}
+def _data(value: Any) -> dict[str, Any]:
+    data = {} if value is None else value
     if not isinstance(data, dict):
         raise _reject("data must be a JSON object")
     data_size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
     if data_size > MAX_DATA_BYTES:
         raise _reject(f"data is {data_size} bytes; the limit is {MAX_DATA_BYTES}")
+    return data
 
-    sender: str | None = None
-    if raw.get("from") is not None:
-        addr = parse_address(raw["from"], "from")
-        if not belongs_to_identity(addr, identity):
-            raise _reject(f"from must belong to the sending identity {identity}")
-        sender = addr.ascii
-    reply_to: str | None = None
-    if raw.get("replyTo") is not None:
-        addr = parse_address(raw["replyTo"], "replyTo")
-        if not belongs_to_identity(addr, identity):
-            raise _reject(f"replyTo must belong to the sending identity {identity}")
-        reply_to = addr.ascii
 
-    topic = raw.get("topic") or TRANSACTIONAL
-    if not isinstance(topic, str) or not _TOPIC_RE.match(topic):
-        raise _reject("topic must match [a-z0-9_-]{1,64}")
+def _own_address(value: Any, name: str, identity: str) -> str | None:
+    """``from``/``replyTo``: an address under the stack's sending identity, or None."""
+    if value is None:
+        return None
+    addr = parse_address(value, name)
+    if not belongs_to_identity(addr, identity):
+        raise _reject(f"{name} must belong to the sending identity {identity}")
+    return addr.ascii
 
+
+def _matching(value: Any, pattern: re.Pattern[str], name: str, shown: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise _reject(f"{name} must match {shown}")
+    return value
+
+
+def _campaign_fields(raw: dict[str, Any]) -> tuple[str | None, str | None, int]:
+    """(campaignId, stage, sendRound): set by the campaign and the send machine."""
     campaign_id = raw.get("campaignId")
     if campaign_id is not None and not ids.is_campaign_id(campaign_id):
         raise _reject(f"campaignId must match {ids.CAMPAIGN_ID_PATTERN}")
     stage = raw.get("stage")
     if stage is not None and (not isinstance(stage, str | int) or not _TAG_RE.match(str(stage))):
         raise _reject("stage must match [A-Za-z0-9_-]")
-
     send_round = raw.get("sendRound", 0)
     if not isinstance(send_round, int) or isinstance(send_round, bool) or not 0 <= send_round <= MAX_SEND_ROUND:
         raise _reject(f"sendRound must be an integer 0..{MAX_SEND_ROUND}")
+    return campaign_id, None if stage is None else str(stage), send_round
 
+
+def validate(raw: Any, *, identity: str, default_email_id: str | None = None) -> SendRequest:
+    """Validate and normalise a send request; raise :class:`InvalidEmailRequest`."""
+    raw = _check_envelope(raw)
+    email_id = raw.get("emailId") or default_email_id or str(uuid.uuid4())
+    if not ids.is_email_id(email_id):
+        raise _reject(f"emailId must match {ids.EMAIL_ID_PATTERN}")
+    template = _matching(raw.get("template"), _TEMPLATE_RE, "template", "[a-z0-9_-]{1,64}")
+    to = parse_address(raw.get("to"), "to")
+    topic = _matching(raw.get("topic") or TRANSACTIONAL, _TOPIC_RE, "topic", "[a-z0-9_-]{1,64}")
+    campaign_id, stage, send_round = _campaign_fields(raw)
     return SendRequest(
         emailId=email_id,
         template=template,
         to=to.ascii,
         recipient=to.normalized,
-        toName=to_name,
-        data=data,
-        from_=sender,
+        toName=_display_name(raw.get("toName"), "toName"),
+        data=_data(raw.get("data", {})),
+        from_=_own_address(raw.get("from"), "from", identity),
         fromName=_display_name(raw.get("fromName"), "fromName"),
-        replyTo=reply_to,
+        replyTo=_own_address(raw.get("replyTo"), "replyTo", identity),
         topic=topic,
         tags=_tags(raw.get("tags")),
         campaignId=campaign_id,
-        stage=None if stage is None else str(stage),
+        stage=stage,
         sendRound=send_round,
     )
 

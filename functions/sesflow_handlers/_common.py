@@ -44,7 +44,7 @@ def _client(service: str, access_key_id: str | None) -> Any:
     env = os.environ  # explicit keys and region: the default session keeps the first ones it resolved
     return boto3.client(
         service,
-        config=Config(retries=retries),  # type: ignore[call-overload]
+        config=Config(retries=retries),  # type: ignore[call-overload,arg-type]
         region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
         aws_access_key_id=access_key_id,
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),

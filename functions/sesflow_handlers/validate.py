@@ -14,6 +14,7 @@ from typing import Any
 from sesflow_aws import tracking
 from sesflow_core import request as req
 from sesflow_core import status, suppression
+from sesflow_core.errors import InvalidEmailRequest
 
 from ._common import Settings, client, logger
 
@@ -26,7 +27,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     meta = {"expiresAt": str(settings.expires_at())}
     try:
         request = req.validate(raw, identity=settings.sender_identity, default_email_id=execution_name)
-    except req.InvalidEmailRequest as exc:
+    except InvalidEmailRequest as exc:
         kept = req.kept_fields(raw, execution_name)
         logger.info("request rejected", extra={"emailId": kept["emailId"], "reason": str(exc)})
         outcome = {"emailId": kept["emailId"], "status": status.REJECTED, "messageId": None, "reason": str(exc)}
