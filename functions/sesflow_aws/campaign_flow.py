@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -217,18 +216,6 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
 
 
 # ---------------------------------------------------------------- send one batch
-class _Pacer:
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.next_at = time.monotonic()
-
-    def wait(self) -> None:
-        now = time.monotonic()
-        if self.next_at > now:
-            time.sleep(self.next_at - now)
-        self.next_at = max(now, self.next_at) + self.interval
-
-
 def _fault_check(client: Client, campaign_id: str, sent_in_call: int) -> None:
     """Test hook: FAULT_CRASH_AFTER_SENDS=N makes one worker per campaign die after N sends."""
     after = Settings.from_env().fault_crash_after_sends
@@ -281,7 +268,7 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
         requests.append(req)
     # suppressed since planning (the canary's bounces, unsubscribes): checked per batch
     blocked = _suppressed_lookup(client, settings, topic)([r.recipient for r in requests]) if requests else set()
-    pacer = _Pacer(float(event.get("workerRate") or 0))
+    pacer = cp.Pacer(float(event.get("workerRate") or 0))
     sent_in_call = 0
     started = time.time()
     try:
@@ -359,7 +346,7 @@ def _out_of_time(context: Any) -> bool:
 
 
 def _send_with_backoff(
-    client: Client, settings: Settings, req: Any, rendered: Any, pacer: _Pacer, counts: dict[str, int]
+    client: Client, settings: Settings, req: Any, rendered: Any, pacer: cp.Pacer, counts: dict[str, int]
 ) -> str | None:
     """Send one email, pacing; SES throttling is retried here with backoff and full jitter."""
     for attempt in range(6):
@@ -368,7 +355,7 @@ def _send_with_backoff(
             return sending.deliver(client, settings, req, rendered)
         except SesThrottled:
             counts["throttled"] += 1
-            time.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))  # full jitter
+            time.sleep(cp.backoff_delay(attempt))
         except SesConfigurationError:
             # every recipient would fail the same way: stop the batch (and, past the tolerated
             # failures, the stage) instead of marking the whole list failed

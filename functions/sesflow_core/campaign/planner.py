@@ -1,13 +1,11 @@
-"""Campaign planning and gating: plain Python, no AWS client inside.
+"""Planning: stream the list, validate, de-duplicate with bounded memory, drop suppressed
+recipients, assign stages by a stable hash, and write one manifest of batches per stage.
 
 * :func:`iter_rows` streams a CSV (header with an ``email`` column) or JSONL file;
 * :func:`stage_for` assigns a recipient to a stage by a stable hash of campaign + address,
-  so the canary is a random sample (not the first rows) and re-planning gives the same
-  answer;
-* :class:`Planner` validates, normalises and de-duplicates with bounded memory: rows are
-  spread over hash buckets on disk, each bucket is de-duplicated on its own, and batches
-  stream out to one manifest file per stage;
-* :func:`gate` decides after a stage: continue, halt, or ask for approval.
+  so the canary is a random sample (not the first rows) and re-planning gives the same answer;
+* :class:`Planner` spreads rows over hash buckets on disk, de-duplicates each bucket on its
+  own, and streams batches (cut by count and by bytes) to one manifest file per stage.
 """
 
 from __future__ import annotations
@@ -15,116 +13,24 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import itertools
 import json
-import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
-from . import ids
-from .errors import InvalidCampaign, InvalidEmailRequest
-from .request import MAX_DATA_BYTES, parse_address
+from .. import ids
+from ..errors import InvalidCampaign, InvalidEmailRequest
+from ..request import MAX_DATA_BYTES, parse_address
+from .spec import CampaignSpec
 
-MAX_BATCH_SIZE = 50  # SES: 50 recipients per message; we send one message per recipient
-DEFAULT_STAGES = (1.0, 10.0, 100.0)
 MAX_ROW_DATA_BYTES = 4 * 1024
 #: one batch item of a manifest, as JSON: with the campaign's data (<= 32 KiB) that the Map adds,
 #: a child execution's input stays under Step Functions' 256 KiB (50 rows of 4 KiB would not)
 MAX_BATCH_BYTES = 192 * 1024
 BUCKETS = 256
 SUPPRESSION_LOOKUP = 99  # addresses per suppression lookup: 3 keys each fit 3 BatchGetItem calls
-
-
-@dataclass(frozen=True)
-class GateSettings:
-    max_bounce_rate: float = 0.05
-    max_complaint_rate: float = 0.001
-    min_sample: int = 20
-    observe_seconds: int = 300
-    approval: str = "auto"  # or "manual"
-    max_failure_rate: float = 0.05  # SES refused or the send failed (not bounces)
-
-
-@dataclass(frozen=True)
-class CampaignSpec:
-    campaign_id: str
-    template: str
-    topic: str
-    recipients_bucket: str
-    recipients_key: str
-    data: dict[str, Any] = field(default_factory=dict)
-    stages: tuple[float, ...] = DEFAULT_STAGES
-    batch_size: int = MAX_BATCH_SIZE
-    max_send_rate: float | None = None
-    gate: GateSettings = field(default_factory=GateSettings)
-    approval_timeout_seconds: int | None = None  # None: the stack's CampaignApprovalTimeoutSeconds
-
-    @classmethod
-    def from_input(cls, raw: dict[str, Any], default_bucket: str = "") -> CampaignSpec:
-        """Validate the campaign input (the recipients bucket defaults to the campaigns bucket)."""
-        import re
-
-        cid = raw.get("campaignId")
-        if not isinstance(cid, str) or not ids.is_campaign_id(cid):
-            raise InvalidCampaign(f"campaignId must match {ids.CAMPAIGN_ID_PATTERN}")
-        template = raw.get("template")
-        if not isinstance(template, str) or not re.fullmatch(r"[a-z0-9_-]{1,64}", template):
-            raise InvalidCampaign("template must match [a-z0-9_-]{1,64}")
-        topic = raw.get("topic") or "newsletter"
-        if not isinstance(topic, str) or not re.fullmatch(r"[a-z0-9_-]{1,64}", topic):
-            raise InvalidCampaign("topic must match [a-z0-9_-]{1,64}")
-        recipients = raw.get("recipients") or {}
-        if not isinstance(recipients, dict) or not recipients.get("key"):
-            raise InvalidCampaign("recipients must be {key[, bucket]} of a CSV or JSONL file in S3")
-        recipients = {"bucket": default_bucket, **recipients}
-        if not recipients.get("bucket"):
-            raise InvalidCampaign("recipients.bucket is required")
-        if default_bucket and recipients["bucket"] != default_bucket:
-            raise InvalidCampaign(
-                f"recipients.bucket {recipients['bucket']!r} is not one this stack may read: upload the list to the "
-                f"campaigns bucket ({default_bucket}, e.g. under uploads/) - `sesflow campaign start` does"
-            )
-        stages = tuple(float(s) for s in (raw.get("stages") or DEFAULT_STAGES))
-        if not stages or any(b <= a for a, b in itertools.pairwise(stages)) or stages[-1] != 100 or stages[0] <= 0:
-            raise InvalidCampaign("stages must be increasing cumulative percentages ending at 100")
-        batch_size = int(raw.get("batchSize") or MAX_BATCH_SIZE)
-        if not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise InvalidCampaign(f"batchSize must be 1..{MAX_BATCH_SIZE}")
-        data = raw.get("data") or {}
-        if not isinstance(data, dict) or len(json.dumps(data)) > MAX_DATA_BYTES:
-            raise InvalidCampaign(f"data must be an object of at most {MAX_DATA_BYTES} bytes")
-        g = raw.get("gate") or {}
-        approval = raw.get("approval") or g.get("approval") or "auto"
-        if approval not in ("auto", "manual"):
-            raise InvalidCampaign("approval must be auto or manual")
-        gate = GateSettings(
-            max_bounce_rate=float(g.get("maxBounceRate", raw.get("maxBounceRate", 0.05))),
-            max_complaint_rate=float(g.get("maxComplaintRate", raw.get("maxComplaintRate", 0.001))),
-            min_sample=int(g.get("minSample", raw.get("minSample", 20))),
-            observe_seconds=int(g.get("observeSeconds", raw.get("observeSeconds", 300))),
-            approval=approval,
-            max_failure_rate=float(g.get("maxFailureRate", raw.get("maxFailureRate", 0.05))),
-        )
-        rate = raw.get("maxSendRate")
-        timeout = raw.get("approvalTimeoutSeconds")
-        if timeout is not None and (not isinstance(timeout, int) or not 1 <= timeout <= 365 * 86400):
-            raise InvalidCampaign("approvalTimeoutSeconds must be an integer of seconds, 1..31536000 (a year)")
-        return cls(
-            cid,
-            template,
-            topic,
-            str(recipients["bucket"]),
-            str(recipients["key"]),
-            data,
-            stages,
-            batch_size,
-            float(rate) if rate else None,
-            gate,
-            timeout,
-        )
 
 
 def stage_for(campaign_id: str, address: str, stages: tuple[float, ...]) -> int:
@@ -358,59 +264,3 @@ class _ManifestWriter:
             self._write()
         self._f.write("]")
         self._f.close()
-
-
-# ---------------------------------------------------------------- rate and gate
-def concurrency_for(max_send_rate: float, per_worker_rate: float = 10.0, cap: int = 40) -> tuple[int, float]:
-    """(MaxConcurrency, the pace of each worker in emails/s) for a campaign-wide rate.
-
-    Workers pace themselves at 95 % of their share so the whole stays under the SES limit.
-    """
-    workers = max(1, min(cap, math.ceil(max_send_rate / per_worker_rate)))
-    return workers, max_send_rate * 0.95 / workers
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    action: str  # "continue", "halt", "approve"
-    reason: str
-    sent: int
-    bounced: int
-    complained: int
-    bounce_rate: float
-    complaint_rate: float
-    failed: int = 0
-    failure_rate: float = 0.0
-    insufficient_sample: bool = False  # fewer than minSample went out: the rates decided nothing
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def gate(counters: dict[str, int], settings: GateSettings) -> GateDecision:
-    """Decide after a stage from its counters (accepted, failed, bounced, complained)."""
-    sent = int(counters.get("accepted", counters.get("sent", 0)) or 0)
-    failed = int(counters.get("failed", 0) or 0)
-    bounced = int(counters.get("bounced", 0) or 0)
-    complained = int(counters.get("complained", 0) or 0)
-    br = bounced / sent if sent else 0.0
-    cr = complained / sent if sent else 0.0
-    attempted = sent + failed
-    fr = failed / attempted if attempted else 0.0
-    numbers = (sent, bounced, complained, br, cr, failed, fr)
-    if attempted >= settings.min_sample and fr > settings.max_failure_rate:
-        return GateDecision("halt", f"failure rate {fr:.2%} > {settings.max_failure_rate:.2%}", *numbers)
-    insufficient = sent < settings.min_sample
-    if not insufficient:
-        if br > settings.max_bounce_rate:
-            return GateDecision("halt", f"bounce rate {br:.2%} > {settings.max_bounce_rate:.2%}", *numbers)
-        if cr > settings.max_complaint_rate:
-            return GateDecision("halt", f"complaint rate {cr:.3%} > {settings.max_complaint_rate:.3%}", *numbers)
-    note = (
-        f"insufficient sample: {sent} sent < minSample {settings.min_sample}, rates not judged"
-        if insufficient
-        else "within thresholds"
-    )
-    if settings.approval == "manual":
-        return GateDecision("approve", f"manual approval required ({note})", *numbers, insufficient_sample=insufficient)
-    return GateDecision("continue", note, *numbers, insufficient_sample=insufficient)

@@ -1,0 +1,43 @@
+"""Campaigns, plain Python (no AWS client inside): the spec, the planner, pacing, the gate."""
+
+from __future__ import annotations
+
+from .gate import GateDecision, gate
+from .pacing import Pacer, backoff_delay, concurrency_for
+from .planner import (
+    BUCKETS,
+    MAX_BATCH_BYTES,
+    MAX_ROW_DATA_BYTES,
+    SUPPRESSION_LOOKUP,
+    PlanCounts,
+    Planner,
+    Recipient,
+    email_id_for,
+    iter_rows,
+    parse_row,
+    stage_for,
+)
+from .spec import DEFAULT_STAGES, MAX_BATCH_SIZE, CampaignSpec, GateSettings
+
+__all__ = [
+    "BUCKETS",
+    "DEFAULT_STAGES",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_SIZE",
+    "MAX_ROW_DATA_BYTES",
+    "SUPPRESSION_LOOKUP",
+    "CampaignSpec",
+    "GateDecision",
+    "GateSettings",
+    "Pacer",
+    "PlanCounts",
+    "Planner",
+    "Recipient",
+    "backoff_delay",
+    "concurrency_for",
+    "email_id_for",
+    "gate",
+    "iter_rows",
+    "parse_row",
+    "stage_for",
+]
