@@ -1,6 +1,6 @@
 """Offline static checks over ``template.yaml`` and the state machines' ASL.
 
-``python -m sesflow.staticcheck`` runs three checks (or only those named by flags):
+``python -m sesflow.staticcheck`` runs four checks (or only those named by flags):
 
 ``--asl-validator``
     each state machine's ASL, with its ``DefinitionSubstitutions`` applied, through the npm
@@ -13,6 +13,9 @@
     the IAM action and resource every Task (and Map ItemReader/ResultWriter, Distributed Map
     child start) needs, evaluated against the machine's role in the SAM-translated template;
     fails on any missing grant.
+``--error-names``
+    every error name a Retry or Catch matches is a service's (``States.*``, ``Lambda.*``...) or
+    a class of ``sesflow_core.errors``: a typo there would never match.
 
 Everything is resolved against a fake stack (:data:`STACK_NAME` in :data:`REGION`, account
 :data:`sesflow.local.deploy.ACCOUNT_ID`) whose generated physical names follow CloudFormation's

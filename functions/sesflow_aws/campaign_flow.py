@@ -452,7 +452,6 @@ def run_gate(client: Client, event: dict[str, Any], settings: Settings) -> dict[
             haltedAtStage=stage,
             gate=decision.as_dict(),
         )
-        emit(client, settings, "Campaign Halted", {"campaignId": campaign_id, "stage": stage, **decision.as_dict()})
     logger.info("gate", extra={"campaignId": campaign_id, "stage": stage, **decision.as_dict()})
     return decision.as_dict()
 

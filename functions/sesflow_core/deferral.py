@@ -42,7 +42,7 @@ def plan(
     now = now or datetime.now(UTC)
     if error == "SesDailyQuotaExceeded":
         delay = float(quota_wait)
-    else:  # exponential backoff with full jitter, at least one second
+    else:  # exponential backoff with "equal jitter" (half fixed, half random), at least one second
         ceiling = min(MAX_THROTTLE_DELAY_SECONDS, throttle_wait * 2**send_round)
         delay = max(1.0, (rng or random).uniform(ceiling / 2, ceiling))
     at = (now + timedelta(seconds=delay)).replace(microsecond=0)

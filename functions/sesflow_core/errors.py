@@ -1,7 +1,7 @@
 """Error names shared by Python and the state machines.
 
 Each class name is an error name that ``statemachines/*.asl.json`` retries or catches by
-that exact name (Lambda reports ``errorType`` = the class name). See ARCHITECTURE.md.
+that exact name (Lambda reports ``errorType`` = the class name). See docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ _DETAIL_KEY = {
 
 
 class FeedbackParseError(ValueError):
-    """Not an SES event we understand (logged and dropped, never retried)."""
+    """Not an SES event we understand: the function fails, Lambda retries twice, then the
+    event lands in the feedback failures queue (the on-failure destination) to be inspected."""
 
 
 @dataclass(frozen=True)
