@@ -48,7 +48,10 @@ none, checks ARNs only for SQS/IAM/    machine and EventBridge target acts with 
 STS, cannot read CloudFormation        requests signed by a role are evaluated (actions,
 roles' inline policies                 ARNs, conditions); other keys keep full access
 A Distributed Map's ResultWriter       :func:`_result_writer_reads_the_map_input`
-reads its paths from the last child    (paths read the Map state's input, as in AWS)
+reads its paths from the last child;   (paths read the Map state's input, as in AWS);
+failed children never fail the Map     :func:`_check_tolerated_failures`: past
+(ToleratedFailurePercentage ignored)   ``ToleratedFailurePercentage`` the Map fails with
+                                       ``States.ExceedToleratedFailureThreshold``
 No payload limits: state data and      :func:`_enforce_payload_limits`: a state result or
 Map results of any size, Lambda         output over 256 KiB fails with
 payloads of any size                    ``States.DataLimitExceeded``, which ``States.ALL``
@@ -710,6 +713,36 @@ def _enforce_payload_limits() -> None:
     ErrorEqualsDecl._eval_body = error_equals  # type: ignore[method-assign]
 
 
+def _check_tolerated_failures(env: Any, run: Any) -> None:
+    """A Distributed Map run fails with ``States.ExceedToleratedFailureThreshold`` when more
+    children failed than ``ToleratedFailurePercentage``/``Count`` allow (0 by default), as in
+    AWS; moto counts the failures and lets the Map succeed."""
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    total = run.item_counter.total.get()
+    failed = run.item_counter.failed.get() + run.item_counter.timed_out.get()
+    if not total or not failed:
+        return
+    percentage = float(run.tolerated_failure_percentage or 0)
+    count = run.tolerated_failure_count
+    if failed <= (count or 0) or 100.0 * failed / total <= percentage:
+        return
+    error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+    cause = f"The specified tolerated failure threshold was exceeded ({failed} of {total} items failed)"
+    raise FailureEventException(failure_event=FailureEvent(
+        env=env, error_name=StatesErrorName(typ=error), event_type=HistoryEventType.MapRunFailed,
+        event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(error=error.to_name(), cause=cause))))
+
+
 def _result_writer_reads_the_map_input() -> None:
     """A Distributed Map's ``ResultWriter`` parameters are paths into the Map state's input
     (AWS); moto evaluates them after the iteration, against whatever input the last child
@@ -724,7 +757,11 @@ def _result_writer_reads_the_map_input() -> None:
 
     def eval_execution(self: StateMap, env: Any) -> None:
         env._sesflow_map_input = env.states.get_input()
+        runs_before = len(env.map_run_record_pool_manager.get_all())
         original_execution(self, env)
+        runs = env.map_run_record_pool_manager.get_all()
+        if len(runs) > runs_before:
+            _check_tolerated_failures(env, runs[-1])
 
     def eval_writer(self: ResultWriter, env: Any) -> None:
         map_input = getattr(env, "_sesflow_map_input", None)

@@ -282,3 +282,61 @@ def test_the_longest_campaign_id_sends_to_everyone(stack: Target) -> None:
     report = finish(stack, arn)
     assert report["status"] == "completed" and report["totals"].get("failed", 0) == 0
     assert report["totals"]["accepted"] == 25 and len(sent_to(stack, cid)) == 25
+
+
+def test_invalid_campaign_input_fails_with_the_reason_before_anything_is_sent(stack: Target) -> None:
+    cid, arn = start(stack, [f"inv{i}@example.org,I" for i in range(5)], stages=[50, 10])
+    sfn = stack.clients.client("stepfunctions")
+    assert executions.wait(sfn, arn, timeout=60) == "FAILED"
+    assert sfn.describe_execution(executionArn=arn)["error"] == "CampaignPlanFailed"
+    item = campaign(stack, cid)
+    assert item["status"] == "failed" and "stages must be increasing" in item["summary"]["reason"]
+    assert sent_to(stack, cid) == Counter()
+
+
+def test_cancel_stops_the_campaign_at_the_next_batch(stack: Target) -> None:
+    rows = [f"cx{i}@example.org,C" for i in range(100)]
+    cid, arn = start(stack, rows, stages=[100], maxSendRate=10, batchSize=10)
+    poll(lambda: counters(stack, cid, 0).get("accepted", 0) >= 10, timeout=60, what="first sends")
+    assert cli_run(stack, "campaign", "cancel", cid) == 0
+    report = finish(stack, arn)
+    assert report["status"] == "cancelled"
+    sent = sent_to(stack, cid)
+    assert 10 <= len(sent) < 100 and max(sent.values()) == 1
+    assert report["totals"]["accepted"] == len(sent)
+
+
+def test_a_dead_execution_resumes_in_a_new_one_and_nobody_is_mailed_twice(stack: Target) -> None:
+    rows = [f"rs{i}@example.org,R" for i in range(100)]
+    cid, arn = start(stack, rows, stages=[100], maxSendRate=10, batchSize=10)
+    sfn = stack.clients.client("stepfunctions")
+    poll(lambda: counters(stack, cid, 0).get("accepted", 0) >= 10, timeout=60, what="first sends")
+    sfn.stop_execution(executionArn=arn, error="Killed", cause="the test stops it mid-stage")
+    payload = json.loads(sfn.describe_execution(executionArn=arn)["input"])
+    again = sfn.start_execution(stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=f"{cid}-resume",
+                                input=json.dumps(payload))["executionArn"]
+    report = finish(stack, again)
+    assert report["status"] == "completed"
+    sent = sent_to(stack, cid)
+    assert len(sent) == 100 and max(sent.values()) == 1
+
+
+def test_a_stage_whose_batches_fail_fails_the_campaign_with_a_report(stack: Target) -> None:
+    from ..helpers import clear_ses_faults, inject_ses_faults
+
+    cid = f"sf{uuid.uuid4().hex[:8]}"
+    rows = [f"sf{i}-{cid}@example.org" for i in range(20)]
+    for address in rows:  # every send refused for the set-up: each batch stops (SesConfigurationError)
+        inject_ses_faults(stack.state["endpoint"], {"code": "AccessDeniedException", "status": 403, "times": 5,
+                                                    "message": "not authorized to perform: ses:SendEmail",
+                                                    "recipient": address})
+    try:
+        _, arn = start(stack, [f"{a},S" for a in rows], campaignId=cid, stages=[100], batchSize=5)
+        sfn = stack.clients.client("stepfunctions")
+        assert executions.wait(sfn, arn, timeout=120) == "FAILED"
+    finally:
+        clear_ses_faults(stack.state["endpoint"])
+    assert sfn.describe_execution(executionArn=arn)["error"] == "CampaignStageFailed"
+    item = campaign(stack, cid)
+    assert item["status"] == "failed" and item["summary"]["error"]
+    assert sent_to(stack, cid) == Counter()

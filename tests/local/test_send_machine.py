@@ -381,3 +381,18 @@ def test_a_300_kib_newsletter_is_sent_whole(stack: Target) -> None:
     [entry] = messages_for(stack, "big-0001")
     msg = BytesParser(policy=policy.default).parsebytes(Path(entry["path"]).read_bytes())
     assert len(msg.get_body(("html",)).get_content()) > 300 * 1024
+
+
+def test_an_ses_rejection_fails_the_email_and_a_retry_sends_nothing(stack: Target) -> None:
+    to = f"rejected{uuid.uuid4().hex[:6]}@example.org"
+    inject_ses_faults(stack.state["endpoint"], {"code": "MessageRejected", "message": "Illegal header.",
+                                                "recipient": to})
+    rep = run(stack, WELCOME | {"to": to, "emailId": "ses-rej-0001"})
+    assert rep.output["status"] == "failed"
+    assert rep.output["reason"] == "SesMessageRejected: MessageRejected: Illegal header."
+    assert [s.error for s in rep.states if s.name == "SendEmail"] == ["SesMessageRejected"]
+    assert visited(rep)[-3:] == ["Failed", "RecordStatus", "EmitStatus"]
+    assert tracking_item(stack, "ses-rej-0001")["sendState"] == "rejected"
+    again = run(stack, WELCOME | {"to": to, "emailId": "ses-rej-0001"})  # the ledger remembers
+    assert again.output["status"] == "failed" and "Illegal header." in again.output["reason"]
+    assert messages_for(stack, "ses-rej-0001") == []
