@@ -27,6 +27,7 @@ from sesflow_core.errors import (
     InvalidEmailRequest,
     SesConfigurationError,
     SesflowError,
+    SesOutcomeUnknown,
     SesThrottled,
     TemplateRenderError,
 )
@@ -363,6 +364,8 @@ def _send_with_backoff(
                 client("dynamodb"), settings.tracking_table, req.emailId, ledger.RETRYABLE, reason="configuration error"
             )
             raise
+        except SesOutcomeUnknown:
+            return None  # SES may have sent it: the claim stays held, never sent again (ADR 0002)
         except SesflowError as exc:
             state = ledger.RETRYABLE if isinstance(exc, ses_errors.RETRYABLE) else ledger.REJECTED
             ledger.release(

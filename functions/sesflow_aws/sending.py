@@ -12,6 +12,7 @@ from sesflow_core.errors import (
     SendInProgress,
     SesConfigurationError,
     SesMessageRejected,
+    SesOutcomeUnknown,
     SesTransientError,
     TemplateNotFound,
     TemplateRenderError,
@@ -92,6 +93,8 @@ def send_once(client: Client, settings: Settings, request: SendRequest, owner: s
     try:
         rendered = render(client, settings, request)
         message_id = deliver(client, settings, request, rendered)
+    except SesOutcomeUnknown:
+        raise  # the ledger stays "sending" by this execution: never sent again (ADR 0002)
     except NOT_SENT as exc:
         ledger.release(ddb, table, request.emailId, ledger.RETRYABLE, reason=str(exc)[:500])
         raise

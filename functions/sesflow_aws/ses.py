@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from sesflow_core import ses_errors
-from sesflow_core.errors import SesTransientError
+from sesflow_core.errors import SesOutcomeUnknown, SesTransientError
 
 
 def send_raw(
@@ -35,7 +35,9 @@ def send_raw(
         err = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         raise ses_errors.to_exception(err.get("Code", ""), err.get("Message", ""), status) from None
-    except BotoCoreError as exc:  # connection errors: the message was not accepted
+    except ReadTimeoutError as exc:  # sent, no answer: SES may have accepted it
+        raise SesOutcomeUnknown(f"{type(exc).__name__}: {exc}") from None
+    except BotoCoreError as exc:  # connection errors: the request never reached SES
         raise SesTransientError(f"{type(exc).__name__}: {exc}") from None
     message_id: str = resp["MessageId"]
     return message_id

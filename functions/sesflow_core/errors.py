@@ -49,6 +49,11 @@ class SesTransientError(SesflowError):
     """An SES 5xx or network failure: safe to retry (the ledger guards against duplicates)."""
 
 
+class SesOutcomeUnknown(SesflowError):
+    """The request reached SES but no answer came back (a read timeout): SES may have sent the
+    message. At most once: it is not sent again (ADR 0002), the email is failed with the reason."""
+
+
 class SendInProgress(SesflowError):
     """Another execution holds the send ledger for this emailId; retried until it finishes."""
 
@@ -77,6 +82,7 @@ ASL_ERROR_NAMES = tuple(
         SesMessageRejected,
         SesConfigurationError,
         SesTransientError,
+        SesOutcomeUnknown,
         SendInProgress,
         InvalidCampaign,
         CampaignRejected,
