@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sesflow import executions
-from sesflow.cli_send import tracking_item
+from sesflow.cli.send import tracking_item
 from sesflow.local import control
 from sesflow.local.ses import outbox_entries
 from sesflow.target import Target, find_root, local_target
@@ -87,7 +87,7 @@ def _unsubscribe_url(target: Target, email_id: str) -> str:
 
 
 def _campaign(target: Target) -> bool:
-    from sesflow.cli_campaign import _status_text, progress, wait_for
+    from sesflow.cli.campaign import progress, status_text, wait_for
 
     rows = ["email,name"] + [f"reader{i}@example.org,Reader {i}" for i in range(40)]
     rows += ["not-an-address,Broken", "reader7@example.org,Duplicate", "bounce@simulator.amazonses.com,Bounced"]
@@ -102,7 +102,7 @@ def _campaign(target: Target) -> bool:
         input=json.dumps(payload))["executionArn"]
     print("   43 rows (1 invalid, 1 duplicate, 1 already suppressed by the bounce above), SES at 2/s")
     result = wait_for(target, "demo-campaign", arn, show=True)
-    print("   " + _status_text(progress(target, "demo-campaign")).replace("\n", "\n   "))
+    print("   " + status_text(progress(target, "demo-campaign")).replace("\n", "\n   "))
     return bool(result.get("status") == "completed")
 
 

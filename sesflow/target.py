@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ class Clients:
                 kwargs["endpoint_url"] = self.endpoint_url
                 kwargs["aws_access_key_id"] = "local"
                 kwargs["aws_secret_access_key"] = "local"  # noqa: S105 - local emulator
-            self._cache[service] = boto3.client(service, **kwargs)
+            make: Callable[..., Any] = boto3.client  # any service by name (the stubs type literal names)
+            self._cache[service] = make(service, **kwargs)
         return self._cache[service]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from sesflow.cli_send import tracking_item
+from sesflow.cli.send import tracking_item
 from sesflow.client import send_email
 from sesflow.target import DEFAULT_REGION, Target, TargetError, stack_target
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sesflow.cli_campaign import campaign
+from sesflow.cli.campaign import campaign
 from sesflow.client import TERMINAL
 from sesflow.target import Target
 

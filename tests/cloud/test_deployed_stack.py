@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from sesflow.cli_send import tracking_item
+from sesflow.cli.send import tracking_item
 from sesflow.target import Target
 
 from .conftest import SIMULATOR, send

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sesflow.cli_suppression import entries
+from sesflow.cli.suppression import entries
 from sesflow.target import Target
 
 from ..helpers import EventCapture, assert_status_chain, poll

@@ -14,7 +14,8 @@ import pytest
 from sesflow_core import campaign as cp
 
 from sesflow import cli, executions
-from sesflow.cli_campaign import campaign, counters
+from sesflow.cli.campaign import campaign, counters
+from sesflow.cli.output import UsageError
 from sesflow.local.ses import outbox_entries
 from sesflow.target import Target
 
@@ -49,7 +50,7 @@ def finish(stack: Target, arn: str, timeout: float = 240) -> dict[str, Any]:
 def status_of(stack: Target, cid: str) -> str | None:
     try:
         return campaign(stack, cid).get("status")
-    except cli.UsageError:  # not planned yet
+    except UsageError:  # not planned yet
         return None
 
 
@@ -91,7 +92,7 @@ def test_thousand_rows_exact_counts_and_one_message_per_recipient(stack: Target)
     assert [s["planned"] for s in report["stages"]] == report["counts"]["planned"]
     assert report["counts"]["planned"][0] < report["counts"]["planned"][1] < report["counts"]["planned"][2]
     # each recipient's tracking item says "sent" (campaign deliveries are not tracked by default)
-    from sesflow.cli_send import tracking_item
+    from sesflow.cli.send import tracking_item
 
     item = tracking_item(stack, cp.email_id_for(cid, unique[-1]))
     assert item is not None and item["status"] == "sent" and item["campaignId"] == cid

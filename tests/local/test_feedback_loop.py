@@ -16,8 +16,8 @@ import pytest
 from sesflow_core import unsubscribe as unsub
 
 from sesflow import executions
-from sesflow.cli_send import tracking_item
-from sesflow.cli_suppression import entries
+from sesflow.cli.send import tracking_item
+from sesflow.cli.suppression import entries
 from sesflow.target import Target
 
 from ..conftest import load_event

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sesflow import executions
-from sesflow.cli_send import tracking_item
+from sesflow.cli.send import tracking_item
 from sesflow.local.ses import outbox_entries
 from sesflow.target import Target
 

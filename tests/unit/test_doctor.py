@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from sesflow import cli, cli_doctor, doctor
+from sesflow import cli, doctor
+from sesflow.cli import app, inputs
+from sesflow.cli import doctor as cli_doctor
+from sesflow.cli.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sesflow.doctor import FAIL, PASS, WARN, DnsError
 from sesflow.target import Target, TargetError
 
@@ -719,19 +722,19 @@ def fake_target(ses: FakeSes | None = None, outputs: dict[str, str] | None = Non
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return cli.build_parser().parse_args(["doctor", *argv])
+    return app.build_parser().parse_args(["doctor", *argv])
 
 
 def test_registered_as_a_sub_command() -> None:
-    assert cli_doctor.register in cli.EXTRA_COMMANDS
+    assert cli_doctor in app.COMMANDS
     args = parse("--json", "--stack", "sesflow-dev", "--region", "eu-west-1")
     assert args.func is cli_doctor.cmd_doctor
     assert (args.json, args.stack, args.region) == (True, "sesflow-dev", "eu-west-1")
 
 
 def test_cmd_doctor_json_shape_and_exit_0(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli, "_target", lambda args: fake_target())
-    assert cli_doctor.cmd_doctor(parse("--json"), resolver=FakeResolver()) == cli.EXIT_OK
+    monkeypatch.setattr(inputs, "resolve_target", lambda args: fake_target())
+    assert cli_doctor.cmd_doctor(parse("--json"), resolver=FakeResolver()) == EXIT_OK
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"checks", "ok"} and out["ok"] is True
     assert [c["name"] for c in out["checks"]] == ALL_NAMES
@@ -742,8 +745,8 @@ def test_cmd_doctor_json_shape_and_exit_0(monkeypatch: pytest.MonkeyPatch, capsy
 
 def test_cmd_doctor_exit_1_and_text(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     ses = FakeSes(account={**ACCOUNT, "SendingEnabled": False, "ProductionAccessEnabled": False})
-    monkeypatch.setattr(cli, "_target", lambda args: fake_target(ses))
-    assert cli_doctor.cmd_doctor(parse(), resolver=FakeResolver()) == cli.EXIT_FAILED
+    monkeypatch.setattr(inputs, "resolve_target", lambda args: fake_target(ses))
+    assert cli_doctor.cmd_doctor(parse(), resolver=FakeResolver()) == EXIT_FAILED
     out = capsys.readouterr().out
     assert "FAIL  account.sending" in out and "WARN  account.production" in out
     assert "fix: " in out
@@ -752,13 +755,13 @@ def test_cmd_doctor_exit_1_and_text(monkeypatch: pytest.MonkeyPatch, capsys: pyt
 
 
 def test_cmd_doctor_json_ok_false(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(cli, "_target", lambda args: fake_target(FakeSes(identities={})))
-    assert cli_doctor.cmd_doctor(parse("--json"), resolver=FakeResolver()) == cli.EXIT_FAILED
+    monkeypatch.setattr(inputs, "resolve_target", lambda args: fake_target(FakeSes(identities={})))
+    assert cli_doctor.cmd_doctor(parse("--json"), resolver=FakeResolver()) == EXIT_FAILED
     assert json.loads(capsys.readouterr().out)["ok"] is False
 
 
 def test_a_stack_without_sesflow_outputs_is_a_target_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_target", lambda args: fake_target(outputs={"Stage": "dev"}))
+    monkeypatch.setattr(inputs, "resolve_target", lambda args: fake_target(outputs={"Stage": "dev"}))
     with pytest.raises(TargetError, match="SenderIdentity"):
         cli_doctor.cmd_doctor(parse(), resolver=FakeResolver())
 
@@ -766,15 +769,15 @@ def test_a_stack_without_sesflow_outputs_is_a_target_error(monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("make_target", "expected"),
     [
-        (lambda: fake_target(), cli.EXIT_OK),
-        (lambda: fake_target(FakeSes(config=not_found("GetConfigurationSet"))), cli.EXIT_FAILED),
-        (lambda: fake_target(outputs={}), cli.EXIT_USAGE),
+        (lambda: fake_target(), EXIT_OK),
+        (lambda: fake_target(FakeSes(config=not_found("GetConfigurationSet"))), EXIT_FAILED),
+        (lambda: fake_target(outputs={}), EXIT_USAGE),
     ],
 )
 def test_exit_codes_through_main(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], make_target: Any, expected: int
 ) -> None:
-    monkeypatch.setattr(cli, "_target", lambda args: make_target())
+    monkeypatch.setattr(inputs, "resolve_target", lambda args: make_target())
     monkeypatch.setattr(doctor, "default_resolver", FakeResolver)
     assert cli.main(["doctor", "--json"]) == expected
 
@@ -783,15 +786,14 @@ def test_no_stack_is_exit_2_through_main(monkeypatch: pytest.MonkeyPatch, capsys
     def no_stack(args: argparse.Namespace) -> Target:
         raise TargetError("the local stack is not running; start it with `sesflow local up`")
 
-    monkeypatch.setattr(cli, "_target", no_stack)
-    assert cli.main(["doctor"]) == cli.EXIT_USAGE
+    monkeypatch.setattr(inputs, "resolve_target", no_stack)
+    assert cli.main(["doctor"]) == EXIT_USAGE
     assert "not running" in capsys.readouterr().err
 
 
-def test_unknown_option_is_usage() -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["doctor", "--bogus"])
-    assert exc.value.code == cli.EXIT_USAGE
+def test_unknown_option_is_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["doctor", "--bogus"]) == EXIT_USAGE
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 def test_local_event_destinations_name_the_emulator_gap() -> None:

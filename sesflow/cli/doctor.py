@@ -1,18 +1,20 @@
 """``sesflow doctor``: what would stop mail going out, for the local stack or ``--stack NAME``.
 
 Exit 0 when no check fails (warnings allowed), 1 when one does, 2 when there is no usable
-stack (see :mod:`sesflow.cli`).
+stack. JSON: ``{ok, checks: [{name, status, detail, hint}]}``.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable
 
-from sesflow import cli, doctor
+from sesflow import doctor
+from sesflow.cli import inputs
+from sesflow.cli.output import EXIT_FAILED, EXIT_OK, emit
 from sesflow.target import Target, TargetError
 
-_MARK = {doctor.PASS: "ok  ", doctor.WARN: "WARN", doctor.FAIL: "FAIL"}
+MARKS = {doctor.PASS: "ok  ", doctor.WARN: "WARN", doctor.FAIL: "FAIL"}
 
 
 def diagnose(target: Target, resolver: doctor.Resolver) -> list[doctor.Check]:
@@ -37,7 +39,7 @@ def format_text(target: Target, checks: list[doctor.Check]) -> str:
     lines = [f"sesflow doctor: {target.stack_name} ({where})"]
     width = max(len(c.name) for c in checks)
     for c in checks:
-        lines.append(f"  {_MARK[c.status]}  {c.name:<{width}}  {c.detail}")
+        lines.append(f"  {MARKS[c.status]}  {c.name:<{width}}  {c.detail}")
         if c.status != doctor.PASS:
             lines.append(f"        {'':<{width}}  fix: {c.hint}")
     failed = sum(c.status == doctor.FAIL for c in checks)
@@ -48,20 +50,17 @@ def format_text(target: Target, checks: list[doctor.Check]) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace, resolver: doctor.Resolver | None = None) -> int:
-    target = cli._target(args)  # TargetError: exit 2 (main)
+    target = inputs.resolve_target(args)  # TargetError: exit 2
     checks = diagnose(target, resolver if resolver is not None else doctor.default_resolver())
     result = doctor.report(checks)
-    cli._print(args, result, format_text(target, checks))
-    return cli.EXIT_OK if result["ok"] else cli.EXIT_FAILED
+    emit(args, result, format_text(target, checks))
+    return EXIT_OK if result["ok"] else EXIT_FAILED
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callable[[], argparse.ArgumentParser]) -> None:
+    p = add_parser(
         "doctor",
-        parents=[common],
+        parents=[common()],
         help="check SES account, identity, configuration set and DNS (SPF, DKIM, DMARC) (exit 1: a check failed)",
     )
     p.set_defaults(func=cmd_doctor)
-
-
-cli.EXTRA_COMMANDS.append(register)

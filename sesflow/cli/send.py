@@ -1,0 +1,132 @@
+"""``sesflow send`` and ``sesflow status``: one email, and its tracking item."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any, Final
+
+from sesflow_aws.dynamo import to_plain
+
+from sesflow.cli import inputs
+from sesflow.cli.output import EXIT_FAILED, EXIT_OK, UsageError, emit
+from sesflow.client import send_email
+from sesflow.target import Target
+
+#: outcomes of ``sesflow send`` that exit 0 (deferred: a later execution sends it); every other
+#: outcome (failed, rejected, paused) exits 1
+OK_STATUSES: Final = frozenset({"sent", "suppressed", "deferred"})
+
+
+def parse_tags(values: list[str] | None) -> dict[str, str] | None:
+    """``--tag NAME=VALUE`` (repeatable) as a dict."""
+    if not values:
+        return None
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--tag {item!r}: expected NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def send_exit_code(result: dict[str, Any]) -> int:
+    return EXIT_OK if result.get("status") in OK_STATUSES else EXIT_FAILED
+
+
+def send_text(result: dict[str, Any]) -> str:
+    line = f"{result.get('emailId')}: {result.get('status')}"
+    if result.get("reason"):
+        line += f" ({result['reason']})"
+    if result.get("messageId"):
+        line += f"\n  messageId {result['messageId']}"
+    return line
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Exit 0 sent/suppressed/deferred, 1 otherwise. JSON: ``{emailId, status, messageId, reason}``."""
+    data = inputs.load_json_object(args.data, "--data")
+    tags = parse_tags(args.tag)
+    target = inputs.resolve_target(args)
+    arn = target.state_machine_arn("SendStateMachine")
+    result = send_email(
+        args.template,
+        args.to,
+        state_machine_arn=arn,
+        sfn_client=target.clients.client("stepfunctions"),
+        timeout=args.timeout,
+        data=data,
+        to_name=args.to_name,
+        email_id=args.email_id,
+        topic=args.topic,
+        from_=args.from_,
+        reply_to=args.reply_to,
+        tags=tags,
+    )
+    emit(args, result, send_text(result))
+    return send_exit_code(result)
+
+
+def tracking_item(target: Target, email_id: str) -> dict[str, Any] | None:
+    """The email's tracking item, plain (native numbers), or None."""
+    item = (
+        target.clients.client("dynamodb")
+        .get_item(TableName=target.outputs["TrackingTableName"], Key={"emailId": {"S": email_id}}, ConsistentRead=True)
+        .get("Item")
+    )
+    return None if item is None else to_plain(item)
+
+
+def status_view(item: dict[str, Any]) -> dict[str, Any]:
+    """The tracking item as ``sesflow status`` shows it: timeline entries parsed, no eventKeys."""
+    view = {k: v for k, v in item.items() if k != "eventKeys"}
+    view["timeline"] = [json.loads(e) if isinstance(e, str) else e for e in item.get("timeline", [])]
+    return view
+
+
+def status_text(email_id: str, item: dict[str, Any]) -> str:
+    lines = [f"{email_id}: {item.get('status')}" + (f" ({item['reason']})" if item.get("reason") else "")]
+    for key in ("template", "topic", "recipient", "messageId", "campaignId", "createdAt", "sentAt", "updatedAt"):
+        if item.get(key):
+            lines.append(f"  {key:<11} {item[key]}")
+    if item["timeline"]:
+        lines.append("  timeline:")
+        for e in item["timeline"]:
+            extra = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "at"))
+            lines.append(f"    {e.get('at', ''):<26} {e.get('event', ''):<12} {extra}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Exit 2 when there is no such email. JSON: the tracking item, numbers as numbers."""
+    item = tracking_item(inputs.resolve_target(args), args.email_id)
+    if item is None:
+        raise UsageError(f"no tracking item for emailId {args.email_id!r}")
+    view = status_view(item)
+    emit(args, view, status_text(args.email_id, view))
+    return EXIT_OK
+
+
+def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callable[[], argparse.ArgumentParser]) -> None:
+    p = add_parser(
+        "send",
+        help="send one email through the send state machine and wait (exit 1: failed, rejected or paused)",
+        parents=[common()],
+    )
+    p.add_argument("--template", required=True)
+    p.add_argument("--to", required=True)
+    p.add_argument("--to-name")
+    p.add_argument("--data", help="template variables: JSON, or @file")
+    p.add_argument("--email-id", help="idempotency key (default: generated)")
+    p.add_argument("--topic", help="default: transactional")
+    p.add_argument("--from", dest="from_", help="sender override (must belong to the identity)")
+    p.add_argument("--reply-to")
+    p.add_argument("--tag", action="append", help="NAME=VALUE, repeatable")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.set_defaults(func=cmd_send)
+
+    p = add_parser("status", help="the tracking item of one email", parents=[common()])
+    p.add_argument("email_id")
+    p.set_defaults(func=cmd_status)
