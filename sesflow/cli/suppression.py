@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
+from sesflow_aws import suppression as suppression_store
 from sesflow_aws.dynamo import to_plain
 from sesflow_core import suppression as sp
+from sesflow_core.clock import now_iso
 from sesflow_core.errors import InvalidEmailRequest
 from sesflow_core.request import parse_address
 
 from sesflow.cli import inputs
 from sesflow.cli.output import EXIT_FAILED, EXIT_OK, UsageError, emit
 from sesflow.target import Target
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def normalized_address(value: str) -> str:
@@ -61,11 +58,13 @@ def cmd_add(args: argparse.Namespace) -> int:
     """JSON: ``{added, topic, reason}``."""
     target = inputs.resolve_target(args)
     address = normalized_address(args.address)
-    target.clients.client("dynamodb").update_item(
-        TableName=target.outputs["SuppressionTableName"],
-        Key={"address": {"S": address}, "topic": {"S": args.topic}},
-        UpdateExpression=sp.ENTRY_UPDATE,
-        ExpressionAttributeValues=sp.entry_values(args.reason, "manual", now_iso()),
+    suppression_store.add(
+        target.clients.client("dynamodb"),
+        target.outputs["SuppressionTableName"],
+        address,
+        args.topic,
+        args.reason,
+        "manual",
     )
     emit(
         args,
