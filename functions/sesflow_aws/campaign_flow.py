@@ -33,7 +33,7 @@ from sesflow_core.errors import (
 )
 from sesflow_core.request import validate
 
-from . import events, ledger, sending, ses, suppression, templates
+from . import dynamo, events, ledger, sending, ses, suppression, templates
 from .settings import Settings
 
 Client = Callable[[str], Any]
@@ -56,50 +56,23 @@ def emit(client: Client, settings: Settings, detail_type: str, detail: dict[str,
 
 
 def campaign_item(client: Client, campaign_id: str) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeDeserializer
-
     item = (
         client("dynamodb")
         .get_item(TableName=_campaigns_table(client), Key={"campaignId": {"S": campaign_id}}, ConsistentRead=True)
         .get("Item")
     )
-    if not item:
-        return {}
-    des = TypeDeserializer()
-    plain = {k: des.deserialize(v) for k, v in item.items()}
-    result: dict[str, Any] = json.loads(json.dumps(plain, default=_number))
-    return result
-
-
-def _number(value: Any) -> Any:
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, set):
-        return sorted(value)
-    raise TypeError(type(value).__name__)
+    return dynamo.to_plain(item) if item else {}
 
 
 def update_campaign(client: Client, campaign_id: str, **fields: Any) -> None:
-    from boto3.dynamodb.types import TypeSerializer
-
-    ser = TypeSerializer()
-    names = {f"#f{i}": k for i, k in enumerate(fields)}
-    values = {f":f{i}": ser.serialize(_ddb_safe(v)) for i, v in enumerate(fields.values())}
+    values = dynamo.to_item({f":f{i}": v for i, v in enumerate(fields.values())})
     client("dynamodb").update_item(
         TableName=_campaigns_table(client),
         Key={"campaignId": {"S": campaign_id}},
         UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
-        ExpressionAttributeNames=names,
+        ExpressionAttributeNames={f"#f{i}": k for i, k in enumerate(fields)},
         ExpressionAttributeValues=values,
     )
-
-
-def _ddb_safe(value: Any) -> Any:
-    from decimal import Decimal
-
-    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
 
 
 def stage_counters(client: Client, settings: Settings, campaign_id: str, stage: int) -> dict[str, Any]:
@@ -108,7 +81,7 @@ def stage_counters(client: Client, settings: Settings, campaign_id: str, stage: 
         .get_item(TableName=settings.tracking_table, Key=_counter_key(campaign_id, stage), ConsistentRead=True)
         .get("Item", {})
     )
-    return {k: (float(v["N"]) if "." in v["N"] else int(v["N"])) for k, v in item.items() if "N" in v}
+    return {k: v for k, v in dynamo.to_plain(item).items() if isinstance(v, int | float)}
 
 
 # ---------------------------------------------------------------- plan
@@ -461,13 +434,11 @@ def run_gate(client: Client, event: dict[str, Any], settings: Settings) -> dict[
 
 def _record_gate(client: Client, campaign_id: str, decision: dict[str, Any]) -> None:
     """Every gate's decision and its numbers stay on the campaign (status, report)."""
-    from boto3.dynamodb.types import TypeSerializer
-
     client("dynamodb").update_item(
         TableName=_campaigns_table(client),
         Key={"campaignId": {"S": campaign_id}},
         UpdateExpression="SET gates = list_append(if_not_exists(gates, :empty), :d)",
-        ExpressionAttributeValues={":empty": {"L": []}, ":d": {"L": [TypeSerializer().serialize(_ddb_safe(decision))]}},
+        ExpressionAttributeValues={":empty": {"L": []}, ":d": {"L": [dynamo.to_value(decision)]}},
     )
 
 

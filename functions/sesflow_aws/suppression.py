@@ -7,15 +7,13 @@ planner and sender, and the CLI.
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
 from sesflow_core import suppression as sp
 from sesflow_core.clock import now_iso
 
-BATCH_GET_KEYS = 100
-BATCH_GET_TRIES = 8
+from . import dynamo
 
 
 def add(ddb: Any, table: str, address: str, topic: str, reason: str, source: str) -> None:
@@ -53,21 +51,7 @@ def count_soft_bounce(ddb: Any, table: str, address: str, rules: sp.PolicySettin
 
 def suppressed_among(ddb: Any, table: str, addresses: list[str], topic: str) -> set[str]:
     """Which of ``addresses`` a send on ``topic`` may not reach (entries for ``*``, the topic,
-    or its class), with BatchGetItem; unprocessed keys are retried with backoff and jitter."""
+    or its class), with BatchGetItem (unprocessed keys retried by ``dynamo.batch_get``)."""
     topic_class = sp.SUBSCRIPTION_TOPICS if topic != "transactional" else sp.TRANSACTIONAL_CLASS
     keys = [{"address": {"S": a}, "topic": {"S": t}} for a in addresses for t in (sp.ALL_TOPICS, topic, topic_class)]
-    found: set[str] = set()
-    for i in range(0, len(keys), BATCH_GET_KEYS):
-        pending: list[dict[str, Any]] = keys[i : i + BATCH_GET_KEYS]
-        for attempt in range(BATCH_GET_TRIES):
-            resp = ddb.batch_get_item(RequestItems={table: {"Keys": pending, "ProjectionExpression": "address"}})
-            found.update(item["address"]["S"] for item in resp["Responses"].get(table, []))
-            pending = resp.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-            if not pending:
-                break
-            time.sleep(random.uniform(0, min(1.0, 0.05 * 2**attempt)))  # full jitter
-        else:
-            raise RuntimeError(
-                f"suppression lookup: {len(pending)} keys still unprocessed after {BATCH_GET_TRIES} tries"
-            )
-    return found
+    return {item["address"]["S"] for item in dynamo.batch_get(ddb, table, keys, "address")}

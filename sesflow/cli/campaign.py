@@ -30,7 +30,7 @@ from sesflow.cli import inputs
 from sesflow.cli.output import EXIT_FAILED, EXIT_OK, UsageError, emit, json_wanted
 from sesflow.target import Target
 
-TERMINAL: Final = frozenset({"completed", "halted", "cancelled", "rejected", "failed"})
+TERMINAL: Final = frozenset({"completed", "halted", "cancelled", "rejected", "expired", "failed"})
 #: how often ``--wait`` reads the execution and the counters; how often a terminal's bar is redrawn
 POLL_SECONDS: Final = 0.5
 FRAME_SECONDS: Final = 0.1
@@ -465,7 +465,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         set_control(target, args.campaign_id, "run", "running")
         emit(args, {"campaignId": args.campaign_id, "control": "run"}, f"campaign {args.campaign_id}: resumed")
         return EXIT_OK
-    if item.get("status") in ("completed", "halted", "rejected", "cancelled"):
+    if item.get("status") in TERMINAL - {"failed"}:  # a failed one (a stage failed, a set-up error) may resume
         raise UsageError(f"campaign {args.campaign_id} is {item['status']}; nothing to resume")
     # the execution died (failed, timed out, aborted): a new one re-uses the plan and the ledger
     name = f"{args.campaign_id}-resume-{int(time.time())}"
