@@ -1,0 +1,112 @@
+"""ValidateRequest: a valid request opens its tracking item as ``queued``; an invalid one is
+returned for the machine to record as ``rejected``; a second validation changes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from sesflow_handlers import validate
+
+from .conftest import ROOT, Aws, LambdaContext
+
+WELCOME = {"template": "welcome", "to": "Ada@Example.org", "data": {"name": "Ada", "product": "Acme"}}
+
+
+def run(ctx: LambdaContext, request: Any, execution_name: str | None = "exec-name") -> dict[str, Any]:
+    event: dict[str, Any] = {"request": request}
+    if execution_name is not None:
+        event["executionName"] = execution_name
+    result: dict[str, Any] = validate.handler(event, ctx)
+    return result
+
+
+def test_a_valid_request_opens_a_queued_tracking_item(aws: Aws, ctx: LambdaContext) -> None:
+    before = time.time()
+    out = run(ctx, {**WELCOME, "emailId": "v-1", "topic": "newsletter-x"})
+    assert out["valid"] is True
+    assert out["request"]["emailId"] == "v-1"
+    assert out["request"]["recipient"] == "ada@example.org"  # the normalised key
+    assert out["suppressionTopics"] == {"all": "*", "topic": "newsletter-x", "class": "~subscription"}
+    item = aws.item("v-1")
+    assert item["status"] == "queued"
+    assert (item["recipient"], item["template"], item["topic"]) == ("ada@example.org", "welcome", "newsletter-x")
+    # expiresAt: now + TrackingRetentionDays (180 by default), the same value the machine gets in meta
+    assert item["expiresAt"] == int(out["meta"]["expiresAt"])
+    assert before + 180 * 86400 - 5 <= item["expiresAt"] <= time.time() + 180 * 86400 + 5
+    assert "campaignId" not in item and "sendState" not in item
+
+
+def test_the_retention_and_the_campaign_id_come_from_the_request_and_environment(
+    aws: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACKING_RETENTION_DAYS", "7")
+    out = run(ctx, {**WELCOME, "emailId": "v-2", "campaignId": "camp-1", "stage": 1})
+    item = aws.item("v-2")
+    assert item["campaignId"] == "camp-1"
+    assert abs(item["expiresAt"] - (time.time() + 7 * 86400)) < 10
+    assert int(out["meta"]["expiresAt"]) == item["expiresAt"]
+
+
+def test_the_email_id_defaults_to_the_execution_name(aws: Aws, ctx: LambdaContext) -> None:
+    out = run(ctx, WELCOME, execution_name="exec-42")
+    assert out["valid"] and out["request"]["emailId"] == "exec-42"
+    assert aws.item("exec-42")["status"] == "queued"
+
+
+def test_an_invalid_request_is_rejected_with_its_reason_and_writes_nothing(aws: Aws, ctx: LambdaContext) -> None:
+    out = run(ctx, {**WELCOME, "emailId": "v-3", "to": "not-an-address"})
+    assert out["valid"] is False
+    outcome = out["outcome"]
+    assert outcome["emailId"] == "v-3" and outcome["status"] == "rejected" and outcome["messageId"] is None
+    assert outcome["reason"].startswith("to is not a valid address")
+    assert out["request"] == {"emailId": "v-3", "template": "welcome", "topic": None, "campaignId": None}
+    assert int(out["meta"]["expiresAt"]) > time.time()  # RecordStatus needs it for the rejected item
+    assert aws.item("v-3") == {}  # the machine's RecordStatus writes the rejection, not this step
+
+
+def test_a_sender_outside_the_stack_identity_is_rejected(aws: Aws, ctx: LambdaContext) -> None:
+    out = run(ctx, {**WELCOME, "emailId": "v-4", "from": "ceo@other.example"})
+    assert out["valid"] is False
+    assert out["outcome"]["reason"] == "from must belong to the sending identity example.com"
+
+
+@pytest.mark.parametrize(
+    ("request_", "execution_name", "email_id"),
+    [
+        ({**WELCOME, "emailId": "bad id with spaces"}, "exec-7", "exec-7"),  # a malformed id: the execution name
+        ({**WELCOME, "emailId": "bad id", "to": "x"}, None, "unknown"),  # and no execution name either
+        ("not an object", "exec-8", "exec-8"),
+        ({**WELCOME, "emailId": "v-5", "surprise": 1}, "exec-9", "v-5"),  # a valid id is kept
+    ],
+)
+def test_a_rejected_request_keeps_its_own_email_id_or_the_execution_name(
+    aws: Aws, ctx: LambdaContext, request_: Any, execution_name: str | None, email_id: str
+) -> None:
+    out = run(ctx, request_, execution_name)
+    assert out["valid"] is False
+    assert out["outcome"]["emailId"] == out["request"]["emailId"] == email_id
+    assert out["outcome"]["reason"]
+
+
+def test_revalidation_never_overwrites_what_an_earlier_run_wrote(aws: Aws, ctx: LambdaContext) -> None:
+    run(ctx, {**WELCOME, "emailId": "v-6"})
+    first = aws.item("v-6")
+    # the email was sent meanwhile (RecordSent); a redelivered request is validated again
+    aws.put_item("v-6", **{**{k: v for k, v in first.items() if k != "emailId"}, "status": "sent", "statusSequence": 1})
+    out = run(ctx, {**WELCOME, "emailId": "v-6", "to": "someone.else@example.org", "template": "newsletter"})
+    assert out["valid"] is True
+    again = aws.item("v-6")
+    assert again["status"] == "sent"
+    assert again["statusSequence"] == 1
+    for name in ("recipient", "template", "topic", "createdAt", "expiresAt"):
+        assert again[name] == first[name], name
+
+
+def test_the_sample_event(aws: Aws, ctx: LambdaContext) -> None:
+    event = json.loads((ROOT / "events" / "fn-validate.json").read_text())
+    out = validate.handler(event, ctx)
+    assert out["valid"] is True
+    assert aws.item("sample-validate-0001")["status"] == "queued"
