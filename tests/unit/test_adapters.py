@@ -5,10 +5,12 @@ defaults must agree with template.yaml."""
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sesflow_aws import ledger, secrets, settings, suppression, templates, tracking
+from sesflow_aws import dynamo, ledger, secrets, settings, suppression, templates, tracking
 from sesflow_core.errors import TemplateNotFound
 
 from sesflow.cfn_yaml import load_template
@@ -154,13 +156,21 @@ class FakeBatchGet:
 
 
 @pytest.fixture
-def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    slept: list[float] = []
-    monkeypatch.setattr("sesflow_aws.suppression.time.sleep", slept.append)
-    return slept
+def retries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The retry attempts ``dynamo.batch_get`` backed off for (without waiting)."""
+    attempts: list[int] = []
+    real = dynamo.backoff_delay
+
+    def no_delay(attempt: int, base: float, cap: float, jitter: Callable[[], float] = random.random) -> float:
+        attempts.append(attempt)
+        assert 0 <= real(attempt, base, cap, jitter) <= cap  # bounded, as it would have waited
+        return 0.0
+
+    monkeypatch.setattr(dynamo, "backoff_delay", no_delay)
+    return attempts
 
 
-def test_unprocessed_keys_are_retried_until_all_are_read(no_sleep: list[float]) -> None:
+def test_unprocessed_keys_are_retried_until_all_are_read(retries: list[int]) -> None:
     addresses = ["a@example.org", "b@example.org", "c@example.org"]
     fake = FakeBatchGet({"a@example.org", "c@example.org"}, unprocessed_rounds=2)
     assert suppression.suppressed_among(fake, SUPPRESSION, addresses, "newsletter") == {
@@ -168,14 +178,17 @@ def test_unprocessed_keys_are_retried_until_all_are_read(no_sleep: list[float]) 
         "c@example.org",
     }
     assert [len(r) for r in fake.requests] == [9, 8, 7]  # only the unprocessed keys are asked again
-    assert len(no_sleep) == 2 and all(0 <= s <= 1.0 for s in no_sleep)  # jittered backoff, capped
+    assert retries == [0, 1]  # backing off more each time
 
 
-def test_keys_that_never_get_processed_raise_after_the_bounded_tries(no_sleep: list[float]) -> None:
+def test_keys_that_never_get_processed_raise_after_the_bounded_tries(retries: list[int]) -> None:
     fake = FakeBatchGet(set(), unprocessed_rounds=None)
-    with pytest.raises(RuntimeError, match=f"still unprocessed after {suppression.BATCH_GET_TRIES} tries"):
+    with pytest.raises(RuntimeError, match="still unprocessed after") as caught:
         suppression.suppressed_among(fake, SUPPRESSION, ["a@example.org", "b@example.org"], "newsletter")
-    assert len(fake.requests) == suppression.BATCH_GET_TRIES
+    assert isinstance(caught.value, dynamo.BatchGetIncomplete)
+    assert 2 <= len(fake.requests) == caught.value.attempts <= 10
+    assert len(caught.value.unprocessed) == 6  # and it says what was left
+    assert len(retries) == caught.value.attempts - 1  # no wait after the last try
 
 
 # ---------------------------------------------------------------- tracking events
