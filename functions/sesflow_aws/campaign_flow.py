@@ -139,6 +139,7 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
     stages[-1]["isLast"] = True
     s3.upload_file(rejects, bucket, f"{prefix}/rejects.csv")
     os.remove(rejects)
+    planner.cleanup()
     plan_doc = {
         "campaignId": spec.campaign_id,
         "bucket": bucket,
@@ -274,21 +275,22 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
             if holder is not None:
                 counts["duplicates"] += 1
                 continue
+            unsubscribe = sending.unsubscribe_url(client, settings, req)
             try:
-                rendered = template.render(req.data, req.topic)
+                rendered = template.render(sending.template_data(req, unsubscribe), req.topic)
             except TemplateRenderError as exc:
-                ledger.release(
+                ledger.release(  # not sent: a resumed campaign with a fixed template may send it
                     client("dynamodb"),
                     settings.tracking_table,
                     req.emailId,
-                    ledger.REJECTED,
+                    ledger.RETRYABLE,
                     reason=str(exc)[:500],
                     status="failed",
                 )
                 counts["failed"] += 1
                 continue
             try:
-                message_id = _send_with_backoff(client, settings, req, rendered, pacer, counts)
+                message_id = _send_with_backoff(client, settings, req, rendered, pacer, counts, unsubscribe)
             except SesThrottled:
                 # throttling outlasted the in-batch retries: stop here, the rest is sent when the
                 # stage is sent again (a slower pass), rather than failing the child execution
@@ -320,21 +322,32 @@ def _out_of_time(context: Any) -> bool:
 
 
 def _send_with_backoff(
-    client: Client, settings: Settings, req: Any, rendered: Any, pacer: cp.Pacer, counts: dict[str, int]
+    client: Client,
+    settings: Settings,
+    req: Any,
+    rendered: Any,
+    pacer: cp.Pacer,
+    counts: dict[str, int],
+    unsubscribe: str | None = None,
 ) -> str | None:
     """Send one email, pacing; SES throttling is retried here with backoff and full jitter."""
     for attempt in range(6):
         pacer.wait()
         try:
-            return sending.deliver(client, settings, req, rendered)
+            return sending.deliver(client, settings, req, rendered, unsubscribe)
         except SesThrottled:
             counts["throttled"] += 1
             time.sleep(cp.backoff_delay(attempt))
-        except SesConfigurationError:
+        except SesConfigurationError as exc:
             # every recipient would fail the same way: stop the batch (and, past the tolerated
-            # failures, the stage) instead of marking the whole list failed
+            # failures, the stage) instead of marking the whole list failed; this one is not sent
             ledger.release(
-                client("dynamodb"), settings.tracking_table, req.emailId, ledger.RETRYABLE, reason="configuration error"
+                client("dynamodb"),
+                settings.tracking_table,
+                req.emailId,
+                ledger.RETRYABLE,
+                reason=str(exc)[:500],
+                status="failed",
             )
             raise
         except SesOutcomeUnknown:

@@ -6,16 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sesflow_core import mime, ses_errors
+from sesflow_core import mime
 from sesflow_core import unsubscribe as unsub
 from sesflow_core.errors import (
     SendInProgress,
-    SesConfigurationError,
     SesMessageRejected,
     SesOutcomeUnknown,
     SesTransientError,
-    TemplateNotFound,
-    TemplateRenderError,
 )
 from sesflow_core.render import Rendered
 from sesflow_core.request import SendRequest
@@ -25,10 +22,6 @@ from .secrets import unsubscribe_secrets
 from .settings import Settings
 
 Client = Callable[[str], Any]
-
-#: nothing was sent: the ledger is freed so that a later run (a fixed template or set-up,
-#: a deferred round) may send
-NOT_SENT = (TemplateNotFound, TemplateRenderError, SesConfigurationError, *ses_errors.RETRYABLE)
 
 
 def unsubscribe_url(client: Client, settings: Settings, request: SendRequest) -> str | None:
@@ -42,22 +35,30 @@ def unsubscribe_url(client: Client, settings: Settings, request: SendRequest) ->
     return f"{settings.unsubscribe_url}{sep}token={token}"
 
 
-def render(client: Client, settings: Settings, request: SendRequest) -> Rendered:
+def template_data(request: SendRequest, unsubscribe: str | None) -> dict[str, Any]:
+    """What a template renders with: the request's data, and for subscription mail the
+    one-click unsubscribe URL (templates show it as a footer link, as Gmail and Yahoo ask)."""
+    return {**request.data, "unsubscribe_url": unsubscribe} if unsubscribe else request.data
+
+
+def render(client: Client, settings: Settings, request: SendRequest, unsubscribe: str | None = None) -> Rendered:
     """Render in the send step: the message never travels through state (256 KiB limit)."""
     template = templates.load_template(
         client("s3"), settings.templates_bucket, request.template, settings.template_cache_ttl
     )
-    return template.render(request.data, request.topic)
+    return template.render(template_data(request, unsubscribe), request.topic)
 
 
-def deliver(client: Client, settings: Settings, request: SendRequest, rendered: Rendered) -> str:
+def deliver(
+    client: Client, settings: Settings, request: SendRequest, rendered: Rendered, unsubscribe: str | None = None
+) -> str:
     """Build and send; return the SES MessageId or raise a classified error."""
     sender = mime.resolve_sender(request, rendered, settings.default_from)
     raw = mime.build_message(
         request,
         rendered,
         sender=sender,
-        unsubscribe_url=unsubscribe_url(client, settings, request),
+        unsubscribe_url=unsubscribe,
         unsubscribe_mailto=settings.unsubscribe_mailto or None,
         message_domain=sender[0].rsplit("@", 1)[1],
     )
@@ -91,15 +92,18 @@ def send_once(client: Client, settings: Settings, request: SendRequest, owner: s
             raise SesTransientError("an earlier attempt of this execution has an unknown outcome; not resending")
         raise SendInProgress(f"emailId {request.emailId} is being sent by another execution")
     try:
-        rendered = render(client, settings, request)
-        message_id = deliver(client, settings, request, rendered)
+        unsubscribe = unsubscribe_url(client, settings, request)
+        rendered = render(client, settings, request, unsubscribe)
+        message_id = deliver(client, settings, request, rendered, unsubscribe)
     except SesOutcomeUnknown:
         raise  # the ledger stays "sending" by this execution: never sent again (ADR 0002)
-    except NOT_SENT as exc:
-        ledger.release(ddb, table, request.emailId, ledger.RETRYABLE, reason=str(exc)[:500])
+    except SesMessageRejected as exc:  # SES refused this very message: it never goes
+        ledger.release(ddb, table, request.emailId, ledger.REJECTED, reason=str(exc)[:500])
         raise
     except Exception as exc:
-        ledger.release(ddb, table, request.emailId, ledger.REJECTED, reason=str(exc)[:500])
+        # nothing was sent (a template, set-up, throttling or AWS error before or at the SES
+        # call): a later run - a fixed template or set-up, a deferred round - may send
+        ledger.release(ddb, table, request.emailId, ledger.RETRYABLE, reason=str(exc)[:500])
         raise
     ledger.release(
         ddb, table, request.emailId, ledger.SENT, messageId=message_id, templateVersion=rendered.template_version

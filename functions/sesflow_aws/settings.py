@@ -19,8 +19,8 @@ DEFAULTS: dict[str, str] = {
     "SUPPRESSION_TABLE": "",
     "TEMPLATES_BUCKET": "",
     "CONFIGURATION_SET": "",
-    "SENDER_IDENTITY": "",
-    "DEFAULT_FROM_ADDRESS": "",
+    "SENDER_IDENTITY": "example.com",  # as template.yaml's parameters (a test checks it)
+    "DEFAULT_FROM_ADDRESS": "no-reply@example.com",
     "TRACKING_RETENTION_DAYS": "180",
     "TEMPLATE_CACHE_TTL_SECONDS": "300",
     "UNSUBSCRIBE_URL": "",

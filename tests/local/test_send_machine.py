@@ -396,3 +396,13 @@ def test_an_ses_rejection_fails_the_email_and_a_retry_sends_nothing(stack: Targe
     again = run(stack, WELCOME | {"to": to, "emailId": "ses-rej-0001"})  # the ledger remembers
     assert again.output["status"] == "failed" and "Illegal header." in again.output["reason"]
     assert messages_for(stack, "ses-rej-0001") == []
+
+
+def test_subscription_mail_shows_the_unsubscribe_link_in_its_footer(stack: Target) -> None:
+    rep = run(stack, load_event("send-newsletter.json") | {"emailId": "footer-0001"})
+    [entry] = messages_for(stack, "footer-0001")
+    msg = BytesParser(policy=policy.default).parsebytes(Path(entry["path"]).read_bytes())
+    header = str(msg["List-Unsubscribe"])
+    link = header[header.index("<") + 1:header.index(">")]
+    html = msg.get_body(("html",)).get_content()
+    assert rep.output["status"] == "sent" and f'href="{link.replace("&", "&amp;")}"' in html

@@ -322,16 +322,7 @@ PARAMETER_VARIABLES = {
     if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in PARAMETERS
 }
 NOT_SETTINGS = {"POWERTOOLS_LOG_LEVEL"}  # read by Powertools itself
-KNOWN_MISMATCHES: dict[str, pytest.MarkDecorator] = {
-    name: pytest.mark.xfail(
-        strict=True,
-        raises=AssertionError,
-        reason=f"settings.DEFAULTS[{name!r}] is '' but template.yaml's {PARAMETER_VARIABLES.get(name)} defaults to "
-        f"{PARAMETERS[PARAMETER_VARIABLES[name]]['Default']!r} (the issue: defaults agree with template.yaml)",
-    )
-    for name in ("SENDER_IDENTITY", "DEFAULT_FROM_ADDRESS")
-    if name in PARAMETER_VARIABLES
-}
+KNOWN_MISMATCHES: dict[str, pytest.MarkDecorator] = {}
 
 
 def test_the_template_still_passes_parameters_to_the_functions() -> None:

@@ -202,13 +202,6 @@ def test_no_unsubscribe_url_without_the_setting(aws: Aws, ctx: LambdaContext, mo
     assert msg["List-Unsubscribe"] is None and msg["List-Unsubscribe-Post"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=errors.SesMessageRejected,
-    reason="sending.send_once releases the ledger as 'rejected' for any exception outside NOT_SENT, so an S3 "
-    "(or Secrets Manager) error before the SES call marks the email rejected for good: every later request "
-    "with that emailId raises SesMessageRejected although SES never saw it",
-)
 def test_an_aws_error_before_the_ses_call_leaves_the_email_sendable(
     aws: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -151,7 +152,21 @@ class Planner:
     def plan(
         self, rows: Iterable[tuple[int, dict[str, Any]]], suppressed: Callable[[list[str]], set[str]]
     ) -> tuple[list[str], str]:
-        """Returns (manifest path per stage, rejects CSV path)."""
+        """Returns (manifest path per stage, rejects CSV path). A plan that fails removes
+        everything it wrote (up to the whole list, in a warm function's /tmp)."""
+        try:
+            return self._plan(rows, suppressed)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def cleanup(self) -> None:
+        """Remove the working directory and whatever is left in it."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _plan(
+        self, rows: Iterable[tuple[int, dict[str, Any]]], suppressed: Callable[[list[str]], set[str]]
+    ) -> tuple[list[str], str]:
         rejects_path = os.path.join(self.dir, "rejects.csv")
         buckets = [open(self._bucket_path(i), "w", encoding="utf-8") for i in range(BUCKETS)]
         with open(rejects_path, "w", newline="", encoding="utf-8") as rf:
