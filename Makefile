@@ -6,12 +6,13 @@ STAMP  := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo test test-unit test-cloud lint build bench requirements clean local-up local-down
+.PHONY: help venv demo test test-unit test-cloud lint check build bench requirements clean local-up local-down
 
 help:
 	@echo "make demo   - run the main job on the embedded local AWS (no AWS account needed)"
 	@echo "make test   - unit, state-machine and end-to-end tests on the local stack"
 	@echo "make lint   - ruff, mypy (domain package), static checks (asl-validator, Express worst case, IAM grants), sam validate --lint"
+	@echo "make check  - every guard rail: lint (ruff check + format, mypy strict, static checks, sam validate) and test"
 	@echo "make build  - sam build (needs python3.13 on PATH)"
 	@echo "make bench  - benchmarks that print figures"
 	@echo "make test-cloud - against a deployed stack: SESFLOW_CLOUD_STACK=name AWS_REGION=eu-west-1 make test-cloud"
@@ -39,10 +40,13 @@ test-cloud: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m sesflow.requirements --check
 	$(BIN)/python -m sesflow.staticcheck
 	$(BIN)/sam validate --lint --template template.yaml
+
+check: lint test
 
 # sam build needs the Lambda runtime's interpreter (python3.13) on PATH; on machines with
 # pyenv: PYENV_VERSION=3.11.7:3.13.0 make build

@@ -75,12 +75,21 @@ def run_campaign(target: Target, n: int, stages: list[float], cid: str, **extra:
     key = f"uploads/{cid}.csv"
     body = "email,name\n" + "\n".join(f"r{i}@example.org,R{i}" for i in range(n))
     target.clients.client("s3").put_object(Bucket=target.outputs["CampaignsBucketName"], Key=key, Body=body.encode())
-    payload = {"campaignId": cid, "template": "newsletter", "topic": "newsletter", "recipients": {"key": key},
-               "data": NEWS, "stages": stages, "gate": {"observeSeconds": 1, "minSample": 10**9}, **extra}
+    payload = {
+        "campaignId": cid,
+        "template": "newsletter",
+        "topic": "newsletter",
+        "recipients": {"key": key},
+        "data": NEWS,
+        "stages": stages,
+        "gate": {"observeSeconds": 1, "minSample": 10**9},
+        **extra,
+    }
     sfn = target.clients.client("stepfunctions")
     started = time.perf_counter()
-    arn = sfn.start_execution(stateMachineArn=target.outputs["CampaignStateMachineArn"], name=cid,
-                              input=json.dumps(payload))["executionArn"]
+    arn = sfn.start_execution(
+        stateMachineArn=target.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload)
+    )["executionArn"]
     executions.wait(sfn, arn, timeout=1800)
     wall = time.perf_counter() - started
     desc = sfn.describe_execution(executionArn=arn)
@@ -97,8 +106,9 @@ def _fn(stats_lambda: dict[str, list[float]], logical: str) -> tuple[float, floa
     return 0.0, 0.0, 0.0
 
 
-def cost_lines(st: dict[str, Any], emails: int, sfn_lines: list[tuple[str, float]],
-               batch: int = 50) -> list[tuple[str, float]]:
+def cost_lines(
+    st: dict[str, Any], emails: int, sfn_lines: list[tuple[str, float]], batch: int = 50
+) -> list[tuple[str, float]]:
     """$ per 1,000,000 emails for everything but SES, from one run's per-email counts."""
     scale = 1e6 / emails
     req = st["requests"]
@@ -192,18 +202,24 @@ def main(argv: list[str] | None = None) -> None:
         control.down(ROOT, sdir=sdir)
     accepted = rep["totals"]["accepted"]
     print(f"campaign throughput, {n} recipients, stages 1/10/100 %, no rate limit (local stack)")
-    print(f"  sending throughput      {accepted / rep['sendingSeconds']:7.1f} emails/s  (target >= 50; "
-          f"{accepted} sent in {rep['sendingSeconds']:.1f} s of sending)")
-    print(f"  whole campaign          {accepted / rep['wallSeconds']:7.1f} emails/s  ({rep['wallSeconds']:.1f} s with "
-          "planning and two 1 s observation waits)")
+    print(
+        f"  sending throughput      {accepted / rep['sendingSeconds']:7.1f} emails/s  (target >= 50; "
+        f"{accepted} sent in {rep['sendingSeconds']:.1f} s of sending)"
+    )
+    print(
+        f"  whole campaign          {accepted / rep['wallSeconds']:7.1f} emails/s  ({rep['wallSeconds']:.1f} s with "
+        "planning and two 1 s observation waits)"
+    )
 
     per_million_batches = 1e6 / 50
     send_batch_s = AWS_MS["CampaignSendBatchFunction"](50) / 1000
     child_lines = [
         ("Step Functions: 1 parent transition per child execution", per_million_batches * SFN_STANDARD_TRANSITION),
         ("Step Functions: Express child executions (requests)", per_million_batches * SFN_EXPRESS_REQUEST),
-        ("Step Functions: Express child duration (64 MB)",
-         per_million_batches * send_batch_s * 0.0625 * SFN_EXPRESS_GB_SECOND),
+        (
+            "Step Functions: Express child duration (64 MB)",
+            per_million_batches * send_batch_s * 0.0625 * SFN_EXPRESS_GB_SECOND,
+        ),
     ]
     # the stats cover the campaign's emails only (per-campaign plan/control/parent work is excluded)
     ours = cost_lines(st, accepted, child_lines)
@@ -220,11 +236,22 @@ def main(argv: list[str] | None = None) -> None:
     full = cost_lines(full_st, accepted, child_lines)
     full.append(("DynamoDB suppression lookups (BatchGetItem)", suppression_read_cost(accepted)))
     ref_st, ref_n = ref["stats"], ref["n"]
-    std = cost_lines(ref_st, ref_n, [("Step Functions: Standard transitions",
-                                      ref["transitions"] * SFN_STANDARD_TRANSITION * 1e6 / ref_n)])
+    std = cost_lines(
+        ref_st,
+        ref_n,
+        [("Step Functions: Standard transitions", ref["transitions"] * SFN_STANDARD_TRANSITION * 1e6 / ref_n)],
+    )
     express_s = sum(AWS_MS[f](0) for f in ("ValidateFunction", "SendFunction")) / 1000 + 0.1
-    exp = cost_lines(ref_st, ref_n, [("Step Functions: Express requests + duration",
-                                      (SFN_EXPRESS_REQUEST + express_s * 0.0625 * SFN_EXPRESS_GB_SECOND) * 1e6)])
+    exp = cost_lines(
+        ref_st,
+        ref_n,
+        [
+            (
+                "Step Functions: Express requests + duration",
+                (SFN_EXPRESS_REQUEST + express_s * 0.0625 * SFN_EXPRESS_GB_SECOND) * 1e6,
+            )
+        ],
+    )
     columns = {"campaign": ours, "campaign+": full, "Std/email": std, "Exp/email": exp}
     print("\ncost per 1,000,000 emails, everything but SES (SES itself: $100), us-east-1 prices")
     labels: list[str] = []
@@ -235,12 +262,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {label:<58}" + "".join(f"{dict(col).get(label, 0):>11.3f}" for col in columns.values()))
     totals = {c: sum(v for _, v in col) for c, col in columns.items()}
     print(f"  {'total':<58}" + "".join(f"{t:>11.2f}" for t in totals.values()))
-    print(f"  target <= $2.00: campaign {'met' if totals['campaign'] <= 2 else 'NOT met'}   "
-          "(+ with CampaignDeliveryTracking=true: every delivery recorded and announced as well)")
-    print("  counts per campaign email: " + ", ".join(
-        f"{k} {v / accepted:.3f}" for k, v in sorted(st["requests"].items()) if v / accepted >= 0.01))
-    print("  Lambda invocations per campaign email: " + ", ".join(
-        f"{name.split('-')[2]} {c / accepted:.3f}" for name, (c, _, _) in st["lambda"].items()))
+    print(
+        f"  target <= $2.00: campaign {'met' if totals['campaign'] <= 2 else 'NOT met'}   "
+        "(+ with CampaignDeliveryTracking=true: every delivery recorded and announced as well)"
+    )
+    print(
+        "  counts per campaign email: "
+        + ", ".join(f"{k} {v / accepted:.3f}" for k, v in sorted(st["requests"].items()) if v / accepted >= 0.01)
+    )
+    print(
+        "  Lambda invocations per campaign email: "
+        + ", ".join(f"{name.split('-')[2]} {c / accepted:.3f}" for name, (c, _, _) in st["lambda"].items())
+    )
 
     if not args.skip_rate:
         sdir = Path(tempfile.mkdtemp(prefix="sesflow-bench-rate-"))
@@ -252,8 +285,10 @@ def main(argv: list[str] | None = None) -> None:
         achieved = rate_rep["achievedSendRate"]
         print(f"\nrate control: local SES limited to 20/s, {n} recipients (maxSendRate from GetAccount)")
         print(f"  achieved send rate      {achieved:7.2f} /s = {achieved / 20:.0%} of the limit (target >= 90 %)")
-        print(f"  throttled SES calls     {rate_rep['throttledCalls']} = {rate_rep['throttledPercent']:.2f} % of sends "
-              "(target <= 2 %)")
+        print(
+            f"  throttled SES calls     {rate_rep['throttledCalls']} = {rate_rep['throttledPercent']:.2f} % of sends "
+            "(target <= 2 %)"
+        )
         pace = 20 * 0.95 / rate_rep["maxConcurrency"]
         print(f"  workers x pace          {rate_rep['maxConcurrency']} x {pace:.2f}/s")
 
@@ -261,8 +296,10 @@ def main(argv: list[str] | None = None) -> None:
         print("\nplanner peak memory (fresh process each; suppression lookups stubbed)")
         for size in (10_000, 100_000, 1_000_000):
             m = planner_memory(size)
-            print(f"  {size:>9,} recipients  Python heap peak {m['tracemalloc_peak_mb']:6.1f} MB   "
-                  f"max RSS {m['maxrss_mb']:6.1f} MB   {m['seconds']:6.1f} s")
+            print(
+                f"  {size:>9,} recipients  Python heap peak {m['tracemalloc_peak_mb']:6.1f} MB   "
+                f"max RSS {m['maxrss_mb']:6.1f} MB   {m['seconds']:6.1f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ def measure(module: str, runs: int) -> float:
     for _ in range(runs):
         out = subprocess.run(
             [sys.executable, "-c", SNIPPET.format(mod=module)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
             env={"POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1", "PATH": ""},
         )
         times.append(float(out.stdout.strip()))
@@ -43,8 +45,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for mod in HANDLERS:
         t = measure(f"boto3, {mod}", args.runs)
         ratios[mod] = t / base
-        print(f"  {mod:<28} {t * 1000:7.1f} ms   {t / base:.2f}x  (target <= {TARGET}x: "
-              f"{'met' if t / base <= TARGET else 'NOT met'})")
+        print(
+            f"  {mod:<28} {t * 1000:7.1f} ms   {t / base:.2f}x  (target <= {TARGET}x: "
+            f"{'met' if t / base <= TARGET else 'NOT met'})"
+        )
     return ratios
 
 

@@ -18,33 +18,59 @@ SES_EVENTS = ("Send", "Delivery", "Bounce", "Complaint")
 
 def _tables(ddb: Any) -> tuple[str, str]:
     ddb.create_table(
-        TableName="tracking", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "emailId", "AttributeType": "S"},
-                              {"AttributeName": "messageId", "AttributeType": "S"}],
+        TableName="tracking",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "emailId", "AttributeType": "S"},
+            {"AttributeName": "messageId", "AttributeType": "S"},
+        ],
         KeySchema=[{"AttributeName": "emailId", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[{"IndexName": "byMessageId", "KeySchema": [
-            {"AttributeName": "messageId", "KeyType": "HASH"}], "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "byMessageId",
+                "KeySchema": [{"AttributeName": "messageId", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
     ddb.create_table(
-        TableName="suppression", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "address", "AttributeType": "S"},
-                              {"AttributeName": "topic", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "address", "KeyType": "HASH"}, {"AttributeName": "topic", "KeyType": "RANGE"}])
+        TableName="suppression",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "address", "AttributeType": "S"},
+            {"AttributeName": "topic", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "address", "KeyType": "HASH"}, {"AttributeName": "topic", "KeyType": "RANGE"}],
+    )
     return "tracking", "suppression"
 
 
 def _event(kind: str, i: int) -> dict[str, Any]:
     addr = f"user{i}@example.org"
-    mail = {"messageId": f"m-{i}", "timestamp": "2026-11-23T10:00:00Z", "destination": [addr],
-            "tags": {"emailId": [f"e-{i}"], "campaignId": ["bench"], "stage": ["1"]}}
+    mail = {
+        "messageId": f"m-{i}",
+        "timestamp": "2026-11-23T10:00:00Z",
+        "destination": [addr],
+        "tags": {"emailId": [f"e-{i}"], "campaignId": ["bench"], "stage": ["1"]},
+    }
     detail: dict[str, Any] = {"eventType": kind, "mail": mail}
     if kind == "Delivery":
         detail["delivery"] = {"timestamp": "2026-11-23T10:00:01Z", "recipients": [addr]}
     elif kind == "Bounce":
-        detail["bounce"] = {"feedbackId": f"b-{i}", "bounceType": "Permanent", "bounceSubType": "General",
-                            "timestamp": "t", "bouncedRecipients": [{"emailAddress": addr}]}
+        detail["bounce"] = {
+            "feedbackId": f"b-{i}",
+            "bounceType": "Permanent",
+            "bounceSubType": "General",
+            "timestamp": "t",
+            "bouncedRecipients": [{"emailAddress": addr}],
+        }
     elif kind == "Complaint":
-        detail["complaint"] = {"feedbackId": f"c-{i}", "complainedRecipients": [{"emailAddress": addr}],
-                               "complaintFeedbackType": "abuse", "timestamp": "t"}
+        detail["complaint"] = {
+            "feedbackId": f"c-{i}",
+            "complainedRecipients": [{"emailAddress": addr}],
+            "complaintFeedbackType": "abuse",
+            "timestamp": "t",
+        }
     else:
         detail["send"] = {}
     return {"source": "aws.ses", "detail-type": "x", "detail": detail}
@@ -54,10 +80,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--emails", type=int, default=300)
     args = parser.parse_args(argv)
-    os.environ.update({"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench",
-                       "AWS_SECRET_ACCESS_KEY": "bench",
-                       "POWERTOOLS_METRICS_NAMESPACE": "bench", "POWERTOOLS_SERVICE_NAME": "bench",
-                       "POWERTOOLS_LOG_LEVEL": "WARNING", "EVENT_BUS_NAME": "bench-bus"})
+    os.environ.update(
+        {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "POWERTOOLS_METRICS_NAMESPACE": "bench",
+            "POWERTOOLS_SERVICE_NAME": "bench",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "EVENT_BUS_NAME": "bench-bus",
+        }
+    )
     import warnings
 
     from moto import mock_aws
@@ -75,10 +108,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
         writes: Counter[str] = Counter()
         _common.client("dynamodb").meta.events.register(
-            "before-call.dynamodb.*", lambda model, **_: writes.update([model.name]))
+            "before-call.dynamodb.*", lambda model, **_: writes.update([model.name])
+        )
         for i in range(args.emails):  # tracked emails, as the send machine leaves them
-            ddb.put_item(TableName=tracking_table, Item={
-                "emailId": {"S": f"e-{i}"}, "status": {"S": "sent"}, "messageId": {"S": f"m-{i}"}})
+            ddb.put_item(
+                TableName=tracking_table,
+                Item={"emailId": {"S": f"e-{i}"}, "status": {"S": "sent"}, "messageId": {"S": f"m-{i}"}},
+            )
 
         class Ctx:
             function_name, memory_limit_in_mb, aws_request_id = "bench", 256, "r"

@@ -42,12 +42,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     try:
         target = local_target(ROOT, sdir)
         sfn = target.clients.client("stepfunctions")
-        trivial = sfn.create_state_machine(name="bench-trivial", definition=json.dumps(TRIVIAL),
-                                           roleArn="arn:aws:iam::123456789012:role/bench")["stateMachineArn"]
+        trivial = sfn.create_state_machine(
+            name="bench-trivial", definition=json.dumps(TRIVIAL), roleArn="arn:aws:iam::123456789012:role/bench"
+        )["stateMachineArn"]
         env = {"SESFLOW_STATE_DIR": str(sdir), "PATH": str(Path(sys.executable).parent)}
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "sesflow.cli", "run", trivial, "--input", "{}"],
-                       check=True, capture_output=True, env=env, cwd=ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "sesflow.cli", "run", trivial, "--input", "{}"],
+            check=True,
+            capture_output=True,
+            env=env,
+            cwd=ROOT,
+        )
         figures["trivial_run_cli_s"] = time.perf_counter() - t0
 
         request = json.loads((ROOT / "events" / "send-welcome.json").read_text())
@@ -74,10 +80,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"  cold `sesflow local up`          {figures['local_up_s']:6.2f} s")
     print(f"  trivial `sesflow run` (CLI)      {figures['trivial_run_cli_s']:6.2f} s   (process start + run + table)")
     print(f"  first send (cold handlers)       {figures['first_send_s'] * 1000:6.0f} ms")
-    print(f"  one send end to end, median      {figures['send_latency_median_s'] * 1000:6.0f} ms   "
-          f"(p90 {figures['send_latency_p90_s'] * 1000:.0f} ms, {args.sends} sends)")
-    print(f"  state transitions, happy path    {figures['happy_path_transitions']:6.0f}     (target <= 8: "
-          f"{'met' if figures['happy_path_transitions'] <= 8 else 'NOT met'})")
+    print(
+        f"  one send end to end, median      {figures['send_latency_median_s'] * 1000:6.0f} ms   "
+        f"(p90 {figures['send_latency_p90_s'] * 1000:.0f} ms, {args.sends} sends)"
+    )
+    print(
+        f"  state transitions, happy path    {figures['happy_path_transitions']:6.0f}     (target <= 8: "
+        f"{'met' if figures['happy_path_transitions'] <= 8 else 'NOT met'})"
+    )
     print(f"  peak memory of the local stack   {figures['peak_rss_mb']:6.0f} MB  (VmHWM of the server process)")
     return figures
 

@@ -1,6 +1,6 @@
 """Render + MIME throughput per core for the starter templates (target >= 2,000 emails/s).
 
-    python -m bench.render_mime [--seconds 3]
+python -m bench.render_mime [--seconds 3]
 """
 
 from __future__ import annotations
@@ -21,9 +21,15 @@ TARGET = 2000.0
 def load(name: str) -> CompiledTemplate:
     d = ROOT / "templates" / name
     txt = d / "template.txt"
-    return CompiledTemplate(TemplateSource(
-        name, (d / "template.html").read_text(), txt.read_text() if txt.exists() else None,
-        parse_metadata(name, (d / "metadata.json").read_text()), "bench"))
+    return CompiledTemplate(
+        TemplateSource(
+            name,
+            (d / "template.html").read_text(),
+            txt.read_text() if txt.exists() else None,
+            parse_metadata(name, (d / "metadata.json").read_text()),
+            "bench",
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -44,8 +50,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         deadline = start + args.seconds / len(cases)
         while time.perf_counter() < deadline:
             rendered = tpl.render(req.data, req.topic)
-            mime.build_message(req, rendered, sender=("no-reply@example.com", "Acme"),
-                               unsubscribe_url="https://u.example.com/u?token=x" * (not req.transactional) or None)
+            mime.build_message(
+                req,
+                rendered,
+                sender=("no-reply@example.com", "Acme"),
+                unsubscribe_url="https://u.example.com/u?token=x" * (not req.transactional) or None,
+            )
             n += 1
         elapsed = time.perf_counter() - start
         rate = n / elapsed
@@ -54,8 +64,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"  {req.template:<16} {rate:8.0f} emails/s")
     overall = total_n / total_t
     results["overall"] = overall
-    print(f"  {'all templates':<16} {overall:8.0f} emails/s   (target >= {TARGET:.0f}: "
-          f"{'met' if overall >= TARGET else 'NOT met'})")
+    print(
+        f"  {'all templates':<16} {overall:8.0f} emails/s   (target >= {TARGET:.0f}: "
+        f"{'met' if overall >= TARGET else 'NOT met'})"
+    )
     return results
 
 

@@ -25,30 +25,51 @@ TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 
 def build_request(
-    template: str, to: str, *, data: dict[str, Any] | None = None, to_name: str | None = None,
-    email_id: str | None = None, topic: str | None = None, from_: str | None = None,
-    reply_to: str | None = None, tags: dict[str, str] | None = None,
+    template: str,
+    to: str,
+    *,
+    data: dict[str, Any] | None = None,
+    to_name: str | None = None,
+    email_id: str | None = None,
+    topic: str | None = None,
+    from_: str | None = None,
+    reply_to: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     request: dict[str, Any] = {
-        "emailId": email_id or uuid.uuid4().hex, "template": template, "to": to, "data": data or {},
+        "emailId": email_id or uuid.uuid4().hex,
+        "template": template,
+        "to": to,
+        "data": data or {},
     }
     optional = {"toName": to_name, "topic": topic, "from": from_, "replyTo": reply_to, "tags": tags}
     request.update({k: v for k, v in optional.items() if v})
     return request
 
 
-def _result_from(email_id: str, status: str, output: str | None, error: str | None,
-                 cause: str | None) -> dict[str, Any]:
+def _result_from(
+    email_id: str, status: str, output: str | None, error: str | None, cause: str | None
+) -> dict[str, Any]:
     if status == "SUCCEEDED" and output:
         result: dict[str, Any] = json.loads(output)
         return result
-    return {"emailId": email_id, "status": "failed", "messageId": None,
-            "reason": f"execution {status}: {error or ''} {cause or ''}".strip()}
+    return {
+        "emailId": email_id,
+        "status": "failed",
+        "messageId": None,
+        "reason": f"execution {status}: {error or ''} {cause or ''}".strip(),
+    }
 
 
 def send_email(
-    template: str, to: str, *, state_machine_arn: str | None = None, wait: bool = True,
-    timeout: float = 120.0, sfn_client: Any = None, **fields: Any,
+    template: str,
+    to: str,
+    *,
+    state_machine_arn: str | None = None,
+    wait: bool = True,
+    timeout: float = 120.0,
+    sfn_client: Any = None,
+    **fields: Any,
 ) -> dict[str, Any]:
     """Start one send; with ``wait`` return ``{emailId, status, messageId, reason}``."""
     import boto3

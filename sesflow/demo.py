@@ -82,7 +82,7 @@ def _unsubscribe_url(target: Target, email_id: str) -> str:
         if entry["tags"].get("emailId") == email_id:
             msg = BytesParser(policy=policy.default).parsebytes(Path(entry["path"]).read_bytes())
             header = str(msg["List-Unsubscribe"])
-            return header[header.index("<") + 1: header.index(">")]
+            return header[header.index("<") + 1 : header.index(">")]
     raise LookupError(email_id)
 
 
@@ -92,14 +92,21 @@ def _campaign(target: Target) -> bool:
     rows = ["email,name"] + [f"reader{i}@example.org,Reader {i}" for i in range(40)]
     rows += ["not-an-address,Broken", "reader7@example.org,Duplicate", "bounce@simulator.amazonses.com,Bounced"]
     key = "uploads/demo-campaign.csv"
-    target.clients.client("s3").put_object(Bucket=target.outputs["CampaignsBucketName"], Key=key,
-                                           Body="\n".join(rows).encode())
-    payload = {"campaignId": "demo-campaign", "template": "newsletter", "topic": "newsletter",
-               "recipients": {"key": key}, "data": {"title": "Acme monthly", "intro": "Hello!", "articles": []},
-               "stages": [1, 10, 100], "gate": {"observeSeconds": 1, "minSample": 100}}
+    target.clients.client("s3").put_object(
+        Bucket=target.outputs["CampaignsBucketName"], Key=key, Body="\n".join(rows).encode()
+    )
+    payload = {
+        "campaignId": "demo-campaign",
+        "template": "newsletter",
+        "topic": "newsletter",
+        "recipients": {"key": key},
+        "data": {"title": "Acme monthly", "intro": "Hello!", "articles": []},
+        "stages": [1, 10, 100],
+        "gate": {"observeSeconds": 1, "minSample": 100},
+    }
     arn = target.clients.client("stepfunctions").start_execution(
-        stateMachineArn=target.outputs["CampaignStateMachineArn"], name="demo-campaign",
-        input=json.dumps(payload))["executionArn"]
+        stateMachineArn=target.outputs["CampaignStateMachineArn"], name="demo-campaign", input=json.dumps(payload)
+    )["executionArn"]
     print("   43 rows (1 invalid, 1 duplicate, 1 already suppressed by the bounce above), SES at 2/s")
     result = wait_for(target, "demo-campaign", arn, show=True)
     print("   " + status_text(progress(target, "demo-campaign")).replace("\n", "\n   "))
@@ -147,20 +154,27 @@ def run_demo(target: Target) -> bool:
     _say(f"5. A burst of 6 sends against SES limited to {RATE}/s: throttled, retried (or deferred), all sent once")
     sfn = target.clients.client("stepfunctions")
     base = json.loads((events / "send-password-reset.json").read_text())
-    arns = [executions.start(sfn, target.outputs["SendStateMachineArn"], base | {"emailId": f"demo-burst-{i}"})
-            for i in range(6)]
+    arns = [
+        executions.start(sfn, target.outputs["SendStateMachineArn"], base | {"emailId": f"demo-burst-{i}"})
+        for i in range(6)
+    ]
     for arn in arns:
         executions.wait(sfn, arn, timeout=180)
         rep = executions.report(sfn, arn)
         send = next(s for s in rep.states if s.name == "SendEmail")
-        print(f"   {rep.output['emailId']}: {rep.output['status']:<8} after {send.retries} SesThrottled "
-              f"retr{'y' if send.retries == 1 else 'ies'} ({send.duration_ms or 0:.0f} ms in SendEmail)")
+        print(
+            f"   {rep.output['emailId']}: {rep.output['status']:<8} after {send.retries} SesThrottled "
+            f"retr{'y' if send.retries == 1 else 'ies'} ({send.duration_ms or 0:.0f} ms in SendEmail)"
+        )
         ok &= rep.output["status"] in ("sent", "deferred")
     for i in range(6):  # a deferred send goes out in a later execution (a one-time schedule)
         item = _wait_sent(target, f"demo-burst-{i}")
         ok &= item.get("sendState") == "sent"
-    burst = [e for e in outbox_entries(Path(target.state["outbox"]))
-             if e["tags"].get("emailId", "").startswith("demo-burst-")]
+    burst = [
+        e
+        for e in outbox_entries(Path(target.state["outbox"]))
+        if e["tags"].get("emailId", "").startswith("demo-burst-")
+    ]
     print(f"   {len(burst)} burst messages in the outbox, one per email")
     ok &= sorted(e["tags"]["emailId"] for e in burst) == [f"demo-burst-{i}" for i in range(6)]
 
@@ -174,9 +188,11 @@ def run_demo(target: Target) -> bool:
     if len(entries) > 10:
         print(f"   ... and {len(entries) - 10} campaign messages")
     print(f"   {len(entries)} messages in {target.state['outbox']}")
-    print("\nTry it yourself:  .venv/bin/sesflow local up && .venv/bin/sesflow send --template welcome "
-          "--to success@simulator.amazonses.com --data '{\"name\": \"Ada\", \"product\": \"Acme\"}'")
-    return ok
+    print(
+        "\nTry it yourself:  .venv/bin/sesflow local up && .venv/bin/sesflow send --template welcome "
+        '--to success@simulator.amazonses.com --data \'{"name": "Ada", "product": "Acme"}\''
+    )
+    return bool(ok)
 
 
 def main() -> int:

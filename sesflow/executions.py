@@ -105,8 +105,11 @@ def state_rows(events: list[dict[str, Any]]) -> list[StateRow]:
                     row.status = "succeeded"
         elif current is not None and etype.endswith("Scheduled"):
             current.attempts += 1
-        elif current is not None and (etype.endswith("Failed") or etype.endswith("TimedOut")) \
-                and not etype.startswith("Execution"):
+        elif (
+            current is not None
+            and (etype.endswith("Failed") or etype.endswith("TimedOut"))
+            and not etype.startswith("Execution")
+        ):
             current.error = det.get("error", etype)
             current.cause = det.get("cause", "")
             current.status = "failed"

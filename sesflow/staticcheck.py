@@ -1405,15 +1405,23 @@ def unknown_error_names(stack: Stack) -> list[str]:
     from sesflow_core.errors import ASL_ERROR_NAMES
 
     ours = set(ASL_ERROR_NAMES)
-    return [f"{m.logical_id}/{state}: {name}" for m in stack.machines.values()
-            for state, names in _error_names(m.definition.get("States", {})).items()
-            for name in sorted(names) if not name.startswith(SERVICE_ERROR_PREFIXES) and name not in ours]
+    return [
+        f"{m.logical_id}/{state}: {name}"
+        for m in stack.machines.values()
+        for state, names in _error_names(m.definition.get("States", {})).items()
+        for name in sorted(names)
+        if not name.startswith(SERVICE_ERROR_PREFIXES) and name not in ours
+    ]
 
 
 def _run_error_names(stack: Stack, out: Any) -> bool:
     unknown = unknown_error_names(stack)
-    print("error names: every Retry/Catch name is a service error or a sesflow_core.errors class"
-          if not unknown else "error names not raised by anything:\n  " + "\n  ".join(unknown), file=out)
+    print(
+        "error names: every Retry/Catch name is a service error or a sesflow_core.errors class"
+        if not unknown
+        else "error names not raised by anything:\n  " + "\n  ".join(unknown),
+        file=out,
+    )
     return not unknown
 
 
@@ -1444,8 +1452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--asl-validator", action="store_true", help="validate the substituted ASL (npm asl-validator)")
     parser.add_argument("--durations", action="store_true", help="worst-case durations; fail when EXPRESS > 300 s")
     parser.add_argument("--grants", action="store_true", help="IAM grants of every integration; fail on a missing one")
-    parser.add_argument("--error-names", action="store_true",
-                        help="every Retry/Catch error name is a service error or a domain exception")
+    parser.add_argument(
+        "--error-names",
+        action="store_true",
+        help="every Retry/Catch error name is a service error or a domain exception",
+    )
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent, help="project root")
     parser.add_argument(
         "--parameter",
@@ -1458,8 +1469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     every = ["asl_validator", "durations", "grants", "error_names"]
     selected = [name for name in every if getattr(args, name)] or every
-    runners = {"asl_validator": _run_asl, "durations": _run_durations, "grants": _run_grants,
-               "error_names": _run_error_names}
+    runners = {
+        "asl_validator": _run_asl,
+        "durations": _run_durations,
+        "grants": _run_grants,
+        "error_names": _run_error_names,
+    }
     try:
         stack = load_stack(args.root.resolve(), dict(args.parameter))
         results = []

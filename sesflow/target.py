@@ -77,12 +77,10 @@ class Target:
         res = self.resources.get(logical_id)
         if res is None or (resource_type and res["type"] != resource_type):
             kinds = sorted(
-                lid for lid, r in self.resources.items()
-                if resource_type is None or r["type"] == resource_type
+                lid for lid, r in self.resources.items() if resource_type is None or r["type"] == resource_type
             )
             raise TargetError(
-                f"unknown {resource_type or 'resource'} {logical_id!r}; "
-                f"the stack has: {', '.join(kinds) or 'none'}"
+                f"unknown {resource_type or 'resource'} {logical_id!r}; the stack has: {', '.join(kinds) or 'none'}"
             )
         return res["physicalId"]
 
@@ -96,8 +94,7 @@ class Target:
 
     def logical_state_machines(self) -> dict[str, str]:
         return {
-            lid: r["physicalId"] for lid, r in self.resources.items()
-            if r["type"] == "AWS::StepFunctions::StateMachine"
+            lid: r["physicalId"] for lid, r in self.resources.items() if r["type"] == "AWS::StepFunctions::StateMachine"
         }
 
 
@@ -129,7 +126,8 @@ def stack_target(stack_name: str, region: str | None) -> Target:
     for page in cf.get_paginator("list_stack_resources").paginate(StackName=stack_name):
         for r in page["StackResourceSummaries"]:
             resources[r["LogicalResourceId"]] = {
-                "type": r["ResourceType"], "physicalId": r["PhysicalResourceId"],
+                "type": r["ResourceType"],
+                "physicalId": r["PhysicalResourceId"],
             }
     return Target(clients, stack_name, outputs, resources, False)
 

@@ -49,5 +49,6 @@ def load_event(name: str) -> Any:
 @pytest.fixture(scope="session")
 def status_capture(stack: Target) -> EventCapture:
     """Every ``Email Status Changed`` event of the shared stack, from the first test on."""
-    return EventCapture(stack.clients, stack.outputs["EventBusName"],
-                        {"source": ["sesflow"], "detail-type": ["Email Status Changed"]})
+    return EventCapture(
+        stack.clients, stack.outputs["EventBusName"], {"source": ["sesflow"], "detail-type": ["Email Status Changed"]}
+    )

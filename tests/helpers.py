@@ -57,8 +57,9 @@ class EventCapture:
     def drain(self) -> list[dict[str, Any]]:
         """Move whatever the queue holds into :attr:`events`; return all events so far."""
         while True:
-            msgs = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10,
-                                             WaitTimeSeconds=0).get("Messages", [])
+            msgs = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                "Messages", []
+            )
             if not msgs:
                 return self.events
             for m in msgs:
@@ -112,8 +113,9 @@ def inject_ses_faults(endpoint: str, *faults: dict[str, Any]) -> None:
     ``{"code": "TooManyRequestsException", "message": "...", "status": 429, "times": 3}``."""
     import urllib.request
 
-    req = urllib.request.Request(f"{endpoint}/_sesflow/faults", method="POST",
-                                 data=json.dumps({"sesSendEmail": list(faults)}).encode())
+    req = urllib.request.Request(
+        f"{endpoint}/_sesflow/faults", method="POST", data=json.dumps({"sesSendEmail": list(faults)}).encode()
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         resp.read()
 
@@ -121,8 +123,9 @@ def inject_ses_faults(endpoint: str, *faults: dict[str, Any]) -> None:
 def clear_ses_faults(endpoint: str) -> None:
     import urllib.request
 
-    with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/_sesflow/faults", method="DELETE"),
-                                timeout=10) as resp:
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{endpoint}/_sesflow/faults", method="DELETE"), timeout=10
+    ) as resp:
         resp.read()
 
 

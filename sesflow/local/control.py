@@ -65,8 +65,13 @@ def status(root: Path, sdir: Path | None = None) -> dict[str, Any] | None:
     return state
 
 
-def up(root: Path, port: int = DEFAULT_PORT, ses_max_send_rate: float | None = None,
-       timeout: float = START_TIMEOUT, sdir: Path | None = None) -> tuple[dict[str, Any], bool]:
+def up(
+    root: Path,
+    port: int = DEFAULT_PORT,
+    ses_max_send_rate: float | None = None,
+    timeout: float = START_TIMEOUT,
+    sdir: Path | None = None,
+) -> tuple[dict[str, Any], bool]:
     """Start the local stack in the background; return (state, started_now)."""
     sdir = sdir or state_dir(root)
     running = status(root, sdir)
@@ -85,16 +90,27 @@ def up(root: Path, port: int = DEFAULT_PORT, ses_max_send_rate: float | None = N
         for item in outbox.iterdir():
             item.unlink()
     cmd = [
-        sys.executable, "-m", "sesflow.local.server",
-        "--root", str(root), "--state-dir", str(sdir), "--port", str(port),
+        sys.executable,
+        "-m",
+        "sesflow.local.server",
+        "--root",
+        str(root),
+        "--state-dir",
+        str(sdir),
+        "--port",
+        str(port),
     ]
     if ses_max_send_rate:
         cmd += ["--ses-max-send-rate", str(ses_max_send_rate)]
     log_path = sdir / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=root,
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=root,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -97,7 +97,8 @@ def translate(template: dict[str, Any], parameters: dict[str, str], region: str)
 
         session = boto3.session.Session(region_name=region)
         return Translator(None, Parser(), boto_session=session).translate(  # type: ignore[no-any-return]
-            copy.deepcopy(template), parameter_values=values,
+            copy.deepcopy(template),
+            parameter_values=values,
             get_managed_policy_map=lambda: {},
         )
     except InvalidDocumentException as exc:
@@ -159,10 +160,7 @@ def deploy(
         for r in cf.describe_stack_resources(StackName=stack_id)["StackResources"]
         if "LogicalResourceId" in r
     }
-    missing = [
-        lid for lid, res in cfn["Resources"].items()
-        if lid not in resources and res.get("Condition") is None
-    ]
+    missing = [lid for lid, res in cfn["Resources"].items() if lid not in resources and res.get("Condition") is None]
     if missing:
         raise TemplateError(f"stack {stack_name}: resources not created locally: {', '.join(missing)}")
     effective = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}

@@ -59,17 +59,32 @@ def function_url_event(environ: dict[str, Any], function: str, path: str) -> dic
         body, is_b64 = base64.b64encode(raw).decode(), True
     now = time.time()
     return {
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
-        "headers": headers, "queryStringParameters": dict(parse_qsl(query)) or None,
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "queryStringParameters": dict(parse_qsl(query)) or None,
         "requestContext": {
-            "accountId": "anonymous", "apiId": function, "domainName": headers.get("host", ""),
-            "domainPrefix": function, "requestId": str(uuid.uuid4()), "routeKey": "$default",
-            "stage": "$default", "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "accountId": "anonymous",
+            "apiId": function,
+            "domainName": headers.get("host", ""),
+            "domainPrefix": function,
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "timeEpoch": int(now * 1000),
-            "http": {"method": environ["REQUEST_METHOD"], "path": path, "protocol": "HTTP/1.1",
-                     "sourceIp": environ.get("REMOTE_ADDR", "127.0.0.1"), "userAgent": headers.get("user-agent", "")},
+            "http": {
+                "method": environ["REQUEST_METHOD"],
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": environ.get("REMOTE_ADDR", "127.0.0.1"),
+                "userAgent": headers.get("user-agent", ""),
+            },
         },
-        "body": body or None, "isBase64Encoded": is_b64,
+        "body": body or None,
+        "isBase64Encoded": is_b64,
     }
 
 
@@ -105,8 +120,9 @@ class FunctionUrls:
         from . import iam, lambda_runtime, shims
 
         pending = sum(q.pending for q in (shims.DELIVERY, shims.ASYNC) if q is not None)
-        body = json.dumps({"requests": REQUESTS, "lambda": lambda_runtime.STATS,
-                           "deliveriesPending": pending, "iam": iam.stats()}).encode()
+        body = json.dumps(
+            {"requests": REQUESTS, "lambda": lambda_runtime.STATS, "deliveriesPending": pending, "iam": iam.stats()}
+        ).encode()
         if "reset" in environ.get("QUERY_STRING", ""):
             REQUESTS.clear()
             lambda_runtime.STATS.clear()
@@ -143,7 +159,7 @@ class FunctionUrls:
 
         from . import ses
 
-        function, _, rest = path[len(URL_PREFIX):].partition("/")
+        function, _, rest = path[len(URL_PREFIX) :].partition("/")
         event = function_url_event(environ, function, "/" + rest)
         resp = ses.local_client("lambda", self.region).invoke(FunctionName=function, Payload=json.dumps(event))
         payload = json.loads(resp["Payload"].read() or b"null")
@@ -185,27 +201,29 @@ _LOCAL_DEFAULTS = {
 def local_parameters(port: int) -> dict[str, str]:
     """Template parameters of the local stack (everything else keeps its default), then any
     ``SESFLOW_PARAMETER_OVERRIDES="Key=Value Key2=Value2"`` from the environment."""
-    overrides = dict(item.split("=", 1) for item in os.environ.get("SESFLOW_PARAMETER_OVERRIDES", "").split()
-                     if "=" in item)
+    overrides = dict(
+        item.split("=", 1) for item in os.environ.get("SESFLOW_PARAMETER_OVERRIDES", "").split() if "=" in item
+    )
     return {**_LOCAL_DEFAULTS, **overrides}
 
 
-
-
-def bring_up(root: Path, state: Path, port: int, max_send_rate: float | None,
-             stack_name: str, region: str) -> tuple[Any, dict[str, Any]]:
+def bring_up(
+    root: Path, state: Path, port: int, max_send_rate: float | None, stack_name: str, region: str
+) -> tuple[Any, dict[str, Any]]:
     """Start the server and deploy; return (server, state document)."""
     started = time.perf_counter()
-    os.environ.update({
-        "MOTO_PORT": str(port),
-        "AWS_DEFAULT_REGION": region,
-        "AWS_REGION": region,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_DISABLED": "false",
-    })
+    os.environ.update(
+        {
+            "MOTO_PORT": str(port),
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "false",
+        }
+    )
     os.environ.pop("AWS_PROFILE", None)
     from . import deploy, ses, shims
     from . import iam as local_iam
@@ -262,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     state_file = args.state_dir / "local.json"
     error_file = args.state_dir / "local.error"
     try:
-        server, doc = bring_up(args.root.resolve(), args.state_dir, args.port,
-                               args.ses_max_send_rate, args.stack_name, args.region)
+        server, doc = bring_up(
+            args.root.resolve(), args.state_dir, args.port, args.ses_max_send_rate, args.stack_name, args.region
+        )
     except Exception as exc:
         logging.exception("local stack failed to start")
         error_file.write_text(f"{type(exc).__name__}: {exc}\n")

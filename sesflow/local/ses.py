@@ -61,12 +61,26 @@ _recent: deque[tuple[float, int]] = deque()
 #: configuration set name -> its event destinations (CloudFormation EventDestination shape)
 EVENT_DESTINATIONS: dict[str, list[dict[str, Any]]] = {}
 SIMULATOR_DOMAIN = "simulator.amazonses.com"
-_EVENT_TYPES = {"send": "Send", "reject": "Reject", "bounce": "Bounce", "complaint": "Complaint",
-                "delivery": "Delivery", "deliverydelay": "DeliveryDelay",
-                "renderingfailure": "Rendering Failure", "open": "Open", "click": "Click"}
-_DETAIL_TYPES = {"Send": "Email Sent", "Delivery": "Email Delivered", "Bounce": "Email Bounced",
-                 "Complaint": "Email Complaint Received", "Reject": "Email Rejected",
-                 "DeliveryDelay": "Email Delivery Delayed", "Rendering Failure": "Email Rendering Failed"}
+_EVENT_TYPES = {
+    "send": "Send",
+    "reject": "Reject",
+    "bounce": "Bounce",
+    "complaint": "Complaint",
+    "delivery": "Delivery",
+    "deliverydelay": "DeliveryDelay",
+    "renderingfailure": "Rendering Failure",
+    "open": "Open",
+    "click": "Click",
+}
+_DETAIL_TYPES = {
+    "Send": "Email Sent",
+    "Delivery": "Email Delivered",
+    "Bounce": "Email Bounced",
+    "Complaint": "Email Complaint Received",
+    "Reject": "Email Rejected",
+    "DeliveryDelay": "Email Delivery Delayed",
+    "Rendering Failure": "Email Rendering Failed",
+}
 
 
 def add_event_destination(config_set: str, destination: dict[str, Any]) -> None:
@@ -121,9 +135,14 @@ def set_faults(faults: list[dict[str, Any]]) -> None:
     with _faults_lock:
         for fault in faults:
             for _ in range(int(fault.get("times", 1))):
-                FAULTS.append({"code": fault["code"], "message": fault.get("message", ""),
-                               "status": int(fault.get("status", 400)),
-                               "recipient": str(fault.get("recipient", "")).lower()})
+                FAULTS.append(
+                    {
+                        "code": fault["code"],
+                        "message": fault.get("message", ""),
+                        "status": int(fault.get("status", 400)),
+                        "recipient": str(fault.get("recipient", "")).lower(),
+                    }
+                )
 
 
 def clear_faults() -> int:
@@ -284,10 +303,20 @@ def _send_email(self: SESV2Response) -> str:
         },
     )
     if config_set and EVENT_DESTINATIONS.get(config_set):
-        _PUBLISHER.submit(_simulate(
-            self.current_account, self.region, message_id, source or "", recipients, raw,
-            config_set, params.get("EmailTags", []),
-        ), self.current_account, self.region)
+        _PUBLISHER.submit(
+            _simulate(
+                self.current_account,
+                self.region,
+                message_id,
+                source or "",
+                recipients,
+                raw,
+                config_set,
+                params.get("EmailTags", []),
+            ),
+            self.current_account,
+            self.region,
+        )
     return response
 
 
@@ -303,56 +332,122 @@ def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
 
 
-def _simulate(account: str, region: str, message_id: str, source: str, recipients: list[str], raw: bytes,
-              config_set: str, email_tags: list[dict[str, str]]) -> list[tuple[float, str, dict[str, Any]]]:
+def _simulate(
+    account: str,
+    region: str,
+    message_id: str,
+    source: str,
+    recipients: list[str],
+    raw: bytes,
+    config_set: str,
+    email_tags: list[dict[str, str]],
+) -> list[tuple[float, str, dict[str, Any]]]:
     """(delay, config set, SES event) for each event SES would publish for this message."""
     parsed = _headers(raw)
     _, from_addr = parseaddr(source)
     tags: dict[str, list[str]] = {
-        "ses:configuration-set": [config_set], "ses:source-ip": ["127.0.0.1"],
+        "ses:configuration-set": [config_set],
+        "ses:source-ip": ["127.0.0.1"],
         "ses:from-domain": [from_addr.rpartition("@")[2]],
-        "ses:caller-identity": ["sesflow-local"], "ses:outgoing-ip": ["127.0.0.1"],
+        "ses:caller-identity": ["sesflow-local"],
+        "ses:outgoing-ip": ["127.0.0.1"],
     }
     for t in email_tags:
         tags[t["Name"]] = [t["Value"]]
     mail = {
-        "timestamp": _now_iso(), "source": source,
+        "timestamp": _now_iso(),
+        "source": source,
         "sourceArn": f"arn:aws:ses:{region}:{account}:identity/{from_addr.rpartition('@')[2]}",
-        "sendingAccountId": account, "messageId": message_id, "destination": recipients,
+        "sendingAccountId": account,
+        "messageId": message_id,
+        "destination": recipients,
         "headersTruncated": False,
         "headers": [{"name": k, "value": str(v)} for k, v in parsed.items()],
-        "commonHeaders": {"from": [str(parsed["From"] or source)], "to": [str(parsed["To"] or "")],
-                          "messageId": message_id, "subject": str(parsed["Subject"] or "")},
+        "commonHeaders": {
+            "from": [str(parsed["From"] or source)],
+            "to": [str(parsed["To"] or "")],
+            "messageId": message_id,
+            "subject": str(parsed["Subject"] or ""),
+        },
         "tags": tags,
     }
     events: list[tuple[float, str, dict[str, Any]]] = [
-        (0.0, config_set, {"eventType": "Send", "mail": mail, "send": {}})]
+        (0.0, config_set, {"eventType": "Send", "mail": mail, "send": {}})
+    ]
     mta = "dsn; a8-70.smtp-out.amazonses.com"
     for rcpt in recipients:
         kind = _mailbox_behaviour(rcpt)
         ts = _now_iso()
         if kind in ("bounce", "suppressionlist"):
             on_list = kind == "suppressionlist"
-            events.append((0.05, config_set, {"eventType": "Bounce", "mail": mail, "bounce": {
-                "feedbackId": f"{message_id}-{uuid.uuid4().hex[:8]}-000000",
-                "bounceType": "Permanent",
-                "bounceSubType": "OnAccountSuppressionList" if on_list else "General",
-                "bouncedRecipients": [{
-                    "emailAddress": rcpt, "action": "failed", "status": "5.1.1",
-                    "diagnosticCode": ("Amazon SES did not send the message to this address because it is on "
-                                       "the suppression list for your account.") if on_list
-                    else "smtp; 550 5.1.1 user unknown"}],
-                "timestamp": ts, "reportingMTA": mta}}))
+            events.append(
+                (
+                    0.05,
+                    config_set,
+                    {
+                        "eventType": "Bounce",
+                        "mail": mail,
+                        "bounce": {
+                            "feedbackId": f"{message_id}-{uuid.uuid4().hex[:8]}-000000",
+                            "bounceType": "Permanent",
+                            "bounceSubType": "OnAccountSuppressionList" if on_list else "General",
+                            "bouncedRecipients": [
+                                {
+                                    "emailAddress": rcpt,
+                                    "action": "failed",
+                                    "status": "5.1.1",
+                                    "diagnosticCode": (
+                                        "Amazon SES did not send the message to this address because it is on "
+                                        "the suppression list for your account."
+                                    )
+                                    if on_list
+                                    else "smtp; 550 5.1.1 user unknown",
+                                }
+                            ],
+                            "timestamp": ts,
+                            "reportingMTA": mta,
+                        },
+                    },
+                )
+            )
             continue
-        events.append((0.05, config_set, {"eventType": "Delivery", "mail": mail, "delivery": {
-            "timestamp": ts, "processingTimeMillis": 420, "recipients": [rcpt],
-            "smtpResponse": "250 2.6.0 Message received", "reportingMTA": "a8-70.smtp-out.amazonses.com"}}))
+        events.append(
+            (
+                0.05,
+                config_set,
+                {
+                    "eventType": "Delivery",
+                    "mail": mail,
+                    "delivery": {
+                        "timestamp": ts,
+                        "processingTimeMillis": 420,
+                        "recipients": [rcpt],
+                        "smtpResponse": "250 2.6.0 Message received",
+                        "reportingMTA": "a8-70.smtp-out.amazonses.com",
+                    },
+                },
+            )
+        )
         if kind == "complaint":
-            events.append((0.15, config_set, {"eventType": "Complaint", "mail": mail, "complaint": {
-                "feedbackId": f"{message_id}-{uuid.uuid4().hex[:8]}-000000",
-                "complaintSubType": None, "complainedRecipients": [{"emailAddress": rcpt}],
-                "timestamp": _now_iso(), "userAgent": "Amazon SES Mailbox Simulator",
-                "complaintFeedbackType": "abuse", "arrivalDate": ts}}))
+            events.append(
+                (
+                    0.15,
+                    config_set,
+                    {
+                        "eventType": "Complaint",
+                        "mail": mail,
+                        "complaint": {
+                            "feedbackId": f"{message_id}-{uuid.uuid4().hex[:8]}-000000",
+                            "complaintSubType": None,
+                            "complainedRecipients": [{"emailAddress": rcpt}],
+                            "timestamp": _now_iso(),
+                            "userAgent": "Amazon SES Mailbox Simulator",
+                            "complaintFeedbackType": "abuse",
+                            "arrivalDate": ts,
+                        },
+                    },
+                )
+            )
     return events
 
 
@@ -367,14 +462,19 @@ def _publish(account: str, region: str, config_set: str, event: dict[str, Any]) 
             from moto.events.models import events_backends
 
             bus_arn = dest["EventBridgeDestination"]["EventBusArn"]
-            events_backends[account][region].put_events([{
-                "Source": "aws.ses", "DetailType": _DETAIL_TYPES.get(event["eventType"], "Email Event"),
-                "Detail": json.dumps(event), "EventBusName": bus_arn,
-                "Resources": [f"arn:aws:ses:{region}:{account}:configuration-set/{config_set}"],
-            }])
+            events_backends[account][region].put_events(
+                [
+                    {
+                        "Source": "aws.ses",
+                        "DetailType": _DETAIL_TYPES.get(event["eventType"], "Email Event"),
+                        "Detail": json.dumps(event),
+                        "EventBusName": bus_arn,
+                        "Resources": [f"arn:aws:ses:{region}:{account}:configuration-set/{config_set}"],
+                    }
+                ]
+            )
         elif "SnsDestination" in dest:
-            local_client("sns", region).publish(TopicArn=dest["SnsDestination"]["TopicARN"],
-                                                Message=json.dumps(event))
+            local_client("sns", region).publish(TopicArn=dest["SnsDestination"]["TopicARN"], Message=json.dumps(event))
 
 
 class _Publisher:
@@ -387,8 +487,9 @@ class _Publisher:
         self._queue: queue.Queue[tuple[float, str, str, str, dict[str, Any]]] = queue.Queue()
         self._thread: threading.Thread | None = None
 
-    def submit(self, events: list[tuple[float, str, dict[str, Any]]], account: str = "123456789012",
-               region: str = "us-east-1") -> None:
+    def submit(
+        self, events: list[tuple[float, str, dict[str, Any]]], account: str = "123456789012", region: str = "us-east-1"
+    ) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="ses-events", daemon=True)
             self._thread.start()
@@ -434,13 +535,18 @@ def _get_account(self: SESV2Response) -> str:
     from moto.ses.models import ses_backends
 
     sent = ses_backends[self.current_account][self.region].sent_message_count
-    return json.dumps({
-        "SendingEnabled": SETTINGS.account_sending_enabled,
-        "ProductionAccessEnabled": True,
-        "EnforcementStatus": "HEALTHY",
-        "SendQuota": {"Max24HourSend": 1_000_000.0, "MaxSendRate": SETTINGS.max_send_rate or 1000.0,
-                      "SentLast24Hours": float(sent)},
-    })
+    return json.dumps(
+        {
+            "SendingEnabled": SETTINGS.account_sending_enabled,
+            "ProductionAccessEnabled": True,
+            "EnforcementStatus": "HEALTHY",
+            "SendQuota": {
+                "Max24HourSend": 1_000_000.0,
+                "MaxSendRate": SETTINGS.max_send_rate or 1000.0,
+                "SentLast24Hours": float(sent),
+            },
+        }
+    )
 
 
 def _get_configuration_set_event_destinations(self: SESV2Response) -> str:
@@ -449,9 +555,13 @@ def _get_configuration_set_event_destinations(self: SESV2Response) -> str:
     destinations = []
     for dest in EVENT_DESTINATIONS.get(name, []):
         out: dict[str, Any] = {
-            "Name": dest.get("Name", ""), "Enabled": str(dest.get("Enabled", True)).lower() != "false",
-            "MatchingEventTypes": [_API_EVENT_TYPES.get(str(t).replace("_", "").lower(), str(t).upper())
-                                   for t in dest.get("MatchingEventTypes", [])]}
+            "Name": dest.get("Name", ""),
+            "Enabled": str(dest.get("Enabled", True)).lower() != "false",
+            "MatchingEventTypes": [
+                _API_EVENT_TYPES.get(str(t).replace("_", "").lower(), str(t).upper())
+                for t in dest.get("MatchingEventTypes", [])
+            ],
+        }
         if "EventBridgeDestination" in dest:
             out["EventBridgeDestination"] = {"EventBusArn": dest["EventBridgeDestination"]["EventBusArn"]}
         if "SnsDestination" in dest:
@@ -460,10 +570,18 @@ def _get_configuration_set_event_destinations(self: SESV2Response) -> str:
     return json.dumps({"EventDestinations": destinations})
 
 
-_API_EVENT_TYPES = {"send": "SEND", "reject": "REJECT", "bounce": "BOUNCE", "complaint": "COMPLAINT",
-                    "delivery": "DELIVERY", "deliverydelay": "DELIVERY_DELAY",
-                    "renderingfailure": "RENDERING_FAILURE", "open": "OPEN", "click": "CLICK",
-                    "subscription": "SUBSCRIPTION"}
+_API_EVENT_TYPES = {
+    "send": "SEND",
+    "reject": "REJECT",
+    "bounce": "BOUNCE",
+    "complaint": "COMPLAINT",
+    "delivery": "DELIVERY",
+    "deliverydelay": "DELIVERY_DELAY",
+    "renderingfailure": "RENDERING_FAILURE",
+    "open": "OPEN",
+    "click": "CLICK",
+    "subscription": "SUBSCRIPTION",
+}
 
 
 def _sending_options_as_sent() -> None:
@@ -486,12 +604,16 @@ def install() -> None:
     from moto.sesv2 import urls
 
     # server mode routes only listed paths: add the operations implemented here
-    for path in ("{0}/v2/email/account$", "{0}/v2/email/account/sending$",
-                 "{0}/v2/email/configuration-sets/(?P<ConfigurationSetName>[^/]+)/sending$",
-                 "{0}/v2/email/configuration-sets/(?P<ConfigurationSetName>[^/]+)/event-destinations$"):
+    for path in (
+        "{0}/v2/email/account$",
+        "{0}/v2/email/account/sending$",
+        "{0}/v2/email/configuration-sets/(?P<ConfigurationSetName>[^/]+)/sending$",
+        "{0}/v2/email/configuration-sets/(?P<ConfigurationSetName>[^/]+)/event-destinations$",
+    ):
         urls.url_paths.setdefault(path, SESV2Response.dispatch)
     SESV2Response.get_configuration_set_event_destinations = (  # type: ignore[attr-defined]
-        _get_configuration_set_event_destinations)
+        _get_configuration_set_event_destinations
+    )
     _sending_options_as_sent()
     SESV2Response.send_email = _send_email  # type: ignore[method-assign]
     SESV2Response.put_configuration_set_sending_options = _put_configuration_set_sending_options  # type: ignore[attr-defined]

@@ -108,8 +108,7 @@ def function_spec(fn: LambdaFunction) -> lambda_runtime.FunctionSpec:
     key = code.get("S3Key")
     if not key or "root" not in _CODE_ROOT:
         raise RuntimeError(
-            f"Function {fn.function_name} has no local code location (S3Key); "
-            "deploy it with `sesflow local up`"
+            f"Function {fn.function_name} has no local code location (S3Key); deploy it with `sesflow local up`"
         )
     return lambda_runtime.FunctionSpec(
         function_name=fn.function_name,
@@ -123,9 +122,7 @@ def function_spec(fn: LambdaFunction) -> lambda_runtime.FunctionSpec:
     )
 
 
-def _invoke_in_process(
-    self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any
-) -> bytes:
+def _invoke_in_process(self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any) -> bytes:
     asynchronous = (request_headers or {}).get("X-Amz-Invocation-Type") == "Event"
     _check_lambda_request(body, asynchronous)
     if isinstance(body, bytes):
@@ -195,9 +192,13 @@ LOCAL_TYPES: dict[str, type[_LocalResource]] = {}
 
 def _local_type(type_name: str, name_property: str = "") -> Any:
     def register(fn: Any) -> Any:
-        LOCAL_TYPES[type_name] = type(f"_Local_{type_name.replace('::', '_')}", (_LocalResource,), {
-            "TYPE": type_name, "NAME_PROPERTY": name_property, "create_fn": staticmethod(fn)})
+        LOCAL_TYPES[type_name] = type(
+            f"_Local_{type_name.replace('::', '_')}",
+            (_LocalResource,),
+            {"TYPE": type_name, "NAME_PROPERTY": name_property, "create_fn": staticmethod(fn)},
+        )
         return fn
+
     return register
 
 
@@ -206,10 +207,14 @@ def _configuration_set(name: str, props: dict[str, Any], account: str, region: s
     from moto.sesv2.models import sesv2_backends
 
     sesv2_backends[account][region].create_configuration_set(
-        configuration_set_name=name, tracking_options=props.get("TrackingOptions", {}),
-        delivery_options=props.get("DeliveryOptions", {}), reputation_options=props.get("ReputationOptions", {}),
-        sending_options=props.get("SendingOptions", {}), tags=props.get("Tags", []),
-        suppression_options=props.get("SuppressionOptions", {}), vdm_options=props.get("VdmOptions", {}),
+        configuration_set_name=name,
+        tracking_options=props.get("TrackingOptions", {}),
+        delivery_options=props.get("DeliveryOptions", {}),
+        reputation_options=props.get("ReputationOptions", {}),
+        sending_options=props.get("SendingOptions", {}),
+        tags=props.get("Tags", []),
+        suppression_options=props.get("SuppressionOptions", {}),
+        vdm_options=props.get("VdmOptions", {}),
     )
     return name
 
@@ -244,8 +249,14 @@ def _secret(name: str, props: dict[str, Any], account: str, region: str) -> str:
         else:
             value = generated
     result = secretsmanager_backends[account][region].create_secret(
-        name=name, secret_string=value, secret_binary=None, description=props.get("Description"),
-        tags=props.get("Tags", []), kms_key_id=None, client_request_token=None, replica_regions=[],
+        name=name,
+        secret_string=value,
+        secret_binary=None,
+        description=props.get("Description"),
+        tags=props.get("Tags", []),
+        kms_key_id=None,
+        client_request_token=None,
+        replica_regions=[],
         force_overwrite=False,
     )
     return str(json.loads(result)["ARN"])
@@ -317,14 +328,16 @@ def apply_substitutions(definition: str, substitutions: dict[str, Any]) -> str:
 
 
 def _create_state_machine(
-    cls: type[StateMachine], resource_name: str, cloudformation_json: Any, account_id: str,
-    region_name: str, **kwargs: Any,
+    cls: type[StateMachine],
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
 ) -> StateMachine:
     props = cloudformation_json["Properties"]
     name = props.get("StateMachineName", resource_name)
-    definition = apply_substitutions(
-        props.get("DefinitionString", ""), props.get("DefinitionSubstitutions", {})
-    )
+    definition = apply_substitutions(props.get("DefinitionString", ""), props.get("DefinitionSubstitutions", {}))
     backend = get_sfn_backend(account_id, region_name)
     machine = backend.create_state_machine(
         name,
@@ -340,7 +353,10 @@ def _create_state_machine(
 
 
 def _delete_state_machine(
-    cls: type[StateMachine], resource_name: str, cloudformation_json: Any, account_id: str,
+    cls: type[StateMachine],
+    resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
     region_name: str,
 ) -> None:
     backend = get_sfn_backend(account_id, region_name)
@@ -465,8 +481,9 @@ class _AsyncInvocations:
             try:
                 result = lambda_runtime.invoke(function_spec(fn), event)
             except Exception as exc:  # no code location etc.: a failed attempt too
-                result = lambda_runtime.InvokeResult({"errorType": type(exc).__name__, "errorMessage": str(exc)},
-                                                     error_type=type(exc).__name__)
+                result = lambda_runtime.InvokeResult(
+                    {"errorType": type(exc).__name__, "errorMessage": str(exc)}, error_type=type(exc).__name__
+                )
             config = fn.event_invoke_config[0].config if fn.event_invoke_config else {}
             retries = int(config.get("MaximumRetryAttempts", 2))
             with self._cond:
@@ -482,17 +499,26 @@ class _AsyncInvocations:
                     self._pending -= 1
 
     @staticmethod
-    def _on_failure(fn: LambdaFunction, config: dict[str, Any], event: Any,
-                    result: lambda_runtime.InvokeResult, attempts: int) -> None:
+    def _on_failure(
+        fn: LambdaFunction, config: dict[str, Any], event: Any, result: lambda_runtime.InvokeResult, attempts: int
+    ) -> None:
         destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
         if not destination:
-            log.warning("async invocation of %s failed %d times and has no on-failure destination: dropped",
-                        fn.function_name, attempts)
+            log.warning(
+                "async invocation of %s failed %d times and has no on-failure destination: dropped",
+                fn.function_name,
+                attempts,
+            )
             return
         record = {
-            "version": "1.0", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-            "requestContext": {"requestId": str(uuid.uuid4()), "functionArn": f"{fn.function_arn}:$LATEST",
-                               "condition": "RetriesExhausted", "approximateInvokeCount": attempts},
+            "version": "1.0",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": f"{fn.function_arn}:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": attempts,
+            },
             "requestPayload": event,
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
             "responsePayload": result.payload,
@@ -500,14 +526,20 @@ class _AsyncInvocations:
         region = destination.split(":")[3]
         body = json.dumps(record, default=str)
         if ":sqs:" in destination:
-            ses.local_client("sqs", region).send_message(QueueUrl=ses.queue_url_from_arn(destination),
-                                                         MessageBody=body)
+            ses.local_client("sqs", region).send_message(QueueUrl=ses.queue_url_from_arn(destination), MessageBody=body)
         elif ":sns:" in destination:
             ses.local_client("sns", region).publish(TopicArn=destination, Message=body)
         elif ":events:" in destination:
-            ses.local_client("events", region).put_events(Entries=[{
-                "EventBusName": destination, "Source": "lambda",
-                "DetailType": "Lambda Function Invocation Result - Failure", "Detail": body}])
+            ses.local_client("events", region).put_events(
+                Entries=[
+                    {
+                        "EventBusName": destination,
+                        "Source": "lambda",
+                        "DetailType": "Lambda Function Invocation Result - Failure",
+                        "Detail": body,
+                    }
+                ]
+            )
         else:
             log.warning("on-failure destination %s of %s is not supported locally", destination, fn.function_name)
 
@@ -515,23 +547,35 @@ class _AsyncInvocations:
 ASYNC: _AsyncInvocations | None = None
 
 
-def _send_sns_message(self: Any, function_name: str, message: str, subject: str | None = None,
-                      qualifier: str | None = None) -> None:
+def _send_sns_message(
+    self: Any, function_name: str, message: str, subject: str | None = None, qualifier: str | None = None
+) -> None:
     """SNS invokes Lambda asynchronously (the same queue, retries and destination)."""
-    event = {"Records": [{
-        "EventVersion": "1.0", "EventSource": "aws:sns", "EventSubscriptionArn": "arn:aws:sns:local",
-        "Sns": {"Type": "Notification", "MessageId": str(uuid.uuid4()), "Message": message,
-                "Subject": subject, "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                "TopicArn": "arn:aws:sns:local", "SignatureVersion": "1", "MessageAttributes": {}},
-    }]}
+    event = {
+        "Records": [
+            {
+                "EventVersion": "1.0",
+                "EventSource": "aws:sns",
+                "EventSubscriptionArn": "arn:aws:sns:local",
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": str(uuid.uuid4()),
+                    "Message": message,
+                    "Subject": subject,
+                    "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                    "TopicArn": "arn:aws:sns:local",
+                    "SignatureVersion": "1",
+                    "MessageAttributes": {},
+                },
+            }
+        ]
+    }
     fn = self._lambdas.get_function_by_name_or_arn_with_qualifier(function_name, qualifier)
     assert ASYNC is not None
     ASYNC.submit(fn, event)
 
 
-def _send_to_targets(
-    self: Rule, original_event: dict[str, Any], transform_input: bool = True
-) -> None:
+def _send_to_targets(self: Rule, original_event: dict[str, Any], transform_input: bool = True) -> None:
     if not self.event_pattern.matches_event(original_event):
         return
     handled = [t for t in self.targets if ":lambda:" in t["Arn"] or ":states:" in t["Arn"]]
@@ -602,8 +646,11 @@ class _Clock:
             for region, backend in list(regions.items()):
                 for group in list(backend.schedule_groups.values()):
                     for schedule in list(group.schedules.values()):
-                        if schedule.state != "ENABLED" or getattr(schedule, "_sesflow_fired", False) \
-                                or not self._due(schedule.schedule_expression, now):
+                        if (
+                            schedule.state != "ENABLED"
+                            or getattr(schedule, "_sesflow_fired", False)
+                            or not self._due(schedule.schedule_expression, now)
+                        ):
                             continue
                         schedule._sesflow_fired = True
                         self._invoke_target(region, schedule.target)
@@ -615,10 +662,12 @@ class _Clock:
         arn = str(target["Arn"])
         if ":states:" in arn and ":stateMachine:" in arn:
             ses.local_client("stepfunctions", region).start_execution(
-                stateMachineArn=arn, name=str(uuid.uuid4()), input=target.get("Input") or "{}")
+                stateMachineArn=arn, name=str(uuid.uuid4()), input=target.get("Input") or "{}"
+            )
         elif ":lambda:" in arn:
-            ses.local_client("lambda", region).invoke(FunctionName=arn, InvocationType="Event",
-                                                      Payload=(target.get("Input") or "{}").encode())
+            ses.local_client("lambda", region).invoke(
+                FunctionName=arn, InvocationType="Event", Payload=(target.get("Input") or "{}").encode()
+            )
         else:
             log.warning("schedule target %s is not supported locally", arn)
 
@@ -641,8 +690,9 @@ class _Clock:
                         if ex.exec_status != ExecutionStatus.RUNNING or ex.exec_worker is None:
                             continue
                         if (now - ex.start_date).total_seconds() > self.express_limit:
-                            log.warning("EXPRESS execution %s ran past %.0f s: timed out", ex.exec_arn,
-                                        self.express_limit)
+                            log.warning(
+                                "EXPRESS execution %s ran past %.0f s: timed out", ex.exec_arn, self.express_limit
+                            )
                             ex.exec_worker.env.set_timed_out()
                             ex.exec_status, ex.stop_date = ExecutionStatus.TIMED_OUT, now
 
@@ -682,12 +732,20 @@ def _enforce_payload_limits() -> None:
         size = _payload_size(value)
         if size <= STATE_PAYLOAD_LIMIT:
             return
-        cause = (f"The state/task '{env.next_state_name}' returned a {what} with a size exceeding the maximum "
-                 f"number of bytes service limit ({size} > {STATE_PAYLOAD_LIMIT}).")
-        raise FailureEventException(failure_event=FailureEvent(
-            env=env, error_name=StatesErrorName(typ=limit_error), event_type=HistoryEventType.TaskFailed,
-            event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(
-                error=limit_error.to_name(), cause=cause))))
+        cause = (
+            f"The state/task '{env.next_state_name}' returned a {what} with a size exceeding the maximum "
+            f"number of bytes service limit ({size} > {STATE_PAYLOAD_LIMIT})."
+        )
+        raise FailureEventException(
+            failure_event=FailureEvent(
+                env=env,
+                error_name=StatesErrorName(typ=limit_error),
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(
+                    taskFailedEventDetails=TaskFailedEventDetails(error=limit_error.to_name(), cause=cause)
+                ),
+            )
+        )
 
     original_result_path = ResultPath._eval_body
 
@@ -703,8 +761,11 @@ def _enforce_payload_limits() -> None:
 
     def error_equals(self: ErrorEqualsDecl, env: Any) -> None:
         error_name = env.stack[-1]
-        if (ErrorEqualsDecl._STATE_ALL_ERROR in self.error_names and isinstance(error_name, StatesErrorName)
-                and error_name.typ == limit_error):
+        if (
+            ErrorEqualsDecl._STATE_ALL_ERROR in self.error_names
+            and isinstance(error_name, StatesErrorName)
+            and error_name.typ == limit_error
+        ):
             env.stack.pop()
             env.stack.append(False)  # terminal: only an explicit States.DataLimitExceeded matches
             return
@@ -738,9 +799,16 @@ def _check_tolerated_failures(env: Any, run: Any) -> None:
         return
     error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
     cause = f"The specified tolerated failure threshold was exceeded ({failed} of {total} items failed)"
-    raise FailureEventException(failure_event=FailureEvent(
-        env=env, error_name=StatesErrorName(typ=error), event_type=HistoryEventType.MapRunFailed,
-        event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(error=error.to_name(), cause=cause))))
+    raise FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=error),
+            event_type=HistoryEventType.MapRunFailed,
+            event_details=EventDetails(
+                taskFailedEventDetails=TaskFailedEventDetails(error=error.to_name(), cause=cause)
+            ),
+        )
+    )
 
 
 def _result_writer_reads_the_map_input() -> None:
@@ -786,8 +854,10 @@ def _check_lambda_request(body: Any, asynchronous: bool) -> None:
     limit = LAMBDA_ASYNC_REQUEST_LIMIT if asynchronous else LAMBDA_SYNC_REQUEST_LIMIT
     if size > limit:
         kind = "Event" if asynchronous else "RequestResponse"
-        error = JsonRESTError("RequestEntityTooLargeException",
-                              f"{size} byte payload is too large for the {kind} invocation type (limit {limit} bytes)")
+        error = JsonRESTError(
+            "RequestEntityTooLargeException",
+            f"{size} byte payload is too large for the {kind} invocation type (limit {limit} bytes)",
+        )
         error.code = 413
         raise error
 

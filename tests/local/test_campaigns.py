@@ -29,12 +29,21 @@ NEWS_DATA = {"title": "T", "intro": "I", "articles": []}
 def start(stack: Target, rows: list[str], **overrides: Any) -> tuple[str, str]:
     cid = overrides.pop("campaignId", f"t{uuid.uuid4().hex[:10]}")
     key = f"uploads/{cid}/recipients.csv"
-    stack.clients.client("s3").put_object(Bucket=stack.outputs["CampaignsBucketName"], Key=key,
-                                          Body="\n".join(["email,name", *rows]).encode())
-    payload = {"campaignId": cid, "template": "newsletter", "topic": "newsletter", "recipients": {"key": key},
-               "data": NEWS_DATA, "gate": {"observeSeconds": 1, "minSample": 1000}, **overrides}
+    stack.clients.client("s3").put_object(
+        Bucket=stack.outputs["CampaignsBucketName"], Key=key, Body="\n".join(["email,name", *rows]).encode()
+    )
+    payload = {
+        "campaignId": cid,
+        "template": "newsletter",
+        "topic": "newsletter",
+        "recipients": {"key": key},
+        "data": NEWS_DATA,
+        "gate": {"observeSeconds": 1, "minSample": 1000},
+        **overrides,
+    }
     arn = stack.clients.client("stepfunctions").start_execution(
-        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload))["executionArn"]
+        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload)
+    )["executionArn"]
     return cid, arn
 
 
@@ -55,8 +64,11 @@ def status_of(stack: Target, cid: str) -> str | None:
 
 
 def sent_to(stack: Target, cid: str) -> Counter[str]:
-    return Counter(e["destinations"][0].lower() for e in outbox_entries(Path(stack.state["outbox"]))
-                   if e["tags"].get("campaignId") == cid)
+    return Counter(
+        e["destinations"][0].lower()
+        for e in outbox_entries(Path(stack.state["outbox"]))
+        if e["tags"].get("campaignId") == cid
+    )
 
 
 def cli_run(stack: Target, *argv: str) -> int:
@@ -73,8 +85,10 @@ def test_thousand_rows_exact_counts_and_one_message_per_recipient(stack: Target)
     ddb = stack.clients.client("dynamodb")
     suppressed = [f"supp{i}@example.org" for i in range(10)]
     for a in suppressed:
-        ddb.put_item(TableName=stack.outputs["SuppressionTableName"],
-                     Item={"address": {"S": a}, "topic": {"S": "*"}, "reason": {"S": "test"}})
+        ddb.put_item(
+            TableName=stack.outputs["SuppressionTableName"],
+            Item={"address": {"S": a}, "topic": {"S": "*"}, "reason": {"S": "test"}},
+        )
     unique = [f"k{i}@example.org" for i in range(940)]
     rows = [f"{a},N" for a in unique + suppressed]
     rows += [f"{a.upper()},dup" for a in unique[:30]]  # 30 duplicates (case differs)
@@ -83,8 +97,15 @@ def test_thousand_rows_exact_counts_and_one_message_per_recipient(stack: Target)
     cid, arn = start(stack, rows)
     report = finish(stack, arn)
     assert report["status"] == "completed"
-    assert report["counts"] == {"rows": 1000, "valid": 950, "invalid": 20, "duplicates": 30, "suppressed": 10,
-                                "planned": report["counts"]["planned"], "batches": report["counts"]["batches"]}
+    assert report["counts"] == {
+        "rows": 1000,
+        "valid": 950,
+        "invalid": 20,
+        "duplicates": 30,
+        "suppressed": 10,
+        "planned": report["counts"]["planned"],
+        "batches": report["counts"]["batches"],
+    }
     assert sum(report["counts"]["planned"]) == 940
     assert report["totals"]["accepted"] == 940
     outbox = sent_to(stack, cid)
@@ -121,11 +142,17 @@ def test_canary_with_bounces_halts_the_campaign(stack: Target) -> None:
     feedback_settled(stack)  # earlier tests' feedback must not delay this canary's bounces
     cid = f"halt{uuid.uuid4().hex[:8]}"
     stages = (10.0, 100.0)
-    bounces = [a for a in (f"bounce+{i}@simulator.amazonses.com" for i in range(400))
-               if cp.stage_for(cid, a, stages) == 0][:8]
+    bounces = [
+        a for a in (f"bounce+{i}@simulator.amazonses.com" for i in range(400)) if cp.stage_for(cid, a, stages) == 0
+    ][:8]
     good = [f"h{i}@example.org" for i in range(200)]
-    _, arn = start(stack, [f"{a},B" for a in bounces] + [f"{a},G" for a in good], campaignId=cid,
-                   stages=list(stages), gate={"observeSeconds": 10, "minSample": 5, "maxBounceRate": 0.05})
+    _, arn = start(
+        stack,
+        [f"{a},B" for a in bounces] + [f"{a},G" for a in good],
+        campaignId=cid,
+        stages=list(stages),
+        gate={"observeSeconds": 10, "minSample": 5, "maxBounceRate": 0.05},
+    )
     report = finish(stack, arn)
     assert report["status"] == "halted", report["stages"]
     assert report["reason"].startswith("bounce rate")
@@ -171,8 +198,9 @@ def test_a_crash_mid_batch_loses_nobody_and_sends_nobody_twice(stack: Target) ->
     lam = stack.clients.client("lambda")
     name = stack.function_name("CampaignSendBatchFunction")
     env = {k: str(v) for k, v in lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"].items()}
-    lam.update_function_configuration(FunctionName=name,
-                                      Environment={"Variables": {**env, "FAULT_CRASH_AFTER_SENDS": "7"}})
+    lam.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {**env, "FAULT_CRASH_AFTER_SENDS": "7"}}
+    )
     try:
         cid, arn = start(stack, [f"x{i}@example.org,X" for i in range(120)], stages=[100])
         report = finish(stack, arn)
@@ -182,8 +210,9 @@ def test_a_crash_mid_batch_loses_nobody_and_sends_nobody_twice(stack: Target) ->
     outbox = sent_to(stack, cid)
     assert len(outbox) == 120 and max(outbox.values()) == 1
     # the crash did happen (its one-shot marker is there) and the retried batch resumed
-    marker = stack.clients.client("dynamodb").get_item(TableName=stack.outputs["CampaignsTableName"],
-                                                       Key={"campaignId": {"S": f"fault#{cid}"}})
+    marker = stack.clients.client("dynamodb").get_item(
+        TableName=stack.outputs["CampaignsTableName"], Key={"campaignId": {"S": f"fault#{cid}"}}
+    )
     assert "Item" in marker
     assert report["totals"]["accepted"] == 120 and report["totals"].get("duplicates", 0) >= 1
 
@@ -195,12 +224,20 @@ def test_wide_rows_and_large_campaign_data_fit_the_state_limits(stack: Target) -
     rows = [f"w{i}@example.org," + ",".join(f"{i:04d}" + "v" * 84 for _ in range(40)) for i in range(120)]
     cid = f"wide{uuid.uuid4().hex[:8]}"
     key = f"uploads/{cid}/recipients.csv"
-    stack.clients.client("s3").put_object(Bucket=stack.outputs["CampaignsBucketName"], Key=key,
-                                          Body="\n".join([header, *rows]).encode())
-    payload = {"campaignId": cid, "template": "newsletter", "topic": "newsletter", "recipients": {"key": key},
-               "data": NEWS_DATA | {"padding": "p" * 26_000}, "stages": [100]}
+    stack.clients.client("s3").put_object(
+        Bucket=stack.outputs["CampaignsBucketName"], Key=key, Body="\n".join([header, *rows]).encode()
+    )
+    payload = {
+        "campaignId": cid,
+        "template": "newsletter",
+        "topic": "newsletter",
+        "recipients": {"key": key},
+        "data": NEWS_DATA | {"padding": "p" * 26_000},
+        "stages": [100],
+    }
     arn = stack.clients.client("stepfunctions").start_execution(
-        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload))["executionArn"]
+        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload)
+    )["executionArn"]
     report = finish(stack, arn)
     assert report["status"] == "completed" and report["totals"]["accepted"] == 120
     assert report["counts"]["batches"][0] >= 3  # 120 rows of ~4 KB: more batches than 120 / 50
@@ -223,22 +260,39 @@ def test_rows_whose_data_would_not_fit_a_send_request_are_rejected_at_plan_time(
     rows = [f"fit{i}@example.org,F,x" for i in range(10)] + [f"toobig{i}@example.org,B,{'b' * 3_000}" for i in range(3)]
     cid = f"fit{uuid.uuid4().hex[:8]}"
     key = f"uploads/{cid}/recipients.csv"
-    stack.clients.client("s3").put_object(Bucket=stack.outputs["CampaignsBucketName"], Key=key,
-                                          Body="\n".join(["email,name,note", *rows]).encode())
-    payload = {"campaignId": cid, "template": "newsletter", "topic": "newsletter", "recipients": {"key": key},
-               "data": NEWS_DATA | {"padding": "p" * 30_000}, "stages": [100]}
+    stack.clients.client("s3").put_object(
+        Bucket=stack.outputs["CampaignsBucketName"], Key=key, Body="\n".join(["email,name,note", *rows]).encode()
+    )
+    payload = {
+        "campaignId": cid,
+        "template": "newsletter",
+        "topic": "newsletter",
+        "recipients": {"key": key},
+        "data": NEWS_DATA | {"padding": "p" * 30_000},
+        "stages": [100],
+    }
     arn = stack.clients.client("stepfunctions").start_execution(
-        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload))["executionArn"]
+        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload)
+    )["executionArn"]
     report = finish(stack, arn)
     assert report["counts"]["invalid"] == 3 and report["totals"]["accepted"] == 10
-    rejects = stack.clients.client("s3").get_object(Bucket=stack.outputs["CampaignsBucketName"],
-                                                    Key=f"campaigns/{cid}/rejects.csv")["Body"].read().decode()
+    rejects = (
+        stack.clients.client("s3")
+        .get_object(Bucket=stack.outputs["CampaignsBucketName"], Key=f"campaigns/{cid}/rejects.csv")["Body"]
+        .read()
+        .decode()
+    )
     assert rejects.count("with the campaign's data is") == 3
 
 
 def test_an_unanswered_approval_expires_the_campaign(stack: Target) -> None:
-    cid, arn = start(stack, [f"ex{i}@example.org,E" for i in range(20)], stages=[50, 100], approval="manual",
-                     approvalTimeoutSeconds=2)
+    cid, arn = start(
+        stack,
+        [f"ex{i}@example.org,E" for i in range(20)],
+        stages=[50, 100],
+        approval="manual",
+        approvalTimeoutSeconds=2,
+    )
     report = finish(stack, arn)
     assert report["status"] == "expired" and report["reason"] == "no approval within 2 s"
     assert len(sent_to(stack, cid)) == report["stages"][0]["planned"]  # nobody of the last stage
@@ -264,10 +318,12 @@ def test_a_canary_whose_sends_fail_halts_on_the_failure_rate(stack: Target) -> N
     rows = [f"fr{i}@example.org" for i in range(40)]
     canary = [a for a in rows if cp.stage_for(cid, a, stages) == 0]
     for address in canary[:5]:
-        inject_ses_faults(stack.state["endpoint"], {"code": "MessageRejected", "message": "Illegal header.",
-                                                    "recipient": address})
-    _, arn = start(stack, [f"{a},F" for a in rows], campaignId=cid, stages=list(stages),
-                   gate={"observeSeconds": 1, "minSample": 5})
+        inject_ses_faults(
+            stack.state["endpoint"], {"code": "MessageRejected", "message": "Illegal header.", "recipient": address}
+        )
+    _, arn = start(
+        stack, [f"{a},F" for a in rows], campaignId=cid, stages=list(stages), gate={"observeSeconds": 1, "minSample": 5}
+    )
     report = finish(stack, arn)
     assert report["status"] == "halted" and report["reason"].startswith("failure rate")
     [gate] = report["gates"]
@@ -314,8 +370,9 @@ def test_a_dead_execution_resumes_in_a_new_one_and_nobody_is_mailed_twice(stack:
     poll(lambda: counters(stack, cid, 0).get("accepted", 0) >= 10, timeout=60, what="first sends")
     sfn.stop_execution(executionArn=arn, error="Killed", cause="the test stops it mid-stage")
     payload = json.loads(sfn.describe_execution(executionArn=arn)["input"])
-    again = sfn.start_execution(stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=f"{cid}-resume",
-                                input=json.dumps(payload))["executionArn"]
+    again = sfn.start_execution(
+        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=f"{cid}-resume", input=json.dumps(payload)
+    )["executionArn"]
     report = finish(stack, again)
     assert report["status"] == "completed"
     sent = sent_to(stack, cid)
@@ -328,9 +385,16 @@ def test_a_stage_whose_batches_fail_fails_the_campaign_with_a_report(stack: Targ
     cid = f"sf{uuid.uuid4().hex[:8]}"
     rows = [f"sf{i}-{cid}@example.org" for i in range(20)]
     for address in rows:  # every send refused for the set-up: each batch stops (SesConfigurationError)
-        inject_ses_faults(stack.state["endpoint"], {"code": "AccessDeniedException", "status": 403, "times": 5,
-                                                    "message": "not authorized to perform: ses:SendEmail",
-                                                    "recipient": address})
+        inject_ses_faults(
+            stack.state["endpoint"],
+            {
+                "code": "AccessDeniedException",
+                "status": 403,
+                "times": 5,
+                "message": "not authorized to perform: ses:SendEmail",
+                "recipient": address,
+            },
+        )
     try:
         _, arn = start(stack, [f"{a},S" for a in rows], campaignId=cid, stages=[100], batchSize=5)
         sfn = stack.clients.client("stepfunctions")

@@ -46,24 +46,33 @@ def _race(stack: Target, write: Any) -> list[int]:
 
 def test_concurrent_ledger_claims_have_exactly_one_winner(stack: Target) -> None:
     def claim(ddb: Any, table: str, key: str, who: str) -> None:
-        ddb.update_item(TableName=table, Key={"emailId": {"S": key}},
-                        UpdateExpression="SET sendState = :s, sendOwner = :o",
-                        ConditionExpression="attribute_not_exists(sendState) OR sendState = :r",
-                        ExpressionAttributeValues={":s": {"S": "sending"}, ":o": {"S": who},
-                                                   ":r": {"S": "retryable"}})
+        ddb.update_item(
+            TableName=table,
+            Key={"emailId": {"S": key}},
+            UpdateExpression="SET sendState = :s, sendOwner = :o",
+            ConditionExpression="attribute_not_exists(sendState) OR sendState = :r",
+            ExpressionAttributeValues={":s": {"S": "sending"}, ":o": {"S": who}, ":r": {"S": "retryable"}},
+        )
 
     assert _race(stack, claim) == [1] * PAIRS
 
 
 def test_a_duplicate_event_applied_twice_at_once_is_applied_once(stack: Target) -> None:
     """The feedback function's write: append to the timeline unless the event key is known."""
+
     def apply(ddb: Any, table: str, key: str, who: str) -> None:
-        ddb.update_item(TableName=table, Key={"emailId": {"S": key}},
-                        UpdateExpression="SET timeline = list_append(if_not_exists(timeline, :e), :t) "
-                                         "ADD eventKeys :ks",
-                        ConditionExpression="NOT contains(eventKeys, :k)",
-                        ExpressionAttributeValues={":e": {"L": []}, ":t": {"L": [{"S": "Bounce"}]},
-                                                   ":ks": {"SS": ["k1"]}, ":k": {"S": "k1"}})
+        ddb.update_item(
+            TableName=table,
+            Key={"emailId": {"S": key}},
+            UpdateExpression="SET timeline = list_append(if_not_exists(timeline, :e), :t) ADD eventKeys :ks",
+            ConditionExpression="NOT contains(eventKeys, :k)",
+            ExpressionAttributeValues={
+                ":e": {"L": []},
+                ":t": {"L": [{"S": "Bounce"}]},
+                ":ks": {"SS": ["k1"]},
+                ":k": {"S": "k1"},
+            },
+        )
 
     assert _race(stack, apply) == [1] * PAIRS
 
@@ -93,19 +102,29 @@ def test_an_express_execution_past_the_limit_times_out(short_express_stack: Targ
     stack = short_express_stack
     assert stack.state["declaredWorkflowTypes"][stack.outputs["SendStateMachineArn"]] == "EXPRESS"
     # another execution holds the ledger: SendInProgress is retried for 2 + 3 + 4.5 s (no jitter)
-    stack.clients.client("dynamodb").put_item(TableName=stack.outputs["TrackingTableName"], Item={
-        "emailId": {"S": "slow-0001"}, "sendState": {"S": "sending"}, "sendOwner": {"S": "someone-else"}})
+    stack.clients.client("dynamodb").put_item(
+        TableName=stack.outputs["TrackingTableName"],
+        Item={"emailId": {"S": "slow-0001"}, "sendState": {"S": "sending"}, "sendOwner": {"S": "someone-else"}},
+    )
     sfn = stack.clients.client("stepfunctions")
-    arn = executions.start(sfn, stack.outputs["SendStateMachineArn"], {
-        "emailId": "slow-0001", "template": "welcome", "to": "a@example.org", "data": {"name": "A", "product": "B"}})
+    arn = executions.start(
+        sfn,
+        stack.outputs["SendStateMachineArn"],
+        {"emailId": "slow-0001", "template": "welcome", "to": "a@example.org", "data": {"name": "A", "product": "B"}},
+    )
     assert executions.wait(sfn, arn, timeout=60) == "TIMED_OUT"
 
 
 # ---------------------------------------------------------------- payload limits
 def _machine(stack: Target, definition: dict[str, Any]) -> str:
     sfn = stack.clients.client("stepfunctions")
-    return str(sfn.create_state_machine(name=f"limits-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition),
-                                        roleArn="arn:aws:iam::123456789012:role/limits")["stateMachineArn"])
+    return str(
+        sfn.create_state_machine(
+            name=f"limits-{uuid.uuid4().hex[:8]}",
+            definition=json.dumps(definition),
+            roleArn="arn:aws:iam::123456789012:role/limits",
+        )["stateMachineArn"]
+    )
 
 
 def _run(stack: Target, machine: str, payload: Any) -> dict[str, Any]:
@@ -121,20 +140,44 @@ CAUGHT = {"Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]}
 
 
 def test_a_state_output_over_256_kib_fails_and_states_all_does_not_catch_it(stack: Target) -> None:
-    machine = _machine(stack, {"StartAt": "Double", "States": {
-        "Double": {"Type": "Pass", "Parameters": {"a.$": "$.s", "b.$": "$.s"}, "Next": "Done", **CAUGHT},
-        "Caught": {"Type": "Succeed"}, "Done": {"Type": "Succeed"}}})
+    machine = _machine(
+        stack,
+        {
+            "StartAt": "Double",
+            "States": {
+                "Double": {"Type": "Pass", "Parameters": {"a.$": "$.s", "b.$": "$.s"}, "Next": "Done", **CAUGHT},
+                "Caught": {"Type": "Succeed"},
+                "Done": {"Type": "Succeed"},
+            },
+        },
+    )
     assert _run(stack, machine, {"s": "x" * 100_000})["status"] == "SUCCEEDED"  # 200 KB: within the limit
     desc = _run(stack, machine, {"s": "x" * 140_000})  # 280 KB
     assert desc["status"] == "FAILED" and desc["error"] == "States.DataLimitExceeded", desc
 
 
 def test_map_results_over_256_kib_fail_even_when_discarded(stack: Target) -> None:
-    machine = _machine(stack, {"StartAt": "Fan", "States": {
-        "Fan": {"Type": "Map", "ItemsPath": "$.items", "ResultPath": None, "End": True, **CAUGHT,
-                "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "Big", "States": {
-                    "Big": {"Type": "Pass", "Parameters": {"blob.$": "$"}, "End": True}}}},
-        "Caught": {"Type": "Succeed"}}})
+    machine = _machine(
+        stack,
+        {
+            "StartAt": "Fan",
+            "States": {
+                "Fan": {
+                    "Type": "Map",
+                    "ItemsPath": "$.items",
+                    "ResultPath": None,
+                    "End": True,
+                    **CAUGHT,
+                    "ItemProcessor": {
+                        "ProcessorConfig": {"Mode": "INLINE"},
+                        "StartAt": "Big",
+                        "States": {"Big": {"Type": "Pass", "Parameters": {"blob.$": "$"}, "End": True}},
+                    },
+                },
+                "Caught": {"Type": "Succeed"},
+            },
+        },
+    )
     assert _run(stack, machine, {"items": ["y" * 50_000] * 4})["status"] == "SUCCEEDED"  # 200 KB
     desc = _run(stack, machine, {"items": ["y" * 50_000] * 6})  # 300 KB of results
     assert desc["status"] == "FAILED" and desc["error"] == "States.DataLimitExceeded", desc

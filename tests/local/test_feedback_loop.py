@@ -44,19 +44,24 @@ def send(stack: Target, to: str, base: dict[str, Any] | None = None, **extra: An
     return output
 
 
-def wait_for(stack: Target, email_id: str, predicate: Callable[[dict[str, Any]], Any],
-             timeout: float = 15.0) -> dict[str, Any]:
+def wait_for(
+    stack: Target, email_id: str, predicate: Callable[[dict[str, Any]], Any], timeout: float = 15.0
+) -> dict[str, Any]:
     """Poll the tracking item until ``predicate(item)``; fail with the last item seen."""
-    item: dict[str, Any] = poll(lambda: (i := tracking_item(stack, email_id)) and predicate(i) and i,
-                                timeout, what=f"{email_id}: condition on the tracking item")
+    item: dict[str, Any] = poll(
+        lambda: (i := tracking_item(stack, email_id)) and predicate(i) and i,
+        timeout,
+        what=f"{email_id}: condition on the tracking item",
+    )
     return item
 
 
 def suppression_entries(stack: Target, address: str, timeout: float = 15.0) -> list[dict[str, Any]]:
     """The address's suppression entries, once there are any (the feedback function writes
     them after the tracking item)."""
-    found: list[dict[str, Any]] = poll(lambda: entries(stack, address), timeout,
-                                       what=f"suppression entries of {address}")
+    found: list[dict[str, Any]] = poll(
+        lambda: entries(stack, address), timeout, what=f"suppression entries of {address}"
+    )
     return found
 
 
@@ -68,8 +73,9 @@ def invoke_feedback(stack: Target, event: dict[str, Any]) -> dict[str, Any]:
     tags = event.get("detail", {}).get("mail", {}).get("tags")
     if tags is not None:  # SES tags every event with the configuration set the email went through
         tags["ses:configuration-set"] = [stack.outputs["ConfigurationSetName"]]
-    resp = stack.clients.client("lambda").invoke(FunctionName=stack.function_name("FeedbackFunction"),
-                                                 Payload=json.dumps(event).encode())
+    resp = stack.clients.client("lambda").invoke(
+        FunctionName=stack.function_name("FeedbackFunction"), Payload=json.dumps(event).encode()
+    )
     payload: dict[str, Any] = json.loads(resp["Payload"].read())
     assert not resp.get("FunctionError"), payload
     return payload
@@ -105,12 +111,15 @@ def test_complaint_after_delivery_suppresses_subscription_mail_only(stack: Targe
     assert send(stack, address)["status"] == "sent"
 
 
-@pytest.mark.parametrize(("address", "final"), [
-    ("success@simulator.amazonses.com", "delivered"),
-    ("success+label@simulator.amazonses.com", "delivered"),
-    ("ooto@simulator.amazonses.com", "delivered"),
-    ("someone@example.org", "delivered"),
-])
+@pytest.mark.parametrize(
+    ("address", "final"),
+    [
+        ("success@simulator.amazonses.com", "delivered"),
+        ("success+label@simulator.amazonses.com", "delivered"),
+        ("ooto@simulator.amazonses.com", "delivered"),
+        ("someone@example.org", "delivered"),
+    ],
+)
 def test_deliveries(stack: Target, address: str, final: str) -> None:
     out = send(stack, address)
     item = wait_for(stack, out["emailId"], lambda i: i["status"] == final)
@@ -134,8 +143,9 @@ def test_campaign_counters(stack: Target) -> None:
 
 
 # ---------------------------------------------------------------- duplicates, order, envelopes
-def _bounce_event(message_id: str, email_id: str | None, address: str, feedback_id: str,
-                  bounce_type: str = "Permanent") -> dict[str, Any]:
+def _bounce_event(
+    message_id: str, email_id: str | None, address: str, feedback_id: str, bounce_type: str = "Permanent"
+) -> dict[str, Any]:
     event = copy.deepcopy(load_event("fn-feedback.json"))
     detail = event["detail"]
     detail["mail"]["messageId"] = message_id
@@ -202,8 +212,9 @@ def test_soft_bounces_suppress_at_the_threshold(stack: Target) -> None:
 
 
 def test_not_an_ses_event_is_a_function_error(stack: Target) -> None:
-    resp = stack.clients.client("lambda").invoke(FunctionName=stack.function_name("FeedbackFunction"),
-                                                 Payload=b'{"hello": "world"}')
+    resp = stack.clients.client("lambda").invoke(
+        FunctionName=stack.function_name("FeedbackFunction"), Payload=b'{"hello": "world"}'
+    )
     assert resp.get("FunctionError")
     assert json.loads(resp["Payload"].read())["errorType"] == "FeedbackParseError"
 
@@ -232,7 +243,7 @@ def _unsubscribe_url(stack: Target, email_id: str) -> str:
 
     msg = BytesParser(policy=policy.default).parsebytes(Path(entry["path"]).read_bytes())
     header = str(msg["List-Unsubscribe"])
-    return header[header.index("<") + 1: header.index(">")]
+    return header[header.index("<") + 1 : header.index(">")]
 
 
 def test_one_click_unsubscribe(stack: Target) -> None:
@@ -270,8 +281,13 @@ def test_forged_expired_and_malformed_tokens_change_nothing(stack: Target) -> No
 
 def _multipart(fields: dict[str, str]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-                    for k, v in fields.items()) + f"--{boundary}--\r\n".encode()
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+            for k, v in fields.items()
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -282,11 +298,14 @@ def test_any_post_with_a_valid_token_unsubscribes(stack: Target, encoding: str) 
     Lambda does)."""
     address = f"mp{uuid.uuid4().hex[:6]}@example.org"
     token = unsub.make_token(_secret(stack), address, "newsletter")
-    body, ctype = {"multipart": _multipart({"List-Unsubscribe": "One-Click"}),
-                   "octet-stream": (b"\x00\xffList-Unsubscribe=One-Click", "application/octet-stream"),
-                   "empty": (b"", "text/plain")}[encoding]
-    req = urllib.request.Request(f"{stack.outputs['UnsubscribeUrl']}?token={token}", data=body, method="POST",
-                                 headers={"Content-Type": ctype})
+    body, ctype = {
+        "multipart": _multipart({"List-Unsubscribe": "One-Click"}),
+        "octet-stream": (b"\x00\xffList-Unsubscribe=One-Click", "application/octet-stream"),
+        "empty": (b"", "text/plain"),
+    }[encoding]
+    req = urllib.request.Request(
+        f"{stack.outputs['UnsubscribeUrl']}?token={token}", data=body, method="POST", headers={"Content-Type": ctype}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200 and "unsubscribed" in resp.read().decode()
     [entry] = entries(stack, address)
@@ -326,8 +345,9 @@ def test_the_function_ignores_events_of_other_configuration_sets_and_untracked_n
     address = f"foreign{uuid.uuid4().hex[:6]}@example.org"
     event = _bounce_event("0100-foreign-msg", "foreign-email-1", address, "fb-foreign-1")
     event["detail"]["mail"]["tags"]["ses:configuration-set"] = ["someone-elses-configuration-set"]
-    resp = stack.clients.client("lambda").invoke(FunctionName=stack.function_name("FeedbackFunction"),
-                                                 Payload=json.dumps(event).encode())
+    resp = stack.clients.client("lambda").invoke(
+        FunctionName=stack.function_name("FeedbackFunction"), Payload=json.dumps(event).encode()
+    )
     assert json.loads(resp["Payload"].read())["results"][0]["ignored"] == "another configuration set"
     # an identity notification (no tags at all) for an email this stack does not track
     detail = _bounce_event("0100-unknown-msg", None, address, "fb-foreign-2")["detail"]
@@ -340,8 +360,9 @@ def test_the_function_ignores_events_of_other_configuration_sets_and_untracked_n
 # ---------------------------------------------------------------- asynchronous invocation failures
 def _queue_messages(stack: Target, output: str) -> list[dict[str, Any]]:
     sqs = stack.clients.client("sqs")
-    msgs = sqs.receive_message(QueueUrl=stack.outputs[output], MaxNumberOfMessages=10,
-                               VisibilityTimeout=0).get("Messages", [])
+    msgs = sqs.receive_message(QueueUrl=stack.outputs[output], MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+        "Messages", []
+    )
     return [json.loads(m["Body"]) for m in msgs]
 
 
@@ -350,14 +371,21 @@ def test_a_feedback_function_error_is_retried_twice_then_kept_in_the_failures_qu
     events it could not deliver; a function error is Lambda's to retry (twice), then the
     invocation record goes to the function's on-failure destination instead of being lost."""
     marker = f"broken-{uuid.uuid4().hex[:8]}"
-    detail = {"eventType": "Bounce", "bounce": {"feedbackId": marker},
-              "mail": {"tags": {"ses:configuration-set": [stack.outputs["ConfigurationSetName"]]}}}  # no messageId
-    stack.clients.client("events").put_events(Entries=[{
-        "Source": "aws.ses", "DetailType": "Email Bounced", "Detail": json.dumps(detail)}])
+    detail = {
+        "eventType": "Bounce",
+        "bounce": {"feedbackId": marker},
+        "mail": {"tags": {"ses:configuration-set": [stack.outputs["ConfigurationSetName"]]}},
+    }  # no messageId
+    stack.clients.client("events").put_events(
+        Entries=[{"Source": "aws.ses", "DetailType": "Email Bounced", "Detail": json.dumps(detail)}]
+    )
 
     def failure_record() -> dict[str, Any] | None:
-        found = [r for r in _queue_messages(stack, "FeedbackFailuresQueueUrl")
-                 if r["requestPayload"]["detail"]["bounce"]["feedbackId"] == marker]
+        found = [
+            r
+            for r in _queue_messages(stack, "FeedbackFailuresQueueUrl")
+            if r["requestPayload"]["detail"]["bounce"]["feedbackId"] == marker
+        ]
         return found[0] if found else None
 
     record = poll(failure_record, timeout=30, what="the failed invocation in the failures queue")
@@ -365,5 +393,8 @@ def test_a_feedback_function_error_is_retried_twice_then_kept_in_the_failures_qu
     assert record["requestContext"]["approximateInvokeCount"] == 3
     assert record["responsePayload"]["errorType"] == "FeedbackParseError"
     events_delivered(stack.state["endpoint"])
-    assert not [e for e in _queue_messages(stack, "FeedbackDeadLetterQueueUrl")
-                if e.get("detail", {}).get("bounce", {}).get("feedbackId") == marker]
+    assert not [
+        e
+        for e in _queue_messages(stack, "FeedbackDeadLetterQueueUrl")
+        if e.get("detail", {}).get("bounce", {}).get("feedbackId") == marker
+    ]

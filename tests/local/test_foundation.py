@@ -81,8 +81,10 @@ def test_two_stacks_coexist_without_name_clash(stack: Target) -> None:
 
 
 def test_translator_rejection_names_resource_and_reason(tmp_path: Path) -> None:
-    bad = (ROOT / "template.yaml").read_text().replace(
-        "Handler: sesflow_handlers.", "Handler: 42\n      Events: {Broken: {Type: NoSuchEvent}}\n      #"
+    bad = (
+        (ROOT / "template.yaml")
+        .read_text()
+        .replace("Handler: sesflow_handlers.", "Handler: 42\n      Events: {Broken: {Type: NoSuchEvent}}\n      #")
     )
     (tmp_path / "template.yaml").write_text(bad)
     template = load_template(tmp_path / "template.yaml")
@@ -96,9 +98,11 @@ def test_invoke_every_function_with_its_event(
     stack: Target, capsys: pytest.CaptureFixture[str], event_file: str
 ) -> None:
     if event_file == "fn-campaign-plan.json":  # its recipients file must be in the campaigns bucket
-        stack.clients.client("s3").put_object(Bucket=stack.outputs["CampaignsBucketName"],
-                                              Key="samples/recipients.csv",
-                                              Body=(EVENTS / "sample-recipients.csv").read_bytes())
+        stack.clients.client("s3").put_object(
+            Bucket=stack.outputs["CampaignsBucketName"],
+            Key="samples/recipients.csv",
+            Body=(EVENTS / "sample-recipients.csv").read_bytes(),
+        )
     function = event_file.removeprefix("fn-").removesuffix(".json")
     logical_id = "".join(part.title() for part in function.split("-")) + "Function"
     code, out, err = run_cli(capsys, stack, "invoke", logical_id, "-e", str(EVENTS / event_file), "--json")
@@ -135,7 +139,8 @@ FAILING_ASL = {
 
 def test_run_exits_nonzero_for_a_failing_machine(stack: Target, capsys: pytest.CaptureFixture[str]) -> None:
     arn = stack.clients.client("stepfunctions").create_state_machine(
-        name="always-fails", definition=json.dumps(FAILING_ASL),
+        name="always-fails",
+        definition=json.dumps(FAILING_ASL),
         roleArn="arn:aws:iam::123456789012:role/any",
     )["stateMachineArn"]
     code, out, _ = run_cli(capsys, stack, "run", arn, "--input", "{}", "--json")

@@ -31,8 +31,7 @@ from ..helpers import (
 
 pytestmark = pytest.mark.local
 
-WELCOME = {"template": "welcome", "to": "success@simulator.amazonses.com",
-           "data": {"name": "Ada", "product": "Acme"}}
+WELCOME = {"template": "welcome", "to": "success@simulator.amazonses.com", "data": {"name": "Ada", "product": "Acme"}}
 
 
 def run(stack: Target, request: Any, name: str | None = None) -> executions.ExecutionReport:
@@ -51,14 +50,19 @@ def messages_for(stack: Target, email_id: str) -> list[dict[str, Any]]:
 
 
 def wait_for_status(stack: Target, email_id: str, wanted: str, timeout: float = 15.0) -> dict[str, Any]:
-    item: dict[str, Any] = poll(lambda: (i := tracking_item(stack, email_id)) and i["status"] == wanted and i,
-                                timeout, what=f"{email_id} reaches {wanted}")
+    item: dict[str, Any] = poll(
+        lambda: (i := tracking_item(stack, email_id)) and i["status"] == wanted and i,
+        timeout,
+        what=f"{email_id} reaches {wanted}",
+    )
     return item
 
 
-def status_events(capture: EventCapture, email_id: str, until: Callable[[set[str]], bool],
-                  timeout: float = 15.0) -> list[dict[str, Any]]:
+def status_events(
+    capture: EventCapture, email_id: str, until: Callable[[set[str]], bool], timeout: float = 15.0
+) -> list[dict[str, Any]]:
     """The status events of one email, once ``until(their statuses)`` holds."""
+
     def found() -> list[dict[str, Any]]:
         events = capture.matching(lambda e: e["detail"]["emailId"] == email_id)
         return events if until(statuses(events)) else []
@@ -72,8 +76,9 @@ def _subscribe(status_capture: EventCapture) -> None:
 
 
 # ---------------------------------------------------------------- happy path
-def test_happy_path_sends_one_multipart_message_with_headers_and_tags(stack: Target,
-                                                                    status_capture: EventCapture) -> None:
+def test_happy_path_sends_one_multipart_message_with_headers_and_tags(
+    stack: Target, status_capture: EventCapture
+) -> None:
     req = load_event("send-welcome.json") | {"emailId": "happy-0001"}
     rep = run(stack, req, name="happy-0001")
     assert rep.status == "SUCCEEDED"
@@ -98,8 +103,15 @@ def test_happy_path_sends_one_multipart_message_with_headers_and_tags(stack: Tar
     assert "List-Unsubscribe" not in msg
 
     # the simulator delivers; SES's Send and Delivery events reach the feedback function in any order
-    item = poll(lambda: (i := tracking_item(stack, "happy-0001")) and i["status"] == "delivered"
-                and len(i.get("timeline", [])) == 2 and i, what="delivered, both SES events recorded")
+    item = poll(
+        lambda: (
+            (i := tracking_item(stack, "happy-0001"))
+            and i["status"] == "delivered"
+            and len(i.get("timeline", [])) == 2
+            and i
+        ),
+        what="delivered, both SES events recorded",
+    )
     assert item["sentAt"] and item["messageId"] == rep.output["messageId"] and item["templateVersion"]
     assert item["recipient"] == "success@simulator.amazonses.com" and item["sendState"] == "sent"
     assert sorted(json.loads(e)["event"] for e in item["timeline"]) == ["Delivery", "Send"]
@@ -110,9 +122,17 @@ def test_happy_path_sends_one_multipart_message_with_headers_and_tags(stack: Tar
     for event in events:
         assert event["source"] == "sesflow" and event["detail-type"] == "Email Status Changed"
         assert event["detail"] | {"timestamp": None, "previousStatus": None, "sequence": None} == {
-            "emailId": "happy-0001", "status": event["detail"]["status"], "previousStatus": None,
-            "messageId": rep.output["messageId"], "template": "welcome", "topic": "transactional",
-            "campaignId": None, "reason": None, "timestamp": None, "sequence": None}
+            "emailId": "happy-0001",
+            "status": event["detail"]["status"],
+            "previousStatus": None,
+            "messageId": rep.output["messageId"],
+            "template": "welcome",
+            "topic": "transactional",
+            "campaignId": None,
+            "reason": None,
+            "timestamp": None,
+            "sequence": None,
+        }
 
 
 def test_newsletter_gets_one_click_unsubscribe_headers(stack: Target) -> None:
@@ -154,12 +174,18 @@ def test_concurrent_duplicates_send_once(stack: Target) -> None:
 # ---------------------------------------------------------------- other outcomes
 def test_suppressed_address_is_skipped_and_recorded(stack: Target, status_capture: EventCapture) -> None:
     ddb = stack.clients.client("dynamodb")
-    ddb.put_item(TableName=stack.outputs["SuppressionTableName"],
-                 Item={"address": {"S": "blocked@example.org"}, "topic": {"S": "*"}, "reason": {"S": "test"}})
+    ddb.put_item(
+        TableName=stack.outputs["SuppressionTableName"],
+        Item={"address": {"S": "blocked@example.org"}, "topic": {"S": "*"}, "reason": {"S": "test"}},
+    )
     rep = run(stack, WELCOME | {"to": "Blocked@Example.org", "emailId": "supp-0001"})
     assert rep.status == "SUCCEEDED"
-    assert rep.output == {"emailId": "supp-0001", "status": "suppressed", "messageId": None,
-                          "reason": "the recipient is on the suppression list"}
+    assert rep.output == {
+        "emailId": "supp-0001",
+        "status": "suppressed",
+        "messageId": None,
+        "reason": "the recipient is on the suppression list",
+    }
     assert "SendEmail" not in visited(rep)
     assert messages_for(stack, "supp-0001") == []
     assert tracking_item(stack, "supp-0001")["status"] == "suppressed"
@@ -169,8 +195,10 @@ def test_suppressed_address_is_skipped_and_recorded(stack: Target, status_captur
 
 def test_suppression_honours_topics(stack: Target) -> None:
     ddb = stack.clients.client("dynamodb")
-    ddb.put_item(TableName=stack.outputs["SuppressionTableName"],
-                 Item={"address": {"S": "nonews@example.org"}, "topic": {"S": "newsletter"}})
+    ddb.put_item(
+        TableName=stack.outputs["SuppressionTableName"],
+        Item={"address": {"S": "nonews@example.org"}, "topic": {"S": "newsletter"}},
+    )
     news = load_event("send-newsletter.json") | {"to": "nonews@example.org", "emailId": "topic-news"}
     assert run(stack, news).output["status"] == "suppressed"
     assert run(stack, WELCOME | {"to": "nonews@example.org", "emailId": "topic-tx"}).output["status"] == "sent"
@@ -214,8 +242,12 @@ def test_unknown_template_fails_with_reason(stack: Target) -> None:
 
 def test_missing_variable_fails_with_reason(stack: Target) -> None:
     rep = run(stack, WELCOME | {"data": {"name": "Ada"}, "emailId": "tpl-var"})
-    assert rep.output == {"emailId": "tpl-var", "status": "failed", "messageId": None,
-                          "reason": "TemplateRenderError: template welcome: missing variable(s): product"}
+    assert rep.output == {
+        "emailId": "tpl-var",
+        "status": "failed",
+        "messageId": None,
+        "reason": "TemplateRenderError: template welcome: missing variable(s): product",
+    }
 
 
 def test_injection_attempts_in_data_are_inert(stack: Target) -> None:
@@ -230,8 +262,7 @@ def test_injection_attempts_in_data_are_inert(stack: Target) -> None:
     assert "{{ 7*7 }}" in text and "49" not in text
 
 
-def test_sending_paused_ends_paused_and_a_later_request_can_send(stack: Target,
-                                                                status_capture: EventCapture) -> None:
+def test_sending_paused_ends_paused_and_a_later_request_can_send(stack: Target, status_capture: EventCapture) -> None:
     ses = stack.clients.client("sesv2")
     ses.put_account_sending_attributes(SendingEnabled=False)
     try:
@@ -249,23 +280,35 @@ def test_sending_paused_ends_paused_and_a_later_request_can_send(stack: Target,
 
 def test_ses_rejection_is_failed(stack: Target) -> None:
     ses = stack.clients.client("sesv2")
-    ses.put_configuration_set_sending_options(ConfigurationSetName=stack.outputs["ConfigurationSetName"],
-                                              SendingEnabled=False)
+    ses.put_configuration_set_sending_options(
+        ConfigurationSetName=stack.outputs["ConfigurationSetName"], SendingEnabled=False
+    )
     try:
         rep = run(stack, WELCOME | {"emailId": "cs-paused"})
     finally:
-        ses.put_configuration_set_sending_options(ConfigurationSetName=stack.outputs["ConfigurationSetName"],
-                                                  SendingEnabled=True)
+        ses.put_configuration_set_sending_options(
+            ConfigurationSetName=stack.outputs["ConfigurationSetName"], SendingEnabled=True
+        )
     assert rep.output["status"] == "paused"
 
 
 def test_email_requested_event_starts_a_send(stack: Target) -> None:
     event = load_event("email-requested.json")
-    stack.clients.client("events").put_events(Entries=[{
-        "EventBusName": stack.outputs["EventBusName"], "Source": event["source"],
-        "DetailType": event["detail-type"], "Detail": json.dumps(event["detail"])}])
-    item = poll(lambda: (i := tracking_item(stack, "evt-reset-0001")) and i["status"] not in ("queued", "sent") and i,
-                timeout=30, what="the requested email reaches a final status")
+    stack.clients.client("events").put_events(
+        Entries=[
+            {
+                "EventBusName": stack.outputs["EventBusName"],
+                "Source": event["source"],
+                "DetailType": event["detail-type"],
+                "Detail": json.dumps(event["detail"]),
+            }
+        ]
+    )
+    item = poll(
+        lambda: (i := tracking_item(stack, "evt-reset-0001")) and i["status"] not in ("queued", "sent") and i,
+        timeout=30,
+        what="the requested email reaches a final status",
+    )
     assert item["status"] == "delivered" and item["sentAt"]
     assert len(messages_for(stack, "evt-reset-0001")) == 1
 
@@ -294,11 +337,17 @@ def test_throttled_sends_recover_and_each_goes_out_once(throttled_stack: Target)
     send_rows = [row for r in reports for row in r.states if row.name == "SendEmail"]
     assert sum(row.retries for row in send_rows) >= 1, "no SES throttling was retried"
     events = [e for arn in arns for e in executions.history(sfn, arn)]
-    failures = [e["taskFailedEventDetails"]["error"] for e in events
-                if e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("resourceType") == "lambda"]
+    failures = [
+        e["taskFailedEventDetails"]["error"]
+        for e in events
+        if e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("resourceType") == "lambda"
+    ]
     assert failures and set(failures) == {"SesThrottled"}
-    poll(lambda: all((i := tracking_item(stack, e)) and i.get("sendState") == "sent" for e in ids),
-         timeout=120, what="every throttled email sent (deferred ones by a later execution)")
+    poll(
+        lambda: all((i := tracking_item(stack, e)) and i.get("sendState") == "sent" for e in ids),
+        timeout=120,
+        what="every throttled email sent (deferred ones by a later execution)",
+    )
     sent = [e["tags"]["emailId"] for e in outbox_entries(Path(stack.state["outbox"]))]
     assert sorted(sent) == ids
 
@@ -318,12 +367,19 @@ def test_throttling_past_the_retries_defers_to_a_new_execution_that_sends(stack:
     item = wait_for_status(stack, "defer-0001", "delivered", timeout=30)
     assert item["sendState"] == "sent"
     assert len(messages_for(stack, "defer-0001")) == 1
-    runs = [ex for ex in stack.clients.client("stepfunctions").list_executions(
-        stateMachineArn=stack.outputs["SendStateMachineArn"])["executions"]]
-    inputs = [json.loads(stack.clients.client("stepfunctions").describe_execution(
-        executionArn=ex["executionArn"])["input"]) for ex in runs]
-    assert [i.get("sendRound") for i in inputs
-            if isinstance(i, dict) and i.get("emailId") == "defer-0001"].count(1) == 1
+    runs = [
+        ex
+        for ex in stack.clients.client("stepfunctions").list_executions(
+            stateMachineArn=stack.outputs["SendStateMachineArn"]
+        )["executions"]
+    ]
+    inputs = [
+        json.loads(stack.clients.client("stepfunctions").describe_execution(executionArn=ex["executionArn"])["input"])
+        for ex in runs
+    ]
+    assert [i.get("sendRound") for i in inputs if isinstance(i, dict) and i.get("emailId") == "defer-0001"].count(
+        1
+    ) == 1
 
 
 def test_the_daily_quota_defers_without_retrying_in_place(stack: Target) -> None:
@@ -341,8 +397,12 @@ def test_the_last_round_fails_the_email_with_the_reason(stack: Target) -> None:
     to = f"rounds{uuid.uuid4().hex[:6]}@example.org"
     inject_ses_faults(stack.state["endpoint"], THROTTLED | {"times": 4, "recipient": to})
     rep = run(stack, WELCOME | {"to": to, "emailId": "rounds-0001", "sendRound": 5})  # the 5th deferred round
-    assert rep.output == {"emailId": "rounds-0001", "status": "failed", "messageId": None,
-                          "reason": "SesThrottled: SES still refused after 5 deferred round(s)"}
+    assert rep.output == {
+        "emailId": "rounds-0001",
+        "status": "failed",
+        "messageId": None,
+        "reason": "SesThrottled: SES still refused after 5 deferred round(s)",
+    }
     assert tracking_item(stack, "rounds-0001")["status"] == "failed"
     assert messages_for(stack, "rounds-0001") == []
 
@@ -371,12 +431,26 @@ def test_a_300_kib_newsletter_is_sent_whole(stack: Target) -> None:
     Step Functions' 256 KiB (which the local stack enforces) goes out whole."""
     s3 = stack.clients.client("s3")
     bucket = stack.outputs["TemplatesBucketName"]
-    s3.put_object(Bucket=bucket, Key="big-newsletter/metadata.json",
-                  Body=json.dumps({"subject": "Big {{ title }}", "topic": "newsletter"}).encode())
-    s3.put_object(Bucket=bucket, Key="big-newsletter/template.html",
-                  Body=b"<html><body>{% for i in range(300) %}<p>{{ chunk }}</p>{% endfor %}</body></html>")
-    rep = run(stack, {"template": "big-newsletter", "topic": "newsletter", "to": "reader@example.org",
-                      "emailId": "big-0001", "data": {"title": "T", "chunk": "z" * 1024}})
+    s3.put_object(
+        Bucket=bucket,
+        Key="big-newsletter/metadata.json",
+        Body=json.dumps({"subject": "Big {{ title }}", "topic": "newsletter"}).encode(),
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key="big-newsletter/template.html",
+        Body=b"<html><body>{% for i in range(300) %}<p>{{ chunk }}</p>{% endfor %}</body></html>",
+    )
+    rep = run(
+        stack,
+        {
+            "template": "big-newsletter",
+            "topic": "newsletter",
+            "to": "reader@example.org",
+            "emailId": "big-0001",
+            "data": {"title": "T", "chunk": "z" * 1024},
+        },
+    )
     assert rep.status == "SUCCEEDED" and rep.output["status"] == "sent", rep.output
     [entry] = messages_for(stack, "big-0001")
     msg = BytesParser(policy=policy.default).parsebytes(Path(entry["path"]).read_bytes())
@@ -385,8 +459,9 @@ def test_a_300_kib_newsletter_is_sent_whole(stack: Target) -> None:
 
 def test_an_ses_rejection_fails_the_email_and_a_retry_sends_nothing(stack: Target) -> None:
     to = f"rejected{uuid.uuid4().hex[:6]}@example.org"
-    inject_ses_faults(stack.state["endpoint"], {"code": "MessageRejected", "message": "Illegal header.",
-                                                "recipient": to})
+    inject_ses_faults(
+        stack.state["endpoint"], {"code": "MessageRejected", "message": "Illegal header.", "recipient": to}
+    )
     rep = run(stack, WELCOME | {"to": to, "emailId": "ses-rej-0001"})
     assert rep.output["status"] == "failed"
     assert rep.output["reason"] == "SesMessageRejected: MessageRejected: Illegal header."
@@ -403,6 +478,6 @@ def test_subscription_mail_shows_the_unsubscribe_link_in_its_footer(stack: Targe
     [entry] = messages_for(stack, "footer-0001")
     msg = BytesParser(policy=policy.default).parsebytes(Path(entry["path"]).read_bytes())
     header = str(msg["List-Unsubscribe"])
-    link = header[header.index("<") + 1:header.index(">")]
+    link = header[header.index("<") + 1 : header.index(">")]
     html = msg.get_body(("html",)).get_content()
     assert rep.output["status"] == "sent" and f'href="{link.replace("&", "&amp;")}"' in html

@@ -19,16 +19,22 @@ def spec(**kw: object) -> cp.CampaignSpec:
 def plan(text: str, key: str = "r.csv", suppressed: set[str] | None = None, **kw: object):  # type: ignore[no-untyped-def]
     s = spec(**kw)
     planner = cp.Planner(s)
-    manifests, rejects = planner.plan(cp.iter_rows(io.BytesIO(text.encode()), key),
-                                      lambda addrs: {a for a in addrs if a in (suppressed or set())})
+    manifests, rejects = planner.plan(
+        cp.iter_rows(io.BytesIO(text.encode()), key), lambda addrs: {a for a in addrs if a in (suppressed or set())}
+    )
     items = [json.loads(Path(m).read_text()) for m in manifests]
     return planner.counts, items, Path(rejects).read_text()
 
 
 def test_csv_counts_dedupe_invalid_and_suppressed() -> None:
     rows = ["email,name,plan"] + [f"user{i}@example.org,U{i},pro" for i in range(200)]
-    rows += ["USER1@Example.org,dup,x", "user2@example.org,dup,x", "not-an-address,x,x", ",empty,x",
-             "a@example.org\r,crlf,x"]
+    rows += [
+        "USER1@Example.org,dup,x",
+        "user2@example.org,dup,x",
+        "not-an-address,x,x",
+        ",empty,x",
+        "a@example.org\r,crlf,x",
+    ]
     counts, items, rejects = plan("\n".join(rows), suppressed={"user3@example.org", "user4@example.org"})
     assert counts.rows == 206  # a bare CR ends a CSV record: "a@example.org" and ",crlf,x"
     assert counts.invalid == 3  # not-an-address, empty, and the CR's orphaned ",crlf,x"
@@ -76,14 +82,17 @@ def test_stages_are_a_stable_random_sample() -> None:
     assert [cp.stage_for("other", a, stages) for a in addrs[:500]] != assigned[:500]
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    ({"campaignId": "bad id"}, "campaignId"),
-    ({"stages": [10, 5, 100]}, "stages"),
-    ({"stages": [10, 50]}, "stages"),
-    ({"batchSize": 51}, "batchSize"),
-    ({"approval": "maybe"}, "approval"),
-    ({"recipients": {}}, "recipients"),
-])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"campaignId": "bad id"}, "campaignId"),
+        ({"stages": [10, 5, 100]}, "stages"),
+        ({"stages": [10, 50]}, "stages"),
+        ({"batchSize": 51}, "batchSize"),
+        ({"approval": "maybe"}, "approval"),
+        ({"recipients": {}}, "recipients"),
+    ],
+)
 def test_bad_campaign_input(raw: dict[str, object], reason: str) -> None:
     base = {"campaignId": "c1", "template": "newsletter", "recipients": {"bucket": "b", "key": "r.csv"}}
     with pytest.raises(InvalidCampaign, match=reason):
@@ -130,8 +139,7 @@ def test_wide_rows_are_batched_by_bytes_so_a_child_input_fits_256_kib() -> None:
     """40 columns of 88 bytes: 50 such rows would make a 200 KB batch; with the campaign's
     32 KiB of data the child's input would pass Step Functions' 256 KiB."""
     header = "email," + ",".join(f"col{i:02d}" for i in range(40))
-    rows = [header] + [f"wide{i}@example.org," + ",".join(f"{i:04d}" + "v" * 84 for _ in range(40))
-                       for i in range(300)]
+    rows = [header] + [f"wide{i}@example.org," + ",".join(f"{i:04d}" + "v" * 84 for _ in range(40)) for i in range(300)]
     counts, items, _ = plan("\n".join(rows), stages=[100])
     assert counts.invalid == 0 and sum(counts.planned) == 300
     batches = items[0]

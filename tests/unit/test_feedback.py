@@ -13,29 +13,60 @@ from sesflow_core import status
 from sesflow_core import suppression as sp
 
 ROOT = Path(__file__).resolve().parents[2]
-MAIL = {"timestamp": "2026-11-23T10:00:00.000Z", "source": "no-reply@example.com", "messageId": "m-1",
-        "destination": ["User@Example.org"], "tags": {"emailId": ["e-1"], "campaignId": ["c-1"], "stage": ["0"],
-                                                      "topic": ["newsletter"]}}
+MAIL = {
+    "timestamp": "2026-11-23T10:00:00.000Z",
+    "source": "no-reply@example.com",
+    "messageId": "m-1",
+    "destination": ["User@Example.org"],
+    "tags": {"emailId": ["e-1"], "campaignId": ["c-1"], "stage": ["0"], "topic": ["newsletter"]},
+}
 EVENTS: dict[str, dict[str, Any]] = {
     "Send": {"eventType": "Send", "send": {}},
-    "Delivery": {"eventType": "Delivery", "delivery": {"timestamp": "2026-11-23T10:00:01Z",
-                                                       "recipients": ["user@example.org"],
-                                                       "smtpResponse": "250 ok"}},
-    "Bounce": {"eventType": "Bounce", "bounce": {
-        "feedbackId": "fb-1", "bounceType": "Permanent", "bounceSubType": "General", "timestamp": "t",
-        "bouncedRecipients": [{"emailAddress": "user@example.org", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]}},
-    "Complaint": {"eventType": "Complaint", "complaint": {
-        "feedbackId": "fb-2", "complainedRecipients": [{"emailAddress": "user@example.org"}],
-        "complaintFeedbackType": "abuse", "timestamp": "t"}},
+    "Delivery": {
+        "eventType": "Delivery",
+        "delivery": {"timestamp": "2026-11-23T10:00:01Z", "recipients": ["user@example.org"], "smtpResponse": "250 ok"},
+    },
+    "Bounce": {
+        "eventType": "Bounce",
+        "bounce": {
+            "feedbackId": "fb-1",
+            "bounceType": "Permanent",
+            "bounceSubType": "General",
+            "timestamp": "t",
+            "bouncedRecipients": [
+                {"emailAddress": "user@example.org", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+            ],
+        },
+    },
+    "Complaint": {
+        "eventType": "Complaint",
+        "complaint": {
+            "feedbackId": "fb-2",
+            "complainedRecipients": [{"emailAddress": "user@example.org"}],
+            "complaintFeedbackType": "abuse",
+            "timestamp": "t",
+        },
+    },
     "Reject": {"eventType": "Reject", "reject": {"reason": "Bad content"}},
-    "DeliveryDelay": {"eventType": "DeliveryDelay", "deliveryDelay": {
-        "delayType": "TransientCommunicationFailure", "timestamp": "t",
-        "delayedRecipients": [{"emailAddress": "user@example.org", "status": "4.4.1"}]}},
+    "DeliveryDelay": {
+        "eventType": "DeliveryDelay",
+        "deliveryDelay": {
+            "delayType": "TransientCommunicationFailure",
+            "timestamp": "t",
+            "delayedRecipients": [{"emailAddress": "user@example.org", "status": "4.4.1"}],
+        },
+    },
     "Rendering Failure": {"eventType": "Rendering Failure", "failure": {"errorMessage": "x", "templateName": "t"}},
 }
-EXPECTED_STATUS = {"Send": None, "Delivery": status.DELIVERED, "Bounce": status.BOUNCED,
-                   "Complaint": status.COMPLAINED, "Reject": status.FAILED, "DeliveryDelay": status.DELIVERY_DELAYED,
-                   "Rendering Failure": status.FAILED}
+EXPECTED_STATUS = {
+    "Send": None,
+    "Delivery": status.DELIVERED,
+    "Bounce": status.BOUNCED,
+    "Complaint": status.COMPLAINED,
+    "Reject": status.FAILED,
+    "DeliveryDelay": status.DELIVERY_DELAYED,
+    "Rendering Failure": status.FAILED,
+}
 
 
 def ses_event(kind: str) -> dict[str, Any]:
@@ -43,8 +74,13 @@ def ses_event(kind: str) -> dict[str, Any]:
 
 
 def eventbridge(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"version": "0", "id": "x", "source": "aws.ses", "detail-type": fb.DETAIL_TYPES[obj["eventType"]],
-            "detail": obj}
+    return {
+        "version": "0",
+        "id": "x",
+        "source": "aws.ses",
+        "detail-type": fb.DETAIL_TYPES[obj["eventType"]],
+        "detail": obj,
+    }
 
 
 def sns(obj: dict[str, Any]) -> dict[str, Any]:
@@ -61,8 +97,12 @@ def identity_notification(obj: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("envelope", ["eventbridge", "sns", "sns-identity", "bare"])
 def test_every_event_type_through_every_envelope(kind: str, envelope: str) -> None:
     obj = ses_event(kind)
-    wrapped = {"eventbridge": lambda: eventbridge(obj), "sns": lambda: sns(obj), "bare": lambda: obj,
-               "sns-identity": lambda: sns(identity_notification(obj))}[envelope]()
+    wrapped = {
+        "eventbridge": lambda: eventbridge(obj),
+        "sns": lambda: sns(obj),
+        "bare": lambda: obj,
+        "sns-identity": lambda: sns(identity_notification(obj)),
+    }[envelope]()
     [ev] = fb.parse_envelope(wrapped)
     assert ev.kind == kind and ev.message_id == "m-1"
     assert ev.recipients == ("user@example.org",)
@@ -98,12 +138,15 @@ def test_eventbridge_detail_without_event_type_uses_the_detail_type() -> None:
     assert fb.parse_envelope(env)[0].kind == "Delivery"
 
 
-@pytest.mark.parametrize("bad", [
-    {"hello": "world"},
-    {"source": "aws.ses", "detail": {"eventType": "Nope", "mail": {"messageId": "m"}}},
-    {"eventType": "Bounce", "mail": {}},
-    {"Records": [{"Sns": {"Message": "not json"}}]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"hello": "world"},
+        {"source": "aws.ses", "detail": {"eventType": "Nope", "mail": {"messageId": "m"}}},
+        {"eventType": "Bounce", "mail": {}},
+        {"Records": [{"Sns": {"Message": "not json"}}]},
+    ],
+)
 def test_garbage_is_a_parse_error(bad: dict[str, Any]) -> None:
     with pytest.raises(fb.FeedbackParseError):
         fb.parse_envelope(bad)

@@ -14,8 +14,10 @@ def test_every_recipient_email_id_is_a_valid_email_id(length: int) -> None:
     assert ids.is_email_id(email_id) and len(email_id) <= ids.MAX_EMAIL_ID
     assert email_id.startswith(f"c-{cid}-")
     # the send request validator accepts it (a 60-character campaign id used to fail every send)
-    req = validate({"template": "welcome", "to": "someone@example.org", "emailId": email_id, "campaignId": cid},
-                   identity="example.com")
+    req = validate(
+        {"template": "welcome", "to": "someone@example.org", "emailId": email_id, "campaignId": cid},
+        identity="example.com",
+    )
     assert req.emailId == email_id
 
 
@@ -30,8 +32,9 @@ def test_short_campaign_ids_keep_the_ids_they_always_had() -> None:
     """Campaigns planned before keep their ledger keys (a resume must not send twice)."""
     import hashlib
 
-    assert ids.campaign_email_id("news", "a@example.org") == \
-        "c-news-" + hashlib.sha256(b"a@example.org").hexdigest()[:24]
+    assert (
+        ids.campaign_email_id("news", "a@example.org") == "c-news-" + hashlib.sha256(b"a@example.org").hexdigest()[:24]
+    )
 
 
 def test_campaign_ids_longer_than_60_are_refused() -> None:

@@ -16,21 +16,27 @@ ROOT = Path(__file__).resolve().parents[2]
 def spec(tmp_path: Path, body: str, timeout: float = 2.0, env: dict[str, str] | None = None) -> rt.FunctionSpec:
     mod = f"fn_{abs(hash(body)) % 10**8}"
     (tmp_path / f"{mod}.py").write_text(body)
-    return rt.FunctionSpec("fn", "arn:aws:lambda:us-east-1:123456789012:function:fn", tmp_path,
-                           f"{mod}.handler", env or {}, timeout, 128)
+    return rt.FunctionSpec(
+        "fn", "arn:aws:lambda:us-east-1:123456789012:function:fn", tmp_path, f"{mod}.handler", env or {}, timeout, 128
+    )
 
 
 def test_result_and_context(tmp_path: Path) -> None:
-    s = spec(tmp_path, "def handler(e, c):\n"
-                       "    return {'x': e['x'], 'fn': c.function_name, 'ms': c.get_remaining_time_in_millis()}\n")
+    s = spec(
+        tmp_path,
+        "def handler(e, c):\n    return {'x': e['x'], 'fn': c.function_name, 'ms': c.get_remaining_time_in_millis()}\n",
+    )
     res = rt.invoke(s, {"x": 1})
     assert not res.failed
     assert res.payload["x"] == 1 and res.payload["fn"] == "fn" and 0 < res.payload["ms"] <= 2000
 
 
 def test_errors_come_back_as_lambda_returns_them(tmp_path: Path) -> None:
-    s = spec(tmp_path, "class SesThrottled(Exception): pass\n"
-                       "def handler(e, c):\n    raise SesThrottled('Maximum sending rate exceeded.')\n")
+    s = spec(
+        tmp_path,
+        "class SesThrottled(Exception): pass\n"
+        "def handler(e, c):\n    raise SesThrottled('Maximum sending rate exceeded.')\n",
+    )
     res = rt.invoke(s, {})
     assert res.error_type == "SesThrottled"
     assert res.payload["errorType"] == "SesThrottled"
@@ -45,8 +51,11 @@ def test_timeout_is_enforced(tmp_path: Path) -> None:
 
 
 def test_environment_is_per_invocation_thread(tmp_path: Path) -> None:
-    s1 = spec(tmp_path, "import os, time\ndef handler(e, c):\n    time.sleep(0.1)\n    return os.environ['TABLE']\n",
-              env={"TABLE": "one"})
+    s1 = spec(
+        tmp_path,
+        "import os, time\ndef handler(e, c):\n    time.sleep(0.1)\n    return os.environ['TABLE']\n",
+        env={"TABLE": "one"},
+    )
     s2 = rt.FunctionSpec(**{**s1.__dict__, "environment": {"TABLE": "two"}})
     out: dict[str, object] = {}
     t = threading.Thread(target=lambda: out.update(a=rt.invoke(s1, {}).payload))
@@ -72,8 +81,13 @@ def test_function_url_events_base64_encode_non_text_bodies_as_lambda_does() -> N
     from sesflow.local.server import function_url_event
 
     def event(ctype: str, body: bytes) -> dict[str, Any]:
-        environ = {"CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "CONTENT_TYPE": ctype,
-                   "REQUEST_METHOD": "POST", "QUERY_STRING": "token=t"}
+        environ = {
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_TYPE": ctype,
+            "REQUEST_METHOD": "POST",
+            "QUERY_STRING": "token=t",
+        }
         return function_url_event(environ, "fn", "/")
 
     assert event("application/json", b'{"a": 1}')["isBase64Encoded"] is False

@@ -17,18 +17,31 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 SAMPLE_DATA = {
     "welcome": {"name": "Ada", "product": "Acme", "login_url": "https://x.example/login"},
     "password-reset": {"product": "Acme", "reset_url": "https://x.example/r?t=1", "expires_minutes": 30},
-    "order-receipt": {"shop": "S", "order_id": "1", "currency": "EUR", "total": 3.5,
-                      "items": [{"name": "Pen", "qty": 1, "price": 3.5}]},
-    "newsletter": {"title": "T", "intro": "I", "articles": [{"title": "a", "summary": "s", "url": "https://x.example"}]},
+    "order-receipt": {
+        "shop": "S",
+        "order_id": "1",
+        "currency": "EUR",
+        "total": 3.5,
+        "items": [{"name": "Pen", "qty": 1, "price": 3.5}],
+    },
+    "newsletter": {
+        "title": "T",
+        "intro": "I",
+        "articles": [{"title": "a", "summary": "s", "url": "https://x.example"}],
+    },
 }
 
 
 def source(name: str) -> TemplateSource:
     d = TEMPLATES / name
     text = d / "template.txt"
-    return TemplateSource(name, (d / "template.html").read_text(),
-                          text.read_text() if text.exists() else None,
-                          parse_metadata(name, (d / "metadata.json").read_text()), "v1")
+    return TemplateSource(
+        name,
+        (d / "template.html").read_text(),
+        text.read_text() if text.exists() else None,
+        parse_metadata(name, (d / "metadata.json").read_text()),
+        "v1",
+    )
 
 
 def inline(html: str, subject: str = "Hi {{ name }}", text: str | None = None, **meta: object) -> TemplateSource:
@@ -95,14 +108,16 @@ def test_template_topic_must_match_request_topic() -> None:
 
 def test_huge_rendered_output_is_refused() -> None:
     with pytest.raises(TemplateRenderError, match="rendered message is"):
-        render(inline("{% for i in range(n) %}{{ chunk }}{% endfor %}", subject="s"),
-               {"n": 1100, "chunk": "x" * 10_000})
+        render(
+            inline("{% for i in range(n) %}{{ chunk }}{% endfor %}", subject="s"), {"n": 1100, "chunk": "x" * 10_000}
+        )
 
 
 def test_a_300_kib_newsletter_renders() -> None:
     """Rendered in the send step, the body never meets the 256 KiB state limit."""
-    rendered = render(inline("{% for i in range(n) %}{{ chunk }}{% endfor %}", subject="s"),
-                      {"n": 300, "chunk": "y" * 1024})
+    rendered = render(
+        inline("{% for i in range(n) %}{{ chunk }}{% endfor %}", subject="s"), {"n": 300, "chunk": "y" * 1024}
+    )
     assert len(rendered.html) >= 300 * 1024
 
 
@@ -118,8 +133,9 @@ def _parse(raw: bytes):  # type: ignore[no-untyped-def]
 
 
 def test_mime_is_multipart_alternative_text_then_html() -> None:
-    req = validate({"template": "welcome", "to": "a@example.org", "toName": 'Ada "Countess" Lovelace'},
-                   identity="example.com")
+    req = validate(
+        {"template": "welcome", "to": "a@example.org", "toName": 'Ada "Countess" Lovelace'}, identity="example.com"
+    )
     out = render(source("welcome"), SAMPLE_DATA["welcome"], "transactional")
     raw = mime.build_message(req, out, sender=("no-reply@example.com", "Acme, Inc."))
     msg = _parse(raw)
@@ -140,16 +156,29 @@ def test_non_ascii_display_name_is_encoded() -> None:
 def test_subscription_topics_get_one_click_unsubscribe_headers() -> None:
     req = validate({"template": "newsletter", "to": "a@example.org", "topic": "newsletter"}, identity="example.com")
     out = render(source("newsletter"), SAMPLE_DATA["newsletter"], "newsletter")
-    raw = mime.build_message(req, out, sender=("n@example.com", None),
-                             unsubscribe_url="https://u.example.com/u?token=abc", unsubscribe_mailto="u@example.com")
+    raw = mime.build_message(
+        req,
+        out,
+        sender=("n@example.com", None),
+        unsubscribe_url="https://u.example.com/u?token=abc",
+        unsubscribe_mailto="u@example.com",
+    )
     msg = _parse(raw)
     assert msg["List-Unsubscribe"] == "<https://u.example.com/u?token=abc>, <mailto:u@example.com?subject=unsubscribe>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
 def test_ses_tags_carry_the_ids_feedback_needs() -> None:
-    req = validate({"template": "welcome", "to": "a@example.org", "campaignId": "c1", "stage": 2,
-                    "tags": {"app": "x"}}, identity="example.com")
+    req = validate(
+        {"template": "welcome", "to": "a@example.org", "campaignId": "c1", "stage": 2, "tags": {"app": "x"}},
+        identity="example.com",
+    )
     tags = {t["Name"]: t["Value"] for t in mime.ses_tags(req)}
-    assert tags == {"emailId": req.emailId, "template": "welcome", "topic": "transactional",
-                    "campaignId": "c1", "stage": "2", "app": "x"}
+    assert tags == {
+        "emailId": req.emailId,
+        "template": "welcome",
+        "topic": "transactional",
+        "campaignId": "c1",
+        "stage": "2",
+        "app": "x",
+    }

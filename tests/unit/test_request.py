@@ -81,7 +81,17 @@ def test_round_trip_through_dict() -> None:
 
 
 def test_a_deferred_request_validates_again_as_the_same_request() -> None:
-    first = validate({"to": "Ada@Example.org", "toName": "Ada", "template": "welcome", "data": {"a": 1},
-                      "topic": "news", "tags": {"app": "x"}, "emailId": "e-1"}, identity="example.com")
+    first = validate(
+        {
+            "to": "Ada@Example.org",
+            "toName": "Ada",
+            "template": "welcome",
+            "data": {"a": 1},
+            "topic": "news",
+            "tags": {"app": "x"},
+            "emailId": "e-1",
+        },
+        identity="example.com",
+    )
     again = validate({**first.as_input(), "sendRound": 2}, identity="example.com")
     assert again == SendRequest(**{**first.__dict__, "sendRound": 2})

@@ -34,13 +34,16 @@ def test_invalid_sample_is_rejected_by_the_validator() -> None:
         validate(json.loads((ROOT / "events" / "send-invalid.json").read_text()), identity="example.com")
 
 
-@pytest.mark.parametrize("bad", [
-    {"template": "welcome"},
-    {"template": "Welcome", "to": "a@example.com"},
-    {"template": "welcome", "to": "a@example.com\r\nBcc: b@example.com"},
-    {"template": "welcome", "to": "a@example.com", "cc": "x@example.com"},
-    {"template": "welcome", "to": "a@example.com", "tags": {"emailId": "x"}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"template": "welcome"},
+        {"template": "Welcome", "to": "a@example.com"},
+        {"template": "welcome", "to": "a@example.com\r\nBcc: b@example.com"},
+        {"template": "welcome", "to": "a@example.com", "cc": "x@example.com"},
+        {"template": "welcome", "to": "a@example.com", "tags": {"emailId": "x"}},
+    ],
+)
 def test_schema_refuses_bad_shapes(bad: dict) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, SCHEMA)

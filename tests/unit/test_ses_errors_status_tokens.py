@@ -27,9 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
         ("MessageRejected", "Message length is more than 40 MB.", 400, errors.SesMessageRejected),
         ("MailFromDomainNotVerifiedException", "", 400, errors.SesConfigurationError),
         ("NotFoundException", "Configuration set <x> does not exist.", 404, errors.SesConfigurationError),
-        ("AccessDeniedException", "User: arn:aws:sts::1:assumed-role/r/f is not authorized to perform: "
-         "ses:SendEmail on resource: arn:aws:ses:us-east-1:1:identity/rcpt@example.org", 403,
-         errors.SesConfigurationError),
+        (
+            "AccessDeniedException",
+            "User: arn:aws:sts::1:assumed-role/r/f is not authorized to perform: "
+            "ses:SendEmail on resource: arn:aws:ses:us-east-1:1:identity/rcpt@example.org",
+            403,
+            errors.SesConfigurationError,
+        ),
         ("InternalFailure", "", 500, errors.SesTransientError),
         ("ServiceUnavailable", "", 503, errors.SesTransientError),
         ("SomethingNew", "", 502, errors.SesTransientError),
@@ -103,8 +107,15 @@ def test_the_send_machine_handles_every_contract_error() -> None:
             names.update(rule["ErrorEquals"])
     ours = {n for n in names if not n.startswith(("States.", "Lambda.", "DynamoDB.", "DynamoDb."))}
     assert ours <= set(errors.ASL_ERROR_NAMES), ours - set(errors.ASL_ERROR_NAMES)
-    assert {"InvalidEmailRequest", "TemplateNotFound", "TemplateRenderError", "SesThrottled",
-            "SesDailyQuotaExceeded", "SesSendingPaused", "SesMessageRejected"} <= ours
+    assert {
+        "InvalidEmailRequest",
+        "TemplateNotFound",
+        "TemplateRenderError",
+        "SesThrottled",
+        "SesDailyQuotaExceeded",
+        "SesSendingPaused",
+        "SesMessageRejected",
+    } <= ours
 
 
 def test_states_all_is_always_the_last_catcher() -> None:

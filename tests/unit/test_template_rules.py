@@ -27,8 +27,11 @@ def _patterns(resource: dict[str, Any]) -> list[dict[str, Any]]:
     if resource["Type"] == "AWS::Events::Rule":
         pattern = props["EventPattern"]
         return list(pattern["Fn::If"][1:]) if "Fn::If" in pattern else [pattern]
-    return [e["Properties"]["Pattern"] for e in props.get("Events", {}).values()
-            if e["Type"] == "EventBridgeRule" and "Pattern" in e["Properties"]]
+    return [
+        e["Properties"]["Pattern"]
+        for e in props.get("Events", {}).values()
+        if e["Type"] == "EventBridgeRule" and "Pattern" in e["Properties"]
+    ]
 
 
 def test_every_ses_event_rule_matches_only_this_stacks_configuration_set() -> None:
@@ -59,8 +62,11 @@ def test_topics_are_encrypted_with_a_key_cloudwatch_and_ses_may_use(topic: str) 
     assert isinstance(key_ref, dict) and "Ref" in key_ref, f"{topic}: {key_ref}"
     key = RESOURCES[key_ref["Ref"]]
     assert key["Type"] == "AWS::KMS::Key"
-    grants = [s for s in key["Properties"]["KeyPolicy"]["Statement"]
-              if isinstance(s["Principal"], dict) and "Service" in s["Principal"]]
+    grants = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if isinstance(s["Principal"], dict) and "Service" in s["Principal"]
+    ]
     services = {svc for s in grants for svc in s["Principal"]["Service"]}
     assert {"cloudwatch.amazonaws.com", "ses.amazonaws.com"} <= services
     actions = {a for s in grants for a in s["Action"]}
@@ -71,11 +77,16 @@ def test_topics_are_encrypted_with_a_key_cloudwatch_and_ses_may_use(topic: str) 
 def test_sandbox_accounts_may_authorise_sends_against_recipient_identities(function: str) -> None:
     """In the SES sandbox ses:SendEmail is also authorised against the recipient identity:
     with SesSandbox=true the policy adds identity/*, otherwise only the stack's identity."""
-    [statement] = [s for p in RESOURCES[function]["Properties"]["Policies"] for s in p.get("Statement", [])
-                   if "ses:SendEmail" in s["Action"]]
+    [statement] = [
+        s
+        for p in RESOURCES[function]["Properties"]["Policies"]
+        for s in p.get("Statement", [])
+        if "ses:SendEmail" in s["Action"]
+    ]
     resources = statement["Resource"]
-    assert {"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SenderIdentity}"} \
-        in resources
+    assert {
+        "Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SenderIdentity}"
+    } in resources
     [conditional] = [r for r in resources if "Fn::If" in r]
     assert conditional["Fn::If"][0] == "IsSesSandbox"
     assert conditional["Fn::If"][1]["Fn::Sub"].endswith(":identity/*")
@@ -86,14 +97,20 @@ def _async_invoked_functions() -> set[str]:
     """Functions EventBridge or SNS invoke (asynchronously, as they always do)."""
     found = set()
     for lid, r in of_type("AWS::Serverless::Function").items():
-        if any(e["Type"] in ("EventBridgeRule", "SNS", "CloudWatchEvent", "Schedule", "ScheduleV2", "S3")
-               for e in r["Properties"].get("Events", {}).values()):
+        if any(
+            e["Type"] in ("EventBridgeRule", "SNS", "CloudWatchEvent", "Schedule", "ScheduleV2", "S3")
+            for e in r["Properties"].get("Events", {}).values()
+        ):
             found.add(lid)
     for r in of_type("AWS::Events::Rule").values():
         for target in r["Properties"].get("Targets", []):
             arn = target["Arn"]
-            if isinstance(arn, dict) and "Fn::GetAtt" in arn and arn["Fn::GetAtt"][0] in RESOURCES \
-                    and RESOURCES[arn["Fn::GetAtt"][0]]["Type"] == "AWS::Serverless::Function":
+            if (
+                isinstance(arn, dict)
+                and "Fn::GetAtt" in arn
+                and arn["Fn::GetAtt"][0] in RESOURCES
+                and RESOURCES[arn["Fn::GetAtt"][0]]["Type"] == "AWS::Serverless::Function"
+            ):
                 found.add(arn["Fn::GetAtt"][0])
     for r in of_type("AWS::SNS::Subscription").values():
         if r["Properties"]["Protocol"] == "lambda":
@@ -111,9 +128,12 @@ def test_every_asynchronously_invoked_function_keeps_its_failures() -> None:
         assert config, f"{lid} is invoked asynchronously but has no EventInvokeConfig"
         destination = config["DestinationConfig"]["OnFailure"]["Destination"]
         queue = destination["Fn::GetAtt"][0]
-        alarms = [a for a in of_type("AWS::CloudWatch::Alarm").values()
-                  if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
-                  in a["Properties"].get("Dimensions", [])]
+        alarms = [
+            a
+            for a in of_type("AWS::CloudWatch::Alarm").values()
+            if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+            in a["Properties"].get("Dimensions", [])
+        ]
         assert alarms, f"no alarm on {queue}"
 
 
