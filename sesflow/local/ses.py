@@ -36,6 +36,7 @@ from typing import Any
 
 from moto.core.exceptions import JsonRESTError
 from moto.sesv2.responses import SESV2Response
+from sesflow_core.feedback import DETAIL_TYPES
 
 RECIPIENT_LIMIT = 50
 
@@ -71,15 +72,6 @@ _EVENT_TYPES = {
     "renderingfailure": "Rendering Failure",
     "open": "Open",
     "click": "Click",
-}
-_DETAIL_TYPES = {
-    "Send": "Email Sent",
-    "Delivery": "Email Delivered",
-    "Bounce": "Email Bounced",
-    "Complaint": "Email Complaint Received",
-    "Reject": "Email Rejected",
-    "DeliveryDelay": "Email Delivery Delayed",
-    "Rendering Failure": "Email Rendering Failed",
 }
 
 
@@ -466,7 +458,7 @@ def _publish(account: str, region: str, config_set: str, event: dict[str, Any]) 
                 [
                     {
                         "Source": "aws.ses",
-                        "DetailType": _DETAIL_TYPES.get(event["eventType"], "Email Event"),
+                        "DetailType": DETAIL_TYPES.get(event["eventType"], "Email Event"),
                         "Detail": json.dumps(event),
                         "EventBusName": bus_arn,
                         "Resources": [f"arn:aws:ses:{region}:{account}:configuration-set/{config_set}"],

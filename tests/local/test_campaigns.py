@@ -26,11 +26,11 @@ pytestmark = pytest.mark.local
 NEWS_DATA = {"title": "T", "intro": "I", "articles": []}
 
 
-def start(stack: Target, rows: list[str], **overrides: Any) -> tuple[str, str]:
+def start(stack: Target, rows: list[str], header: str = "email,name", **overrides: Any) -> tuple[str, str]:
     cid = overrides.pop("campaignId", f"t{uuid.uuid4().hex[:10]}")
     key = f"uploads/{cid}/recipients.csv"
     stack.clients.client("s3").put_object(
-        Bucket=stack.outputs["CampaignsBucketName"], Key=key, Body="\n".join(["email,name", *rows]).encode()
+        Bucket=stack.outputs["CampaignsBucketName"], Key=key, Body="\n".join([header, *rows]).encode()
     )
     payload = {
         "campaignId": cid,
@@ -222,22 +222,7 @@ def test_wide_rows_and_large_campaign_data_fit_the_state_limits(stack: Target) -
     bytes, so every child's input stays under 256 KiB (which the local stack enforces)."""
     header = "email," + ",".join(f"col{i:02d}" for i in range(40))
     rows = [f"w{i}@example.org," + ",".join(f"{i:04d}" + "v" * 84 for _ in range(40)) for i in range(120)]
-    cid = f"wide{uuid.uuid4().hex[:8]}"
-    key = f"uploads/{cid}/recipients.csv"
-    stack.clients.client("s3").put_object(
-        Bucket=stack.outputs["CampaignsBucketName"], Key=key, Body="\n".join([header, *rows]).encode()
-    )
-    payload = {
-        "campaignId": cid,
-        "template": "newsletter",
-        "topic": "newsletter",
-        "recipients": {"key": key},
-        "data": NEWS_DATA | {"padding": "p" * 26_000},
-        "stages": [100],
-    }
-    arn = stack.clients.client("stepfunctions").start_execution(
-        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload)
-    )["executionArn"]
+    _, arn = start(stack, rows, header=header, data=NEWS_DATA | {"padding": "p" * 26_000}, stages=[100])
     report = finish(stack, arn)
     assert report["status"] == "completed" and report["totals"]["accepted"] == 120
     assert report["counts"]["batches"][0] >= 3  # 120 rows of ~4 KB: more batches than 120 / 50
@@ -258,22 +243,7 @@ def test_a_template_that_cannot_render_for_the_list_fails_before_anyone_is_maile
 
 def test_rows_whose_data_would_not_fit_a_send_request_are_rejected_at_plan_time(stack: Target) -> None:
     rows = [f"fit{i}@example.org,F,x" for i in range(10)] + [f"toobig{i}@example.org,B,{'b' * 3_000}" for i in range(3)]
-    cid = f"fit{uuid.uuid4().hex[:8]}"
-    key = f"uploads/{cid}/recipients.csv"
-    stack.clients.client("s3").put_object(
-        Bucket=stack.outputs["CampaignsBucketName"], Key=key, Body="\n".join(["email,name,note", *rows]).encode()
-    )
-    payload = {
-        "campaignId": cid,
-        "template": "newsletter",
-        "topic": "newsletter",
-        "recipients": {"key": key},
-        "data": NEWS_DATA | {"padding": "p" * 30_000},
-        "stages": [100],
-    }
-    arn = stack.clients.client("stepfunctions").start_execution(
-        stateMachineArn=stack.outputs["CampaignStateMachineArn"], name=cid, input=json.dumps(payload)
-    )["executionArn"]
+    cid, arn = start(stack, rows, header="email,name,note", data=NEWS_DATA | {"padding": "p" * 30_000}, stages=[100])
     report = finish(stack, arn)
     assert report["counts"]["invalid"] == 3 and report["totals"]["accepted"] == 10
     rejects = (
