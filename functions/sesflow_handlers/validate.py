@@ -24,7 +24,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     raw = event.get("request", event) if isinstance(event, dict) else event
     execution_name = event.get("executionName") if isinstance(event, dict) else None
-    meta = {"expiresAt": str(settings.expires_at())}
+    expires_at = settings.expires_at()  # once: the record and the machine's meta agree
+    meta = {"expiresAt": str(expires_at)}
     try:
         request = req.validate(raw, identity=settings.sender_identity, default_email_id=execution_name)
     except InvalidEmailRequest as exc:
@@ -33,7 +34,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         outcome = {"emailId": kept["emailId"], "status": status.REJECTED, "messageId": None, "reason": str(exc)}
         return {"valid": False, "request": kept, "outcome": outcome, "meta": meta}
     logger.append_keys(emailId=request.emailId, template=request.template, topic=request.topic)
-    tracking.open_item(client("dynamodb"), settings.tracking_table, request, settings.expires_at())
+    tracking.open_item(client("dynamodb"), settings.tracking_table, request, expires_at)
     logger.info("request accepted")
     return {
         "valid": True,
