@@ -279,14 +279,8 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
             try:
                 rendered = template.render(sending.template_data(req, unsubscribe), req.topic)
             except TemplateRenderError as exc:
-                ledger.release(  # not sent: a resumed campaign with a fixed template may send it
-                    client("dynamodb"),
-                    settings.tracking_table,
-                    req.emailId,
-                    ledger.RETRYABLE,
-                    reason=str(exc)[:500],
-                    status="failed",
-                )
+                # not sent: a resumed campaign with a fixed template may send it
+                _record_failed(client, settings, req.emailId, ledger.RETRYABLE, exc)
                 counts["failed"] += 1
                 continue
             try:
@@ -341,25 +335,22 @@ def _send_with_backoff(
         except SesConfigurationError as exc:
             # every recipient would fail the same way: stop the batch (and, past the tolerated
             # failures, the stage) instead of marking the whole list failed; this one is not sent
-            ledger.release(
-                client("dynamodb"),
-                settings.tracking_table,
-                req.emailId,
-                ledger.RETRYABLE,
-                reason=str(exc)[:500],
-                status="failed",
-            )
+            _record_failed(client, settings, req.emailId, ledger.RETRYABLE, exc)
             raise
         except SesOutcomeUnknown:
             return None  # SES may have sent it: the claim stays held, never sent again (ADR 0002)
         except SesflowError as exc:
             state = ledger.RETRYABLE if isinstance(exc, ses_errors.RETRYABLE) else ledger.REJECTED
-            ledger.release(
-                client("dynamodb"), settings.tracking_table, req.emailId, state, reason=str(exc)[:500], status="failed"
-            )
+            _record_failed(client, settings, req.emailId, state, exc)
             return None
     ledger.release(client("dynamodb"), settings.tracking_table, req.emailId, ledger.RETRYABLE, reason="throttled")
     raise SesThrottled("SES throttling outlasted the in-batch retries")
+
+
+def _record_failed(client: Client, settings: Settings, email_id: str, state: str, exc: Exception) -> None:
+    """Correct the claim (which said "sent") to ``failed`` with the reason; ``state`` frees the
+    ledger (``retryable``) or keeps it closed (``rejected``)."""
+    ledger.release(client("dynamodb"), settings.tracking_table, email_id, state, reason=str(exc)[:500], status="failed")
 
 
 def _add_counters(
