@@ -710,21 +710,34 @@ def _payload_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def _enforce_payload_limits() -> None:
-    """Step Functions' 256 KiB limit on every state's result and output, and its rule that
-    ``States.ALL`` does not catch ``States.DataLimitExceeded`` (a terminal error)."""
-    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
-    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+def _states_failure(env: Any, error: Any, event_type: Any, cause: str) -> Exception:
+    """A ``States.*`` failure raised inside moto's interpreter (its history records it)."""
+    from moto.stepfunctions.parser.api import TaskFailedEventDetails
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
         FailureEventException,
     )
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    details = EventDetails(taskFailedEventDetails=TaskFailedEventDetails(error=error.to_name(), cause=cause))
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env, error_name=StatesErrorName(typ=error), event_type=event_type, event_details=details
+        )
+    )
+
+
+def _enforce_payload_limits() -> None:
+    """Step Functions' 256 KiB limit on every state's result and output, and its rule that
+    ``States.ALL`` does not catch ``States.DataLimitExceeded`` (a terminal error)."""
+    from moto.stepfunctions.parser.api import HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
         StatesErrorNameType,
     )
     from moto.stepfunctions.parser.asl.component.common.path.result_path import ResultPath
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
     limit_error = StatesErrorNameType.StatesStatesDataLimitExceeded
 
@@ -736,16 +749,7 @@ def _enforce_payload_limits() -> None:
             f"The state/task '{env.next_state_name}' returned a {what} with a size exceeding the maximum "
             f"number of bytes service limit ({size} > {STATE_PAYLOAD_LIMIT})."
         )
-        raise FailureEventException(
-            failure_event=FailureEvent(
-                env=env,
-                error_name=StatesErrorName(typ=limit_error),
-                event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(
-                    taskFailedEventDetails=TaskFailedEventDetails(error=limit_error.to_name(), cause=cause)
-                ),
-            )
-        )
+        raise _states_failure(env, limit_error, HistoryEventType.TaskFailed, cause)
 
     original_result_path = ResultPath._eval_body
 
@@ -778,16 +782,10 @@ def _check_tolerated_failures(env: Any, run: Any) -> None:
     """A Distributed Map run fails with ``States.ExceedToleratedFailureThreshold`` when more
     children failed than ``ToleratedFailurePercentage``/``Count`` allow (0 by default), as in
     AWS; moto counts the failures and lets the Map succeed."""
-    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.api import HistoryEventType
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
         StatesErrorNameType,
     )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
     total = run.item_counter.total.get()
     failed = run.item_counter.failed.get() + run.item_counter.timed_out.get()
@@ -799,16 +797,7 @@ def _check_tolerated_failures(env: Any, run: Any) -> None:
         return
     error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
     cause = f"The specified tolerated failure threshold was exceeded ({failed} of {total} items failed)"
-    raise FailureEventException(
-        failure_event=FailureEvent(
-            env=env,
-            error_name=StatesErrorName(typ=error),
-            event_type=HistoryEventType.MapRunFailed,
-            event_details=EventDetails(
-                taskFailedEventDetails=TaskFailedEventDetails(error=error.to_name(), cause=cause)
-            ),
-        )
-    )
+    raise _states_failure(env, error, HistoryEventType.MapRunFailed, cause)
 
 
 def _result_writer_reads_the_map_input() -> None:
