@@ -132,3 +132,25 @@ def clear_ses_faults(endpoint: str) -> None:
 THROTTLED = {"code": "TooManyRequestsException", "message": "Maximum sending rate exceeded.", "status": 429}
 DAILY_QUOTA = {"code": "LimitExceededException", "message": "Daily message quota exceeded.", "status": 400}
 SES_5XX = {"code": "InternalFailure", "message": "An internal error occurred.", "status": 500}
+
+
+def set_fault_plan(endpoint: str, seed: int, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """Set the local stack's seeded fault plan (``sesflow/local/faults.py``): ``rules`` such as
+    ``{"kind": "sesAcceptThenFail", "recipient": "x@example.org", "nth": [1]}``; ``[]`` turns it off."""
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{endpoint}/_sesflow/faults", method="POST", data=json.dumps({"seed": seed, "rules": rules}).encode()
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        plan: dict[str, Any] = json.loads(resp.read())
+    return plan
+
+
+def fault_log(endpoint: str) -> list[dict[str, Any]]:
+    """Every fault the plan injected so far, with what it hit (function, emailId, table, ...)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{endpoint}/_sesflow/faults?log=1", timeout=10) as resp:
+        log: list[dict[str, Any]] = json.loads(resp.read())["log"]
+    return log

@@ -10,7 +10,11 @@ interpreter, EventBridge, the CLI or any AWS client - is served by importing
 * a Lambda-like context (function name, ARN, memory, request id, remaining time);
 * the function ``Timeout`` enforced (``Sandbox.Timedout``, as Step Functions reports it);
 * errors returned as Lambda returns them (``X-Amz-Function-Error: Unhandled`` and a
-  payload with ``errorType``/``errorMessage``), so ASL ``Retry``/``Catch`` match by name.
+  payload with ``errorType``/``errorMessage``), so ASL ``Retry``/``Catch`` match by name;
+* an invocation that timed out or died makes no further AWS call (AWS freezes, then
+  discards, its sandbox; a thread cannot be stopped, so its calls are refused instead), and
+  :data:`CALL_HOOK` may end an invocation around any of its AWS calls
+  (:mod:`sesflow.local.faults`: a crash, a timeout).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 TIMEOUT_ERROR = "Sandbox.Timedout"
+EXIT_ERROR = "Runtime.ExitError"
 
 
 # ---------------------------------------------------------------- environment overlay
@@ -143,14 +148,82 @@ _import_lock = threading.Lock()
 
 #: function name -> [invocations, total duration in ms, memory MB] (for bench/campaign.py)
 STATS: dict[str, list[float]] = {}
+#: function name -> error type -> failed invocations
+ERRORS: dict[str, dict[str, int]] = {}
 _stats_lock = threading.Lock()
 
 
-def _record(spec: FunctionSpec, duration_ms: float) -> None:
+def _record(spec: FunctionSpec, duration_ms: float, error_type: str | None = None) -> None:
     with _stats_lock:
         entry = STATS.setdefault(spec.function_name, [0, 0.0, spec.memory_mb])
         entry[0] += 1
         entry[1] += duration_ms
+        if error_type:
+            errors = ERRORS.setdefault(spec.function_name, {})
+            errors[error_type] = errors.get(error_type, 0) + 1
+
+
+# ---------------------------------------------------------------- invocations: end, freeze
+class InvocationEnded(BaseException):
+    """Raised in a handler's thread at an AWS call once its invocation has ended (timed out,
+    died): handlers catch ``Exception``, never this."""
+
+
+@dataclass
+class Invocation:
+    function_name: str
+    subject: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+    #: None while running; "crash" or "timeout" once ended by a fault, "frozen" after a timeout
+    ended: str | None = None
+
+    def end(self, effect: str) -> None:
+        self.ended = self.ended or effect
+        self.done.set()
+        raise InvocationEnded(effect)
+
+
+_current = threading.local()
+
+#: ``(function name, "service:Operation" | "return", subject) -> (effect, when) | None``, set
+#: by :mod:`sesflow.local.faults`; effect ``crash`` | ``timeout``, when ``before`` | ``after`` | ``return``
+CALL_HOOK: Any = None
+
+
+def current_invocation() -> Invocation | None:
+    return getattr(_current, "invocation", None)
+
+
+def _guarded_api_call(original: Any) -> Any:
+    def make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
+        inv = current_invocation()
+        if inv is None:
+            return original(self, operation_name, api_params)
+        if inv.ended:
+            raise InvocationEnded(inv.ended)
+        fault = None
+        if CALL_HOOK is not None:
+            fault = CALL_HOOK(
+                inv.function_name, f"{self.meta.service_model.service_name}:{operation_name}", inv.subject
+            )
+        if fault and fault[1] == "before":
+            inv.end(fault[0])
+        response = original(self, operation_name, api_params)
+        if fault:
+            inv.end(fault[0])
+        return response
+
+    make_api_call._sesflow_guard = True  # type: ignore[attr-defined]
+    return make_api_call
+
+
+def install_call_guard() -> None:
+    """Route every botocore call of the process through the invocation guard (idempotent)."""
+    from botocore.client import BaseClient
+
+    original = getattr(BaseClient, "_make_api_call")  # noqa: B009 - private: mypy does not know it
+    if not getattr(original, "_sesflow_guard", False):
+        setattr(BaseClient, "_make_api_call", _guarded_api_call(original))  # noqa: B010
 
 
 def load_handler(code_dir: Path, handler: str) -> Any:
@@ -197,23 +270,41 @@ def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
         "_HANDLER": spec.handler,
     }
 
+    hook = CALL_HOOK
+    invocation = Invocation(spec.function_name, _subject(event) if hook is not None else "")
+
     def run() -> None:
+        _current.invocation = invocation
         environ.set_overlay(dict(env))
         try:
             fn = load_handler(spec.code_dir, spec.handler)
             result["payload"] = fn(event, context)
+            fault = hook(spec.function_name, "return", invocation.subject) if hook is not None else None
+            if fault:
+                invocation.end(fault[0])
         except BaseException as exc:
             result["error"] = exc
         finally:
             environ.set_overlay(None)
+            _current.invocation = None
+            invocation.done.set()
 
     started = time.perf_counter()
     worker = threading.Thread(target=run, name=f"lambda:{spec.function_name}", daemon=True)
     worker.start()
-    worker.join(spec.timeout)
+    finished = invocation.done.wait(spec.timeout)
     duration_ms = (time.perf_counter() - started) * 1000
-    _record(spec, duration_ms)
-    if worker.is_alive():
+    if invocation.ended == "crash":
+        payload = {
+            "errorType": EXIT_ERROR,
+            "errorMessage": f"RequestId: {context.aws_request_id} Error: Runtime exited with error: signal: killed",
+        }
+        _record(spec, duration_ms, EXIT_ERROR)
+        return InvokeResult(payload, error_type=EXIT_ERROR, duration_ms=duration_ms)
+    if invocation.ended == "timeout" or not finished:
+        invocation.ended = invocation.ended or "frozen"  # its thread runs on, but calls nothing
+        duration_ms = max(duration_ms, spec.timeout * 1000)
+        _record(spec, duration_ms, TIMEOUT_ERROR)
         return InvokeResult(
             payload={
                 "errorType": TIMEOUT_ERROR,
@@ -224,10 +315,19 @@ def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
         )
     if "error" in result:
         payload = _error_payload(result["error"])
+        _record(spec, duration_ms, payload["errorType"])
         return InvokeResult(payload, error_type=payload["errorType"], duration_ms=duration_ms)
     try:
         json.dumps(result.get("payload"))
     except (TypeError, ValueError) as exc:
         payload = {"errorType": "Runtime.MarshalError", "errorMessage": str(exc)}
+        _record(spec, duration_ms, "Runtime.MarshalError")
         return InvokeResult(payload, error_type="Runtime.MarshalError", duration_ms=duration_ms)
+    _record(spec, duration_ms)
     return InvokeResult(result.get("payload"), duration_ms=duration_ms)
+
+
+def _subject(event: Any) -> str:
+    from . import faults
+
+    return faults.subject_of(event)

@@ -117,32 +117,52 @@ class FunctionUrls:
         self.region = region
 
     def _stats(self, environ: dict[str, Any], start_response: Any) -> Any:
-        from . import iam, lambda_runtime, shims
+        from . import faults, iam, lambda_runtime, ses, shims
 
         pending = sum(q.pending for q in (shims.DELIVERY, shims.ASYNC) if q is not None)
         body = json.dumps(
-            {"requests": REQUESTS, "lambda": lambda_runtime.STATS, "deliveriesPending": pending, "iam": iam.stats()}
+            {
+                "requests": REQUESTS,
+                "lambda": lambda_runtime.STATS,
+                "lambdaErrors": lambda_runtime.ERRORS,
+                "deliveriesPending": pending,
+                "sesEventsPending": ses._PUBLISHER.pending,
+                "iam": iam.stats(),
+                "faults": faults.snapshot()["injected"],
+            }
         ).encode()
         if "reset" in environ.get("QUERY_STRING", ""):
             REQUESTS.clear()
             lambda_runtime.STATS.clear()
+            lambda_runtime.ERRORS.clear()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
     def _faults(self, environ: dict[str, Any], start_response: Any) -> Any:
         """``POST /_sesflow/faults`` ``{"sesSendEmail": [{"code", "message", "status", "times"}]}``
-        queues errors for the next SES SendEmail calls; ``DELETE`` clears them; ``GET`` counts."""
-        from . import ses
+        queues errors for the next SES SendEmail calls; ``{"seed": N, "rules": [...]}`` sets the
+        seeded fault plan (:mod:`sesflow.local.faults`); ``DELETE`` clears both; ``GET`` counts
+        (``?log=1``: every fault injected, with what it hit)."""
+        from . import faults, ses
 
         method = environ.get("REQUEST_METHOD", "GET")
+        status = "200 OK"
+        plan: dict[str, Any] = {}
         if method == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             doc = json.loads(environ["wsgi.input"].read(length) or b"{}")
             ses.set_faults(doc.get("sesSendEmail", []))
+            if "rules" in doc or "seed" in doc:
+                try:
+                    faults.configure(doc)
+                except (TypeError, ValueError) as exc:
+                    status, plan = "400 Bad Request", {"error": str(exc)}
         elif method == "DELETE":
             ses.clear_faults()
-        body = json.dumps({"sesSendEmail": len(ses.FAULTS)}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            faults.clear()
+        with_log = "log" in environ.get("QUERY_STRING", "")
+        body = json.dumps({"sesSendEmail": len(ses.FAULTS), **faults.snapshot(with_log=with_log), **plan}).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Local SES v2: an outbox of ``.eml`` files, the maximum sending rate, event publishing.
+"""Local SES v2: an outbox of ``.eml`` files, the maximum sending rate, event publishing,
+scripted faults (``set_faults``) and the seeded fault plan's SES kinds (:mod:`.faults`).
 
 Every message accepted by ``SendEmail`` is written, full MIME, to
 ``<state dir>/outbox/<n>-<MessageId>.eml`` with a ``.json`` beside it (configuration set,
@@ -37,6 +38,8 @@ from typing import Any
 from moto.core.exceptions import JsonRESTError
 from moto.sesv2.responses import SESV2Response
 from sesflow_core.feedback import DETAIL_TYPES
+
+from . import faults
 
 RECIPIENT_LIMIT = 50
 
@@ -235,6 +238,9 @@ def _send_email(self: SESV2Response) -> str:
             parsed = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
             recipients = [a.addr_spec for h in ("To", "Cc") for a in (parsed[h].addresses if parsed[h] else ())]
     _next_fault(recipients)
+    planned = faults.ses_send_email(recipients, params.get("EmailTags", []))
+    if planned is not None and planned[0] != "sesAcceptThenFail":
+        raise SesError(*planned[1:])
     if not recipients:
         raise SesError("BadRequestException", "Missing required header 'To'.")
     if len(recipients) > RECIPIENT_LIMIT:
@@ -309,6 +315,8 @@ def _send_email(self: SESV2Response) -> str:
             self.current_account,
             self.region,
         )
+    if planned is not None:  # accepted, then the answer is lost: the caller sees an error
+        raise SesError(*planned[1:])
     return response
 
 
@@ -479,6 +487,11 @@ class _Publisher:
         self._queue: queue.Queue[tuple[float, str, str, str, dict[str, Any]]] = queue.Queue()
         self._thread: threading.Thread | None = None
 
+    @property
+    def pending(self) -> int:
+        """Events submitted and not yet published."""
+        return self._queue.unfinished_tasks
+
     def submit(
         self, events: list[tuple[float, str, dict[str, Any]]], account: str = "123456789012", region: str = "us-east-1"
     ) -> None:
@@ -499,6 +512,8 @@ class _Publisher:
                 _publish(account, region, config_set, event)
             except Exception:  # a lost local event must not stop the publisher
                 logging.getLogger("sesflow.local").exception("publishing an SES event failed")
+            finally:
+                self._queue.task_done()
 
 
 _PUBLISHER = _Publisher()

@@ -61,6 +61,19 @@ payloads of any size                    ``States.DataLimitExceeded``, which ``St
 SES v2 ignores configuration sets,     :mod:`sesflow.local.ses`: outbox ``.eml`` files,
 tags, sending rate; has no pause,      ``TooManyRequestsException`` above the set rate,
 GetAccount                             configuration-set and account pause, GetAccount
+An in-process handler that timed out   :mod:`sesflow.local.lambda_runtime`: an ended
+runs on (a thread cannot be stopped)   invocation's further AWS calls raise
+                                       ``InvocationEnded`` (AWS freezes the sandbox)
+No fault injection                     :mod:`sesflow.local.faults`, a seeded fault plan
+                                       (``POST /_sesflow/faults``, off by default): SES
+                                       SendEmail throttled, 5xx, accepted-then-failed
+                                       (:mod:`.ses`); Lambda invocations crash
+                                       (``Runtime.ExitError``) or time out around an AWS
+                                       call (``lambda_runtime.CALL_HOOK``); DynamoDB
+                                       throttled in bursts (:func:`_dynamodb_fault`);
+                                       EventBridge deliveries duplicated and delayed
+                                       (:meth:`_TargetDelivery.submit`); one-time schedules
+                                       fired twice (:class:`_Clock`)
 =====================================  ====================================================
 """
 
@@ -85,8 +98,8 @@ from moto.events.models import EventBus, Rule
 from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.responses import get_backend as get_sfn_backend
 
+from . import faults, lambda_runtime, ses
 from . import iam as local_iam
-from . import lambda_runtime, ses
 
 log = logging.getLogger("sesflow.local")
 
@@ -373,13 +386,31 @@ class _TargetDelivery:
         self._queue: queue.Queue[tuple[dict[str, Any], dict[str, Any]]] = queue.Queue()
         self._pending = 0
         self._lock = threading.Condition()
+        self._later: list[tuple[float, int, dict[str, Any], dict[str, Any]]] = []
+        self._seq = itertools.count()
         for i in range(4):
             threading.Thread(target=self._run, name=f"events-delivery-{i}", daemon=True).start()
+        threading.Thread(target=self._release_later, name="events-delivery-later", daemon=True).start()
 
-    def submit(self, target: dict[str, Any], event: dict[str, Any]) -> None:
+    def submit(self, target: dict[str, Any], event: dict[str, Any], detail_type: str = "") -> None:
+        delays = faults.delivery_delays(str(target["Arn"]), detail_type)
         with self._lock:
-            self._pending += 1
-        self._queue.put((target, event))
+            self._pending += len(delays)
+            for delay in delays:
+                if delay <= 0:
+                    self._queue.put((target, event))
+                else:  # due later: events overtake each other (fault plan)
+                    heapq.heappush(self._later, (time.monotonic() + delay, next(self._seq), target, event))
+                    self._lock.notify_all()
+
+    def _release_later(self) -> None:
+        """Move delayed deliveries to the queue when due."""
+        while True:
+            with self._lock:
+                while not self._later or self._later[0][0] > time.monotonic():
+                    self._lock.wait(None if not self._later else self._later[0][0] - time.monotonic())
+                _, _, target, event = heapq.heappop(self._later)
+            self._queue.put((target, event))
 
     @property
     def pending(self) -> int:
@@ -587,7 +618,7 @@ def _send_to_targets(self: Rule, original_event: dict[str, Any], transform_input
             event = json.loads(target["Input"])
         elif target.get("InputPath"):
             event = _json_path(original_event, target["InputPath"])
-        DELIVERY.submit(target, event)
+        DELIVERY.submit(target, event, str(original_event.get("detail-type", "")))
     if others:
         saved = self.targets
         self.targets = others
@@ -653,7 +684,8 @@ class _Clock:
                         ):
                             continue
                         schedule._sesflow_fired = True
-                        self._invoke_target(region, schedule.target)
+                        for _ in range(faults.schedule_copies(str(schedule.target["Arn"]))):
+                            self._invoke_target(region, schedule.target)
                         if schedule.action_after_completion == "DELETE":
                             group.schedules.pop(schedule.name, None)
 
@@ -869,10 +901,42 @@ def _serialize_dynamodb() -> None:
     original = DynamoHandler.call_action
 
     def call_action(self: DynamoHandler) -> Any:
+        throttled = _dynamodb_fault(self)
+        if throttled is not None:
+            return throttled
         with _DYNAMODB_LOCK:
             return original(self)
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+def _dynamodb_fault(handler: Any) -> Any:
+    """A DynamoDB request throttled by the fault plan (:mod:`sesflow.local.faults`): the
+    response DynamoDB gives, else None."""
+    if not faults.active():
+        return None
+    from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
+
+    target = handler.headers.get("X-Amz-Target") or ""
+    operation = target.rsplit(".", 1)[-1]
+    try:
+        body = json.loads(handler.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    tables = [body["TableName"]] if body.get("TableName") else sorted(body.get("RequestItems") or {})
+    key = json.dumps(body.get("Key"), sort_keys=True)[:200] if body.get("Key") else ""
+    caller = "local"
+    auth = handler.headers.get("Authorization") or ""
+    if "Credential=" in auth:
+        principal = local_iam.principal_for_key(auth.split("Credential=", 1)[1].split("/", 1)[0])
+        if principal is not None:
+            caller = f"{principal.role_name}/{principal.session_name}"
+    if not faults.dynamodb_request(operation, tables, caller, key):
+        return None
+    code, message = faults.DYNAMODB_THROTTLED
+    error = DynamodbException(ERROR_TYPE_PREFIX + code, message)
+    headers = {**dict(error.get_headers() or []), "status": str(error.code), "x-amzn-RequestId": str(uuid.uuid4())}
+    return error.code, headers, error.description
 
 
 # ---------------------------------------------------------------- install
@@ -888,6 +952,8 @@ def install() -> None:
 
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     lambda_runtime.install_environ_overlay()
+    lambda_runtime.install_call_guard()
+    lambda_runtime.CALL_HOOK = faults.lambda_call
     _serialize_dynamodb()
     _enforce_payload_limits()
     _result_writer_reads_the_map_input()
