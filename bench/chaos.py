@@ -529,7 +529,12 @@ class _Checker:
 
     def queues(self) -> None:
         counts = {}
-        for output in ("EmailRequestsDeadLetterQueueUrl", "FeedbackDeadLetterQueueUrl", "FeedbackFailuresQueueUrl"):
+        for output in (
+            "EmailRequestsDeadLetterQueueUrl",
+            "SendDeadLetterQueueUrl",
+            "FeedbackDeadLetterQueueUrl",
+            "FeedbackFailuresQueueUrl",
+        ):
             messages = self.stack.queue_messages(output)
             counts[output.removesuffix("Url")] = len(messages)
             for m in messages:
@@ -716,16 +721,8 @@ class _Checker:
 #: suite's to fix): :func:`known_issue` labels each violation they explain; the pytest run
 #: xfails on them and fails on any other.
 KNOWN_ISSUES: dict[str, str] = {
-    "lost-reply-resend": "SES accepted the message, then answered 5xx (the reply was lost): only a read timeout is "
-    "SesOutcomeUnknown; a 5xx is SesTransientError, the ledger is released as retryable and the retry (or a campaign "
-    "stage sent again after a pause) sends the email again",
-    "validate-no-catch": "ValidateRequest retries only Lambda service errors and has no Catch: a timeout, a crash or a "
-    "throttled write fails the execution, no status is recorded and nothing reaches a dead-letter queue",
     "feedback-key-before-effects": "the feedback function records the SES event's key before it bumps the campaign "
     "counter and writes the suppression entry: when it dies in between, Lambda's retry is a duplicate and skips them",
-    "record-state-retries": "RecordStatus/RecordSent retry DynamoDB throttling twice (1 s, 2 s) and catch only "
-    "ConditionalCheckFailed: a longer throttle fails the execution after the outcome is known, the status stays "
-    "queued (for a sent email the feedback moves it on; for suppressed, rejected or failed nothing does)",
     "campaign-claim-as-sent": "a campaign recipient's claim records 'sent' before the SES call: a worker that dies "
     "between the two, or whose correction after a refused send (release as retryable/failed) is throttled, leaves "
     "'sent' with nothing sent, and the ledger never retries it",
@@ -738,7 +735,6 @@ def known_issue(v: dict[str, Any]) -> str | None:
     """The known issue that explains a violation (by its kind and the faults and executions
     of its evidence), or None."""
     faults = v.get("faults") or []
-    ran = " ".join(v.get("executions") or [])
 
     def hit(kind: str, where: str = "", when: str | None = None) -> bool:
         return any(
@@ -749,14 +745,6 @@ def known_issue(v: dict[str, Any]) -> str | None:
         )
 
     kind = v["kind"]
-    if kind == "sent twice" and hit("sesAcceptThenFail"):
-        return "lost-reply-resend"
-    if kind == "no terminal status" and "ValidateRequest[" in ran:
-        return "validate-no-catch"
-    if kind == "no terminal status" and (
-        "RecordStatus[DynamoDB.Provisioned" in ran or "RecordSent[DynamoDB.Prov" in ran
-    ):
-        return "record-state-retries"
     if kind in ("suppression lost", "suppression count", "campaign counter") and any(
         hit(k, "Feedback") for k in ("lambdaCrash", "lambdaTimeout", "dynamodbThrottle")
     ):

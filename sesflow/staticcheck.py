@@ -1385,7 +1385,21 @@ def _run_durations(stack: Stack, out: Any) -> bool:
 
 #: error names the AWS services raise, matched by prefix; every other name in a Retry or Catch
 #: must be a class of sesflow_core.errors (the Python <-> ASL contract)
-SERVICE_ERROR_PREFIXES = ("States.", "Lambda.", "DynamoDB.", "DynamoDb.", "S3.", "SES.", "SesV2.", "EventBridge.")
+#: error names of services and of the Lambda runtime (a function that crashed: Runtime.ExitError,
+#: or timed out: Sandbox.Timedout), not ours
+SERVICE_ERROR_PREFIXES = (
+    "States.",
+    "Lambda.",
+    "DynamoDB.",
+    "DynamoDb.",
+    "S3.",
+    "SES.",
+    "SesV2.",
+    "EventBridge.",
+    "SQS.",
+    "Runtime.",
+    "Sandbox.",
+)
 
 
 def _error_names(states: Mapping[str, Any]) -> dict[str, set[str]]:

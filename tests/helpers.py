@@ -132,6 +132,7 @@ def clear_ses_faults(endpoint: str) -> None:
 THROTTLED = {"code": "TooManyRequestsException", "message": "Maximum sending rate exceeded.", "status": 429}
 DAILY_QUOTA = {"code": "LimitExceededException", "message": "Daily message quota exceeded.", "status": 400}
 SES_5XX = {"code": "InternalFailure", "message": "An internal error occurred.", "status": 500}
+SES_503 = {"code": "ServiceUnavailable", "message": "Service Unavailable", "status": 503}
 
 
 def set_fault_plan(endpoint: str, seed: int, rules: list[dict[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from sesflow_core.errors import (
     SendInProgress,
     SesMessageRejected,
     SesOutcomeUnknown,
-    SesTransientError,
 )
 from sesflow_core.render import Rendered
 from sesflow_core.request import SendRequest
@@ -89,7 +88,7 @@ def send_once(client: Client, settings: Settings, request: SendRequest, owner: s
         if state == ledger.REJECTED:
             raise SesMessageRejected(ledger.attr(holder, "reason") or "rejected by SES earlier")
         if ledger.attr(holder, "sendOwner") == owner:
-            raise SesTransientError("an earlier attempt of this execution has an unknown outcome; not resending")
+            raise SesOutcomeUnknown("an earlier attempt of this execution has an unknown outcome; not resending")
         raise SendInProgress(f"emailId {request.emailId} is being sent by another execution")
     try:
         unsubscribe = unsubscribe_url(client, settings, request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 from sesflow_core import ses_errors
 from sesflow_core.errors import SesOutcomeUnknown, SesTransientError
 
@@ -35,10 +35,10 @@ def send_raw(
         err = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         raise ses_errors.to_exception(err.get("Code", ""), err.get("Message", ""), status) from None
-    except ReadTimeoutError as exc:  # sent, no answer: SES may have accepted it
-        raise SesOutcomeUnknown(f"{type(exc).__name__}: {exc}") from None
-    except BotoCoreError as exc:  # connection errors: the request never reached SES
+    except (ConnectTimeoutError, EndpointConnectionError) as exc:  # the request never reached SES
         raise SesTransientError(f"{type(exc).__name__}: {exc}") from None
+    except BotoCoreError as exc:  # read timeout, connection closed: SES may have accepted it
+        raise SesOutcomeUnknown(f"{type(exc).__name__}: {exc}") from None
     message_id: str = resp["MessageId"]
     return message_id
 

@@ -50,8 +50,9 @@ class SesTransientError(SesflowError):
 
 
 class SesOutcomeUnknown(SesflowError):
-    """The request reached SES but no answer came back (a read timeout): SES may have sent the
-    message. At most once: it is not sent again (ADR 0002), the email is failed with the reason."""
+    """The request reached SES but no answer came back (a read timeout, a dropped connection) or
+    SES answered with an internal error (500, 502, 504): SES may have sent the message. At most
+    once: it is not sent again (ADR 0002), the email is failed with the reason."""
 
 
 class SendInProgress(SesflowError):

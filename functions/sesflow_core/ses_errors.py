@@ -22,9 +22,16 @@ MailFromDomainNotVerifiedException                                SesConfigurati
 NotFoundException (config set, ...)                               SesConfigurationError
 MessageRejected                       (other)                     SesMessageRejected
 BadRequestException                                               SesMessageRejected
-any 5xx, InternalFailure,                                         SesTransientError
-ServiceUnavailable
+ServiceUnavailable (503)                                          SesTransientError
+InternalFailure, InternalServerError,                             SesOutcomeUnknown
+RequestTimeout, any other 5xx
 ====================================  ==========================  ======================
+
+SendEmail is not idempotent: an internal error or a timeout on SES's side can come after SES
+accepted the message (the fault suite's "accept then fail"), so such an answer is an unknown
+outcome and the email is not sent again (at most once, ADR 0002). Only a 503 says the service
+did not take the request, and a connection error (ses.py) that it never got there: those
+are retried.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from .errors import (
     SesDailyQuotaExceeded,
     SesflowError,
     SesMessageRejected,
+    SesOutcomeUnknown,
     SesSendingPaused,
     SesThrottled,
     SesTransientError,
@@ -51,9 +59,8 @@ _CONFIGURATION_CODES = frozenset(
     }
 )
 _REJECTED_CODES = frozenset({"MessageRejected", "BadRequestException", "InvalidParameterValue"})
-_TRANSIENT_CODES = frozenset(
-    {"InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException", "RequestTimeout"}
-)
+_TRANSIENT_CODES = frozenset({"ServiceUnavailable", "ServiceUnavailableException"})
+_UNKNOWN_OUTCOME_CODES = frozenset({"InternalFailure", "InternalServerError", "RequestTimeout"})
 
 
 def classify(code: str, message: str = "", http_status: int | None = None) -> type[SesflowError]:
@@ -71,8 +78,10 @@ def classify(code: str, message: str = "", http_status: int | None = None) -> ty
         return SesConfigurationError
     if code in _REJECTED_CODES:
         return SesMessageRejected
-    if code in _TRANSIENT_CODES or (http_status is not None and http_status >= 500):
+    if code in _TRANSIENT_CODES or http_status == 503:
         return SesTransientError
+    if code in _UNKNOWN_OUTCOME_CODES or (http_status is not None and http_status >= 500):
+        return SesOutcomeUnknown
     return SesMessageRejected
 
 

@@ -25,8 +25,11 @@ metrics.set_default_dimensions(stage=Settings.from_env().stage)
 __all__ = ["Settings", "client", "logger", "metrics"]
 
 #: SES calls are not retried inside the function: the state machine retries them by error
-#: name (backoff + jitter, visible in the history) instead of paying for Lambda time.
+#: name (backoff + jitter, visible in the history) instead of paying for Lambda time, and a
+#: SendEmail retried by the SDK after a lost answer could send twice. Their timeouts end well
+#: inside the send function's 12 s, so a lost answer is SesOutcomeUnknown, not a function timeout.
 _NO_SDK_RETRIES = frozenset({"sesv2"})
+_SES_CONNECT_TIMEOUT, _SES_READ_TIMEOUT = 2, 8
 
 
 def client(service: str) -> Any:
@@ -40,11 +43,16 @@ def _client(service: str, access_key_id: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
-    retries = {"total_max_attempts": 1} if service in _NO_SDK_RETRIES else {"mode": "standard"}
+    if service in _NO_SDK_RETRIES:
+        config = Config(
+            retries={"total_max_attempts": 1}, connect_timeout=_SES_CONNECT_TIMEOUT, read_timeout=_SES_READ_TIMEOUT
+        )
+    else:
+        config = Config(retries={"mode": "standard"})
     env = os.environ  # explicit keys and region: the default session keeps the first ones it resolved
     return boto3.client(
         service,
-        config=Config(retries=retries),  # type: ignore[call-overload,arg-type]
+        config=config,  # type: ignore[call-overload]
         region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
         aws_access_key_id=access_key_id,
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),

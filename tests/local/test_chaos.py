@@ -133,12 +133,8 @@ def test_a_small_chaos_run_sends_nobody_twice_and_loses_nobody(tmp_path: Path) -
         pytest.xfail("known issues: " + ", ".join(sorted({str(v["known"]) for v in result.violations})))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known issue lost-reply-resend: SES accepted the message and answered 500; a 5xx is SesTransientError, "
-    "so the retry sends it again (at most once would treat it as SesOutcomeUnknown, like a read timeout)",
-)
 def test_a_lost_ses_reply_is_not_sent_again(stack: Target) -> None:
+    """SES accepted the message, then answered 500: an unknown outcome, never sent again."""
     to = "lost-reply@example.org"
     set_fault_plan(stack.state["endpoint"], 1, [{"kind": "sesAcceptThenFail", "recipient": to, "nth": [1]}])
     try:
@@ -154,3 +150,5 @@ def test_a_lost_ses_reply_is_not_sent_again(stack: Target) -> None:
         clear_ses_faults(stack.state["endpoint"])
     sent = [e for e in outbox_entries(Path(stack.state["outbox"])) if e["tags"].get("emailId") == "lost-reply-0001"]
     assert len(sent) == 1, json.dumps([e["messageId"] for e in sent])
+    report = executions.report(sfn, arn)
+    assert report.output["status"] == "failed" and report.output["reason"].startswith("SesOutcomeUnknown")

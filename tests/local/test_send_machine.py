@@ -21,11 +21,13 @@ from ..conftest import load_event, start_stack, stop_stack
 from ..helpers import (
     DAILY_QUOTA,
     SES_5XX,
+    SES_503,
     THROTTLED,
     EventCapture,
     assert_status_chain,
     inject_ses_faults,
     poll,
+    set_fault_plan,
     statuses,
 )
 
@@ -407,9 +409,9 @@ def test_the_last_round_fails_the_email_with_the_reason(stack: Target) -> None:
     assert messages_for(stack, "rounds-0001") == []
 
 
-def test_an_ses_5xx_is_retried_in_place(stack: Target) -> None:
+def test_an_ses_503_is_retried_in_place(stack: Target) -> None:
     to = f"fivexx{uuid.uuid4().hex[:6]}@example.org"
-    inject_ses_faults(stack.state["endpoint"], SES_5XX | {"times": 2, "recipient": to})
+    inject_ses_faults(stack.state["endpoint"], SES_503 | {"times": 2, "recipient": to})
     rep = run(stack, WELCOME | {"to": to, "emailId": "5xx-0001"})
     assert rep.output["status"] == "sent"
     [send_row] = [row for row in rep.states if row.name == "SendEmail"]
@@ -417,13 +419,49 @@ def test_an_ses_5xx_is_retried_in_place(stack: Target) -> None:
     assert len(messages_for(stack, "5xx-0001")) == 1
 
 
-def test_an_ses_5xx_past_the_retries_fails_and_the_email_can_be_sent_again(stack: Target) -> None:
+def test_an_ses_503_past_the_retries_fails_and_the_email_can_be_sent_again(stack: Target) -> None:
     to = f"fivexx{uuid.uuid4().hex[:6]}@example.org"
-    inject_ses_faults(stack.state["endpoint"], SES_5XX | {"times": 3, "recipient": to})
+    inject_ses_faults(stack.state["endpoint"], SES_503 | {"times": 3, "recipient": to})
     rep = run(stack, WELCOME | {"to": to, "emailId": "5xx-0002"})
-    assert rep.output["status"] == "failed" and rep.output["reason"].startswith("SesTransientError: InternalFailure")
+    assert rep.output["status"] == "failed" and rep.output["reason"].startswith("SesTransientError: ServiceUnavailable")
     assert messages_for(stack, "5xx-0002") == []
     assert run(stack, WELCOME | {"to": to, "emailId": "5xx-0002"}).output["status"] == "sent"
+
+
+def test_an_ses_500_is_an_unknown_outcome_and_never_sent_again(stack: Target) -> None:
+    """SES may have accepted a message it answered 500 for (SendEmail is not idempotent)."""
+    to = f"fivexx{uuid.uuid4().hex[:6]}@example.org"
+    inject_ses_faults(stack.state["endpoint"], SES_5XX | {"times": 1, "recipient": to})
+    rep = run(stack, WELCOME | {"to": to, "emailId": "5xx-0003"})
+    assert rep.output["status"] == "failed" and rep.output["reason"].startswith("SesOutcomeUnknown: InternalFailure")
+    [send_row] = [row for row in rep.states if row.name == "SendEmail"]
+    assert send_row.retries == 0
+    item = tracking_item(stack, "5xx-0003")
+    assert (item["status"], item["sendState"]) == ("failed", "sending")  # the ledger stays held
+    again = run(stack, WELCOME | {"to": to, "emailId": "5xx-0003"})
+    assert again.output["status"] == "failed"
+    assert messages_for(stack, "5xx-0003") == []
+
+
+def test_a_validation_that_keeps_dying_puts_the_request_in_the_dead_letter_queue(stack: Target) -> None:
+    """ValidateRequest retries a crashed or timed-out function; past the retries the request
+    is not lost: it goes to the send dead-letter queue (an alarm watches it) and the execution fails."""
+    endpoint = stack.state["endpoint"]
+    crash = {"kind": "lambdaCrash", "function": "ValidateFunction", "when": "before", "p": 1.0, "times": 3}
+    set_fault_plan(endpoint, 1, [crash])
+    try:
+        rep = run(stack, WELCOME | {"to": "dlq@example.org", "emailId": "dlq-0001"})
+    finally:
+        set_fault_plan(endpoint, 1, [])
+    assert rep.status == "FAILED" and rep.error == "StatusNotRecorded"
+    [validate] = [row for row in rep.states if row.name == "ValidateRequest"]
+    assert validate.retries == 2
+    sqs = stack.clients.client("sqs")
+    url = stack.outputs["SendDeadLetterQueueUrl"]
+    bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+    [body] = [b for b in bodies if b["state"].get("emailId") == "dlq-0001"]
+    assert body["state"]["error"]["Error"] == "Runtime.ExitError" and body["execution"].endswith(rep.name)
+    assert messages_for(stack, "dlq-0001") == []
 
 
 def test_a_300_kib_newsletter_is_sent_whole(stack: Target) -> None:

@@ -86,7 +86,7 @@ def test_a_ledger_held_by_another_execution_is_send_in_progress(aws: Aws, ctx: L
 
 def test_a_ledger_held_by_this_execution_is_an_unknown_outcome_never_resent(aws: Aws, ctx: LambdaContext) -> None:
     aws.put_item("s-5", sendState="sending", sendOwner="exec-1")  # a previous attempt died after SendEmail
-    with pytest.raises(errors.SesTransientError, match="unknown outcome"):
+    with pytest.raises(errors.SesOutcomeUnknown, match="unknown outcome"):
         run(ctx, normalised(emailId="s-5"))
     assert aws.sent() == []
     assert aws.item("s-5")["sendState"] == "sending"
@@ -100,7 +100,7 @@ def test_a_read_timeout_keeps_the_ledger_held_so_the_retry_sends_nothing(
         run(ctx, normalised(emailId="s-6"))
     item = aws.item("s-6")
     assert (item["sendState"], item["sendOwner"]) == ("sending", "exec-1")
-    with pytest.raises(errors.SesTransientError):
+    with pytest.raises(errors.SesOutcomeUnknown):
         run(ctx, normalised(emailId="s-6"))  # the machine's retry of the same execution
     assert len(calls) == 1
 

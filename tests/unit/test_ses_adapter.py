@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 from sesflow_aws import ses
 from sesflow_core import errors
 
@@ -27,6 +27,11 @@ def send(exc: Exception) -> None:
 def test_a_read_timeout_is_an_unknown_outcome_never_resent() -> None:
     with pytest.raises(errors.SesOutcomeUnknown):
         send(ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"))
+
+
+def test_a_connection_closed_after_the_request_is_an_unknown_outcome() -> None:
+    with pytest.raises(errors.SesOutcomeUnknown):
+        send(ConnectionClosedError(endpoint_url="https://email.us-east-1.amazonaws.com"))
 
 
 def test_a_connection_error_is_transient_the_request_never_reached_ses() -> None:

@@ -10,6 +10,8 @@ from sesflow_core import errors, status
 from sesflow_core import unsubscribe as unsub
 from sesflow_core.ses_errors import classify
 
+from sesflow.staticcheck import SERVICE_ERROR_PREFIXES
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,9 +36,11 @@ ROOT = Path(__file__).resolve().parents[2]
             403,
             errors.SesConfigurationError,
         ),
-        ("InternalFailure", "", 500, errors.SesTransientError),
+        ("InternalFailure", "", 500, errors.SesOutcomeUnknown),
         ("ServiceUnavailable", "", 503, errors.SesTransientError),
-        ("SomethingNew", "", 502, errors.SesTransientError),
+        ("SomethingNew", "", 502, errors.SesOutcomeUnknown),
+        ("SomethingNew", "", 503, errors.SesTransientError),
+        ("RequestTimeout", "", 504, errors.SesOutcomeUnknown),
     ],
 )
 def test_classify(code: str, message: str, http: int, expected: type) -> None:
@@ -96,7 +100,7 @@ def test_every_error_an_asl_names_is_a_domain_error(machine: str) -> None:
     for state in _all_states(definition):
         for rule in state.get("Retry", []) + state.get("Catch", []):
             names.update(rule["ErrorEquals"])
-    ours = {n for n in names if not n.startswith(("States.", "Lambda.", "DynamoDB.", "DynamoDb."))}
+    ours = {n for n in names if not n.startswith(SERVICE_ERROR_PREFIXES)}
     assert ours <= set(errors.ASL_ERROR_NAMES), ours - set(errors.ASL_ERROR_NAMES)
 
 
@@ -105,7 +109,7 @@ def test_the_send_machine_handles_every_contract_error() -> None:
     for state in _asl()["States"].values():
         for rule in state.get("Retry", []) + state.get("Catch", []):
             names.update(rule["ErrorEquals"])
-    ours = {n for n in names if not n.startswith(("States.", "Lambda.", "DynamoDB.", "DynamoDb."))}
+    ours = {n for n in names if not n.startswith(SERVICE_ERROR_PREFIXES)}
     assert ours <= set(errors.ASL_ERROR_NAMES), ours - set(errors.ASL_ERROR_NAMES)
     assert {
         "InvalidEmailRequest",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sesflow.cfn_yaml import load_template
+from sesflow.cfn_yaml import duplicate_keys, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -150,3 +150,12 @@ def test_stacks_and_stages_are_told_apart_in_metrics_tags_and_dashboards() -> No
             assert 'app="sesflow"' in tags and f'stage="{name if name != "default" else "dev"}"' in tags, name
     body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     assert '"sesflow/${AWS::StackName}"' in body and '"stage", "${Stage}"' in body
+
+
+def test_a_key_given_twice_is_refused_as_cloudformation_does(tmp_path: Path) -> None:
+    text = (ROOT / "template.yaml").read_text()
+    assert duplicate_keys(text) == []
+    broken = text.replace("\nOutputs:\n", "\n  SendFailuresAlarm:\n    Type: AWS::SNS::Topic\n\nOutputs:\n", 1)
+    (tmp_path / "t.yaml").write_text(broken)
+    with pytest.raises(ValueError, match=r"duplicate keys: line [0-9]+: SendFailuresAlarm"):
+        load_template(tmp_path / "t.yaml")
