@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv demo test test-unit test-cloud lint check build bench requirements clean local-up local-down
+.PHONY: help venv demo test test-unit test-cloud lint check build bench chaos requirements clean local-up local-down
 
 help:
 	@echo "make demo   - run the main job on the embedded local AWS (no AWS account needed)"
@@ -15,6 +15,7 @@ help:
 	@echo "make check  - every guard rail: lint (ruff check + format, mypy strict, static checks, sam validate) and test"
 	@echo "make build  - sam build (needs python3.13 on PATH)"
 	@echo "make bench  - benchmarks that print figures"
+	@echo "make chaos  - the fault suite: 1,000 sends and a 1,000-recipient campaign under seeded faults (CHAOS_ARGS=--seed 7)"
 	@echo "make test-cloud - against a deployed stack: SESFLOW_CLOUD_STACK=name AWS_REGION=eu-west-1 make test-cloud"
 
 $(STAMP): pyproject.toml
@@ -55,6 +56,10 @@ build: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 requirements: $(STAMP)
 	$(BIN)/python -m sesflow.requirements --write
