@@ -78,29 +78,6 @@ def soft_bounce(ddb: Any, table: str, address: str, rules: sp.PolicySettings) ->
     return SoftBounce(update, exceeded)
 
 
-def count_soft_bounce(ddb: Any, table: str, address: str, rules: sp.PolicySettings) -> bool:
-    """Record a soft bounce; True when the address crossed the threshold in the window."""
-    now = time.time()
-    key = {"address": {"S": address}, "topic": {"S": sp.SOFT_BOUNCES}}
-    item = ddb.update_item(
-        TableName=table,
-        Key=key,
-        UpdateExpression="SET bounces = list_append(if_not_exists(bounces, :empty), :ts), lastSeen = :now",
-        ExpressionAttributeValues={":ts": {"L": [{"N": str(int(now))}]}, ":empty": {"L": []}, ":now": {"S": now_iso()}},
-        ReturnValues="ALL_NEW",
-    )["Attributes"]
-    stamps = [float(v["N"]) for v in item.get("bounces", {}).get("L", [])]
-    exceeded, recent = sp.soft_bounces_exceeded(stamps, now, rules)
-    if len(recent) < len(stamps):  # keep the list to the rolling window
-        ddb.update_item(
-            TableName=table,
-            Key=key,
-            UpdateExpression="SET bounces = :recent",
-            ExpressionAttributeValues={":recent": {"L": [{"N": str(int(t))} for t in recent]}},
-        )
-    return exceeded
-
-
 def suppressed_among(ddb: Any, table: str, addresses: list[str], topic: str) -> set[str]:
     """Which of ``addresses`` a send on ``topic`` may not reach (entries for ``*``, the topic,
     or its class), with BatchGetItem (unprocessed keys retried by ``dynamo.batch_get``)."""
