@@ -5,6 +5,13 @@ the same conditional write that appends it to the ``timeline``, so a duplicate d
 a no-op. The status moves only forward (``feedback_may_replace``): the same write carries
 a condition listing the statuses it may replace, and increments ``statusSequence``, which
 orders one email's status events (see ADR 0007).
+
+An event whose effects live elsewhere (campaign counters, suppression entries, the status
+event) is recorded *pending*: the same write adds its key to ``pendingEffects`` (and, for a
+status write, keeps what its status event needs: the previous status and the sequence, in
+two attributes named after the key). The caller applies the effects and then removes the
+key with :func:`effects_done` (in the transaction of the counted effects); a retry that
+finds the key still pending applies them again (see ``sesflow_aws.feedback``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ from sesflow_core.request import SendRequest
 from . import events
 
 STATUS_EVENT = "Email Status Changed"
+#: ``previousStatus`` of a first status write (there was none)
+NO_STATUS = "none"
+#: the string set of event keys recorded whose effects are not all applied yet
+PENDING = "pendingEffects"
 
 
 @dataclass
@@ -31,6 +42,31 @@ class Applied:
     previous: str | None = None
     item: dict[str, Any] | None = None
     sequence: int | None = None  # the email's status sequence after this write
+    #: the key is in ``pendingEffects``: the caller applies the effects, then ``effects_done``
+    pending: bool = False
+    #: recorded by an earlier attempt that did not finish its effects (first_time is False)
+    resumed: bool = False
+
+
+def pending_names(event_key: str) -> tuple[str, str]:
+    """The attributes that keep, while ``event_key`` is pending, the status it replaced and
+    the status sequence of its write (what its status event carries)."""
+    return f"pending#{event_key}#previousStatus", f"pending#{event_key}#sequence"
+
+
+def effects_done(table: str, email_id: str, event_key: str) -> dict[str, Any]:
+    """The write that ends an event's pending state (``UpdateItem`` parameters, also a
+    ``TransactWriteItems`` ``Update``): it fails its condition when the key is no longer
+    pending, i.e. another attempt already applied the effects."""
+    previous, sequence = pending_names(event_key)
+    return {
+        "TableName": table,
+        "Key": {"emailId": {"S": email_id}},
+        "UpdateExpression": "DELETE #p :kset REMOVE #pp, #ps",
+        "ConditionExpression": "contains(#p, :k)",
+        "ExpressionAttributeNames": {"#p": PENDING, "#pp": previous, "#ps": sequence},
+        "ExpressionAttributeValues": {":k": {"S": event_key}, ":kset": {"SS": [event_key]}},
+    }
 
 
 def s(item: dict[str, Any], name: str) -> str | None:
@@ -77,6 +113,8 @@ def record_event(
     new_status: str | None,
     reason: str | None,
     extra: dict[str, str] | None = None,
+    *,
+    pending: bool = False,
 ) -> Applied:
     """Apply one event: one conditional write in the common case.
 
@@ -84,6 +122,11 @@ def record_event(
     condition that the key is new and the current status may be replaced. When that fails
     (a duplicate, an untracked email, or an out-of-order event), a second write records the
     timeline entry alone, on condition that the key is new.
+
+    ``pending``: the caller has effects to apply; the write also adds the key to
+    ``pendingEffects``. When the key is known already, the item is read: if the key is still
+    pending, an earlier attempt died before it finished, and the result says so
+    (``pending`` and ``resumed``, with what its status event needs).
     """
     names = {"#k": "eventKeys"}
     values: dict[str, Any] = {
@@ -99,48 +142,92 @@ def record_event(
         values[f":x{i}"] = {"S": v}
         sets.append(f"#x{i} = :x{i}")
     fresh = "attribute_exists(emailId) AND NOT contains(#k, :k)"
+    adds = ["#k :kset"]
+    if pending:
+        names["#p"] = PENDING
+        adds.append("#p :kset")
     if new_status:
-        applied = _record_with_status(ddb, table, email_id, new_status, reason, names, values, sets, fresh)
+        applied = _record_with_status(
+            ddb, table, email_id, event_key, new_status, reason, names, values, sets, adds, fresh, pending
+        )
         if applied is not None:
             return applied
     try:
         item = ddb.update_item(
             TableName=table,
             Key={"emailId": {"S": email_id}},
-            UpdateExpression="SET " + ", ".join(sets) + " ADD #k :kset",
+            UpdateExpression="SET " + ", ".join(sets) + " ADD " + ", ".join(adds),
             ConditionExpression=fresh,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
         )["Attributes"]
     except ddb.exceptions.ConditionalCheckFailedException:
-        exists = "Item" in ddb.get_item(
-            TableName=table, Key={"emailId": {"S": email_id}}, ProjectionExpression="emailId"
-        )
-        return Applied(first_time=not exists, tracked=exists)
-    return Applied(first_time=True, tracked=True, item=item)
+        return _known(ddb, table, email_id, event_key, new_status)
+    return Applied(first_time=True, tracked=True, item=item, pending=pending)
+
+
+def _known(ddb: Any, table: str, email_id: str, event_key: str, new_status: str | None) -> Applied:
+    """After a failed conditional write: untracked, a duplicate, or pending (resume).
+
+    Strongly consistent: the write that failed saw the key, an eventually consistent read
+    might not see it yet, nor whether it is still pending."""
+    previous_name, sequence_name = pending_names(event_key)
+    item = ddb.get_item(
+        TableName=table,
+        Key={"emailId": {"S": email_id}},
+        ConsistentRead=True,
+        ProjectionExpression="emailId, #p, #pp, #ps, messageId, template, topic, campaignId",
+        ExpressionAttributeNames={"#p": PENDING, "#pp": previous_name, "#ps": sequence_name},
+    ).get("Item")
+    if item is None:
+        return Applied(first_time=True, tracked=False)
+    if event_key not in item.get(PENDING, {}).get("SS", []):
+        return Applied(first_time=False, tracked=True)
+    previous, sequence = s(item, previous_name), item.get(sequence_name, {}).get("N")
+    if sequence is None:  # recorded by the timeline-only write: no status change to announce
+        return Applied(first_time=False, tracked=True, item=item, pending=True, resumed=True)
+    previous = None if previous == NO_STATUS else previous
+    return Applied(
+        first_time=False,
+        tracked=True,
+        changed=previous != new_status,
+        previous=previous,
+        item={**item, "status": {"S": new_status}} if new_status else item,
+        sequence=int(sequence),
+        pending=True,
+        resumed=True,
+    )
 
 
 def _record_with_status(
     ddb: Any,
     table: str,
     email_id: str,
+    event_key: str,
     new_status: str,
     reason: str | None,
     names: dict[str, str],
     values: dict[str, Any],
     sets: list[str],
+    adds: list[str],
     fresh: str,
+    pending: bool,
 ) -> Applied | None:
     replaceable = [st for st in status.RANK if feedback_may_replace(st, new_status)]
+    status_names = {**names, "#s": "status"}
     status_values = {
         **values,
         ":new": {"S": new_status},
-        ":none": {"S": "none"},
+        ":none": {"S": NO_STATUS},
         ":one": {"N": "1"},
         **{f":r{i}": {"S": st} for i, st in enumerate(replaceable)},
     }
     status_sets = [*sets, "previousStatus = if_not_exists(#s, :none)", "#s = :new", "updatedAt = :now"]
+    if pending:  # what the status event needs, should this attempt die before it is sent
+        status_names["#pp"], status_names["#ps"] = pending_names(event_key)
+        status_values[":zero"] = {"N": "0"}
+        status_sets += ["#pp = if_not_exists(#s, :none)", "#ps = if_not_exists(statusSequence, :zero) + :one"]
     if reason:
         status_values[":reason"] = {"S": reason[:1000]}
         status_sets.append("reason = :reason")
@@ -149,9 +236,9 @@ def _record_with_status(
         old = ddb.update_item(
             TableName=table,
             Key={"emailId": {"S": email_id}},
-            UpdateExpression="SET " + ", ".join(status_sets) + " ADD #k :kset, statusSequence :one",
+            UpdateExpression="SET " + ", ".join(status_sets) + " ADD " + ", ".join([*adds, "statusSequence :one"]),
             ConditionExpression=f"{fresh} AND (attribute_not_exists(#s) OR #s IN ({in_list}))",
-            ExpressionAttributeNames={**names, "#s": "status"},
+            ExpressionAttributeNames=status_names,
             ExpressionAttributeValues=status_values,
             ReturnValues="ALL_OLD",
         ).get("Attributes", {})
@@ -167,6 +254,7 @@ def _record_with_status(
         previous=previous,
         item={**old, "status": {"S": new_status}},
         sequence=sequence,
+        pending=pending,
     )
 
 
