@@ -721,8 +721,6 @@ class _Checker:
 #: suite's to fix): :func:`known_issue` labels each violation they explain; the pytest run
 #: xfails on them and fails on any other.
 KNOWN_ISSUES: dict[str, str] = {
-    "feedback-key-before-effects": "the feedback function records the SES event's key before it bumps the campaign "
-    "counter and writes the suppression entry: when it dies in between, Lambda's retry is a duplicate and skips them",
     "campaign-claim-as-sent": "a campaign recipient's claim records 'sent' before the SES call: a worker that dies "
     "between the two, or whose correction after a refused send (release as retryable/failed) is throttled, leaves "
     "'sent' with nothing sent, and the ledger never retries it",
@@ -745,10 +743,6 @@ def known_issue(v: dict[str, Any]) -> str | None:
         )
 
     kind = v["kind"]
-    if kind in ("suppression lost", "suppression count", "campaign counter") and any(
-        hit(k, "Feedback") for k in ("lambdaCrash", "lambdaTimeout", "dynamodbThrottle")
-    ):
-        return "feedback-key-before-effects"
     if kind == "lost" and (
         any(hit(k, "CampaignSendBatch", "before") for k in ("lambdaCrash", "lambdaTimeout"))
         or hit("dynamodbThrottle", "CampaignSendBatch")
