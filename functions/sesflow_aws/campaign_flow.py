@@ -16,9 +16,11 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 from sesflow_core import campaign as cp
 from sesflow_core import ids, ses_errors
 from sesflow_core.clock import now_iso
@@ -32,6 +34,7 @@ from sesflow_core.errors import (
     TemplateRenderError,
 )
 from sesflow_core.request import validate
+from sesflow_core.status import FAILED, SENDING
 
 from . import dynamo, events, ledger, sending, ses, suppression, templates
 from .settings import Settings
@@ -210,7 +213,15 @@ def _fault_check(client: Client, campaign_id: str, sent_in_call: int) -> None:
 def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Settings) -> dict[str, Any]:
     batch = event["batch"]
     campaign_id, stage = batch["campaignId"], int(batch["stage"])
-    counts = {"accepted": 0, "duplicates": 0, "suppressed": 0, "failed": 0, "throttled": 0, "skipped": 0}
+    counts = {
+        "accepted": 0,
+        "duplicates": 0,
+        "suppressed": 0,
+        "failed": 0,
+        "unknown": 0,
+        "throttled": 0,
+        "skipped": 0,
+    }
     control = campaign_item(client, campaign_id).get("control", RUN)
     if control != RUN:
         counts["skipped"] = len(batch["recipients"])
@@ -220,7 +231,7 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
         client("s3"), settings.templates_bucket, event["template"], settings.template_cache_ttl
     )
     topic = event["topic"]
-    owner = f"{campaign_id}:{stage}:{batch['batch']}"
+    owner = batch_owner(campaign_id, stage, batch["batch"])
     requests = []
     for r in batch["recipients"]:
         try:
@@ -244,6 +255,7 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
     # suppressed since planning (the canary's bounces, unsubscribes): checked per batch
     blocked = _suppressed_lookup(client, settings, topic)([r.recipient for r in requests]) if requests else set()
     pacer = cp.Pacer(float(event.get("workerRate") or 0))
+    ddb, table = client("dynamodb"), settings.tracking_table
     sent_in_call = 0
     started = time.time()
     try:
@@ -257,44 +269,60 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
             if req.recipient in blocked:
                 counts["suppressed"] += 1
                 continue
-            # One write per recipient: the claim creates the tracking item as "sent" (the SES
-            # call follows at once; a refused send is corrected to "failed" below).
+            # Rendered before the claim: a row the template cannot render takes no claim, and
+            # a claim is held only around the SES call itself.
+            unsubscribe = sending.unsubscribe_url(client, settings, req)
+            try:
+                rendered = template.render(sending.template_data(req, unsubscribe), req.topic)
+            except TemplateRenderError as exc:
+                # not sent: a resumed campaign with a fixed template may send it
+                if _record_render_failure(ddb, table, req, campaign_id, stage, settings.expires_at(), exc):
+                    counts["failed"] += 1
+                else:
+                    counts["duplicates"] += 1  # sent (or refused) in an earlier pass
+                continue
+            # The claim creates the tracking item as "sending", not "sent": a worker that dies
+            # before the write below must not leave an email recorded sent that never went.
             fields: dict[str, str | int] = {
-                "status": "sent",
                 "recipient": req.recipient,
                 "template": req.template,
                 "topic": req.topic,
                 "campaignId": campaign_id,
                 "stage": str(stage),
                 "createdAt": now_iso(),
-                "sentAt": now_iso(),
                 "expiresAt": settings.expires_at(),
                 "statusSequence": 1,
             }
-            holder = ledger.take(client("dynamodb"), settings.tracking_table, req.emailId, owner, fields)
+            claim = partial(ledger.take, ddb, table, req.emailId, owner, fields, overwrite={"status": SENDING})
+            holder = _retried(claim)
             if holder is not None:
-                counts["duplicates"] += 1
+                if _held_by(holder, owner) and _retried(
+                    partial(_record_unknown, ddb, table, req.emailId, owner, WORKER_DIED)
+                ):
+                    # this batch claimed it before and died around the SES call (the Map child
+                    # retried, or the stage sent again): SES may have sent it, so it is never
+                    # sent again (ADR 0002); it is failed with the reason, the ledger stays held
+                    counts["unknown"] += 1
+                else:
+                    counts["duplicates"] += 1
                 continue
-            unsubscribe = sending.unsubscribe_url(client, settings, req)
             try:
-                rendered = template.render(sending.template_data(req, unsubscribe), req.topic)
-            except TemplateRenderError as exc:
-                # not sent: a resumed campaign with a fixed template may send it
-                _record_failed(client, settings, req.emailId, ledger.RETRYABLE, exc)
-                counts["failed"] += 1
-                continue
-            try:
-                message_id = _send_with_backoff(client, settings, req, rendered, pacer, counts, unsubscribe)
+                message_id = _send_with_backoff(client, settings, req, rendered, pacer, counts, unsubscribe, owner)
             except SesThrottled:
                 # throttling outlasted the in-batch retries: stop here, the rest is sent when the
                 # stage is sent again (a slower pass), rather than failing the child execution
                 counts["skipped"] += len(requests) - n
                 break
             if message_id is None:
-                counts["failed"] += 1
-                continue
-            # No second write on success: the claim is the ledger entry (a held claim is never
-            # sent again) and already says "sent".
+                continue  # counted failed or unknown
+            # A second write per recipient, after SES accepted: the ledger's "sent", the status
+            # "sent", sentAt and the messageId. Cost: one more UpdateItem per email ($0.625 per
+            # million at on-demand prices, what make bench counts); DynamoDB also bills the
+            # index writes it causes, byRecipient (projection ALL) and byMessageId (a new key):
+            # up to 3 write units, about $1.9 per million in all. It is needed because the claim
+            # cannot say "sent" before the SES call: a worker that dies in between would leave
+            # "sent" with nothing sent, and the ledger would never retry it.
+            _retried(partial(_record_sent, ddb, table, req.emailId, message_id, rendered))
             counts["accepted"] += 1
             sent_in_call += 1
             _fault_check(client, campaign_id, sent_in_call)
@@ -303,6 +331,38 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
             client, settings, campaign_id, stage, counts, (started, time.time()) if counts["accepted"] else None
         )
     return {"batch": batch["batch"], "control": control, **counts}
+
+
+def batch_owner(campaign_id: str, stage: int | str, batch: int | str) -> str:
+    """Who holds a recipient's claim: the batch (the same in every pass and every retry)."""
+    return f"{campaign_id}:{stage}:{batch}"
+
+
+#: the reason an unknown outcome records when the batch finds its own claim held on a retry
+WORKER_DIED = (
+    "unknown outcome: the batch's worker died around the SES call (crash, timeout); "
+    "not sent again (at most once, ADR 0002)"
+)
+
+#: ledger and status writes of the batch: attempts in all (each one the SDK's own retries); a
+#: hot key's throttling burst can outlast the SDK's 3 attempts, and a correction that never
+#: lands would leave the claim "sending" (an unknown outcome) for a message never sent
+LEDGER_WRITE_ATTEMPTS = 4
+_THROTTLING = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+
+T = TypeVar("T")
+
+
+def _retried(write: Callable[[], T]) -> T:
+    """``write()``, again with backoff and full jitter while DynamoDB throttles it."""
+    for attempt in range(LEDGER_WRITE_ATTEMPTS):
+        try:
+            return write()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in _THROTTLING or attempt == LEDGER_WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(cp.backoff_delay(attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 #: stop taking recipients when less than this is left of the function's time (one send with
@@ -323,8 +383,12 @@ def _send_with_backoff(
     pacer: cp.Pacer,
     counts: dict[str, int],
     unsubscribe: str | None = None,
+    owner: str = "",
 ) -> str | None:
-    """Send one email, pacing; SES throttling is retried here with backoff and full jitter."""
+    """Send one email, pacing; SES throttling is retried here with backoff and full jitter.
+
+    None when it was not sent, counted ``failed`` (SES refused it) or ``unknown`` (no answer)."""
+    ddb, table = client("dynamodb"), settings.tracking_table
     for attempt in range(6):
         pacer.wait()
         try:
@@ -337,20 +401,118 @@ def _send_with_backoff(
             # failures, the stage) instead of marking the whole list failed; this one is not sent
             _record_failed(client, settings, req.emailId, ledger.RETRYABLE, exc)
             raise
-        except SesOutcomeUnknown:
-            return None  # SES may have sent it: the claim stays held, never sent again (ADR 0002)
+        except SesOutcomeUnknown as exc:
+            # SES may have sent it: the claim stays held, never sent again (ADR 0002)
+            why = f"unknown outcome: {str(exc)[:400]}; not sent again (at most once, ADR 0002)"
+            _retried(partial(_record_unknown, ddb, table, req.emailId, owner, why))
+            counts["unknown"] += 1
+            return None
         except SesflowError as exc:
             state = ledger.RETRYABLE if isinstance(exc, ses_errors.RETRYABLE) else ledger.REJECTED
             _record_failed(client, settings, req.emailId, state, exc)
+            counts["failed"] += 1
             return None
-    ledger.release(client("dynamodb"), settings.tracking_table, req.emailId, ledger.RETRYABLE, reason="throttled")
+    _retried(lambda: ledger.release(ddb, table, req.emailId, ledger.RETRYABLE, reason="throttled"))
     raise SesThrottled("SES throttling outlasted the in-batch retries")
 
 
 def _record_failed(client: Client, settings: Settings, email_id: str, state: str, exc: Exception) -> None:
-    """Correct the claim (which said "sent") to ``failed`` with the reason; ``state`` frees the
-    ledger (``retryable``) or keeps it closed (``rejected``)."""
-    ledger.release(client("dynamodb"), settings.tracking_table, email_id, state, reason=str(exc)[:500], status="failed")
+    """Correct the claim (which said "sending") to ``failed`` with the reason; ``state`` frees
+    the ledger (``retryable``) or keeps it closed (``rejected``)."""
+    ddb, table, reason = client("dynamodb"), settings.tracking_table, str(exc)[:500]
+    _retried(lambda: ledger.release(ddb, table, email_id, state, reason=reason, status=FAILED))
+
+
+def _held_by(holder: dict[str, Any], owner: str) -> bool:
+    return ledger.attr(holder, "sendState") == ledger.SENDING and ledger.attr(holder, "sendOwner") == owner
+
+
+def _record_sent(ddb: Any, table: str, email_id: str, message_id: str, rendered: Any) -> None:
+    """SES accepted it: the ledger says ``sent`` (with the messageId), and so does the status
+    unless feedback already moved it on (a bounce can overtake this write)."""
+    now = now_iso()
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key={"emailId": {"S": email_id}},
+            UpdateExpression="SET sendState = :sent, #s = :sent, sendFinishedAt = :now, sentAt = :now, "
+            "messageId = :mid, templateVersion = :tv REMOVE reason",
+            ConditionExpression="#s = :sending",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":sent": {"S": ledger.SENT},
+                ":sending": {"S": SENDING},
+                ":now": {"S": now},
+                ":mid": {"S": message_id},
+                ":tv": {"S": str(rendered.template_version)},
+            },
+        )
+    except ddb.exceptions.ConditionalCheckFailedException:
+        version = str(rendered.template_version)
+        ledger.release(ddb, table, email_id, ledger.SENT, messageId=message_id, sentAt=now, templateVersion=version)
+
+
+def _record_unknown(ddb: Any, table: str, email_id: str, owner: str, reason: str) -> bool:
+    """A claim of ``owner`` whose SES call has no known outcome: ``failed`` with the reason, the
+    ledger left held (never sent again). False when it no longer says "sending" (recorded
+    before, or feedback moved it on): nothing to correct, nothing to count."""
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key={"emailId": {"S": email_id}},
+            UpdateExpression="SET #s = :failed, reason = :reason, updatedAt = :now",
+            ConditionExpression="sendState = :sending AND sendOwner = :owner AND #s = :sending",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":failed": {"S": FAILED},
+                ":sending": {"S": ledger.SENDING},
+                ":owner": {"S": owner},
+                ":reason": {"S": reason[:500]},
+                ":now": {"S": now_iso()},
+            },
+        )
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
+def _record_render_failure(
+    ddb: Any, table: str, req: Any, campaign_id: str, stage: int, expires_at: int, exc: Exception
+) -> bool:
+    """A row the template cannot render: its tracking item says ``failed`` with the reason and
+    its ledger stays free (a resume with a fixed template may send it). No claim is taken:
+    False when the ledger is held or closed (sent or refused in an earlier pass)."""
+    now = now_iso()
+    try:
+        _retried(
+            lambda: ddb.update_item(
+                TableName=table,
+                Key={"emailId": {"S": req.emailId}},
+                UpdateExpression="SET #s = :failed, reason = :reason, sendState = :retryable, updatedAt = :now, "
+                "recipient = if_not_exists(recipient, :rcpt), template = if_not_exists(template, :tpl), "
+                "topic = if_not_exists(topic, :topic), campaignId = if_not_exists(campaignId, :cid), "
+                "stage = if_not_exists(stage, :stage), createdAt = if_not_exists(createdAt, :now), "
+                "expiresAt = if_not_exists(expiresAt, :exp), statusSequence = if_not_exists(statusSequence, :one)",
+                ConditionExpression="attribute_not_exists(sendState) OR sendState = :retryable",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": FAILED},
+                    ":reason": {"S": str(exc)[:500]},
+                    ":retryable": {"S": ledger.RETRYABLE},
+                    ":now": {"S": now},
+                    ":rcpt": {"S": req.recipient},
+                    ":tpl": {"S": req.template},
+                    ":topic": {"S": req.topic},
+                    ":cid": {"S": campaign_id},
+                    ":stage": {"S": str(stage)},
+                    ":exp": {"N": str(expires_at)},
+                    ":one": {"N": "1"},
+                },
+            )
+        )
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
 
 
 def _add_counters(
