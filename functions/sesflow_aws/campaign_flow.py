@@ -78,13 +78,27 @@ def update_campaign(client: Client, campaign_id: str, **fields: Any) -> None:
     )
 
 
-def stage_counters(client: Client, settings: Settings, campaign_id: str, stage: int) -> dict[str, Any]:
+def stage_item(client: Client, settings: Settings, campaign_id: str, stage: int) -> dict[str, Any]:
+    """The stage's counter item, plain: its counters and ``failedBatches`` (see :func:`batch_failed`)."""
     item = (
         client("dynamodb")
         .get_item(TableName=settings.tracking_table, Key=_counter_key(campaign_id, stage), ConsistentRead=True)
         .get("Item", {})
     )
-    return {k: v for k, v in dynamo.to_plain(item).items() if isinstance(v, int | float)}
+    return dynamo.to_plain(item)
+
+
+def stage_counters(client: Client, settings: Settings, campaign_id: str, stage: int) -> dict[str, Any]:
+    return _numbers(stage_item(client, settings, campaign_id, stage))
+
+
+def _numbers(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _unaccounted(item: dict[str, Any]) -> int:
+    """Recipients of the stage's failed batches that have no outcome (``failedBatches``)."""
+    return sum(int(n) for n in (item.get("failedBatches") or {}).values())
 
 
 # ---------------------------------------------------------------- plan
@@ -302,7 +316,7 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
                     # this batch claimed it before and died around the SES call (the Map child
                     # retried, or the stage sent again): SES may have sent it, so it is never
                     # sent again (ADR 0002); it is failed with the reason, the ledger stays held
-                    counts["unknown"] += 1
+                    _count_unknown(client, settings, campaign_id, stage, counts)
                 else:
                     counts["duplicates"] += 1
                 continue
@@ -327,8 +341,9 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
             sent_in_call += 1
             _fault_check(client, campaign_id, sent_in_call)
     finally:
+        added = {k: v for k, v in counts.items() if k != "unknown"}  # counted as they happened
         _add_counters(
-            client, settings, campaign_id, stage, counts, (started, time.time()) if counts["accepted"] else None
+            client, settings, campaign_id, stage, added, (started, time.time()) if counts["accepted"] else None
         )
     return {"batch": batch["batch"], "control": control, **counts}
 
@@ -405,7 +420,7 @@ def _send_with_backoff(
             # SES may have sent it: the claim stays held, never sent again (ADR 0002)
             why = f"unknown outcome: {str(exc)[:400]}; not sent again (at most once, ADR 0002)"
             _retried(partial(_record_unknown, ddb, table, req.emailId, owner, why))
-            counts["unknown"] += 1
+            _count_unknown(client, settings, str(req.campaignId), int(req.stage or 0), counts)
             return None
         except SesflowError as exc:
             state = ledger.RETRYABLE if isinstance(exc, ses_errors.RETRYABLE) else ledger.REJECTED
@@ -421,6 +436,13 @@ def _record_failed(client: Client, settings: Settings, email_id: str, state: str
     the ledger (``retryable``) or keeps it closed (``rejected``)."""
     ddb, table, reason = client("dynamodb"), settings.tracking_table, str(exc)[:500]
     _retried(lambda: ledger.release(ddb, table, email_id, state, reason=reason, status=FAILED))
+
+
+def _count_unknown(client: Client, settings: Settings, campaign_id: str, stage: int, counts: dict[str, int]) -> None:
+    """One more unknown outcome, added to the stage's counter at once: the batch's other
+    counters are added when it ends, which a worker that dies (the usual cause) never does."""
+    counts["unknown"] += 1
+    _retried(partial(_add_counters, client, settings, campaign_id, stage, {"unknown": 1}))
 
 
 def _held_by(holder: dict[str, Any], owner: str) -> bool:
@@ -552,22 +574,137 @@ def after_stage(client: Client, event: dict[str, Any], settings: Settings) -> di
     if control == PAUSED:
         update_campaign(client, campaign_id, status="paused")
         return {"action": "paused"}
-    counters = stage_counters(client, settings, campaign_id, stage)
-    if counters.get("skipped"):
-        # batches skipped while paused: send the stage again (the ledger skips those sent)
-        client("dynamodb").update_item(
-            TableName=settings.tracking_table,
-            Key=_counter_key(campaign_id, stage),
-            UpdateExpression="SET skipped = :z",
-            ExpressionAttributeValues={":z": {"N": "0"}},
+    item = stage_item(client, settings, campaign_id, stage)
+    counters = _numbers(item)
+    unaccounted = _unaccounted(item)
+    resends = int(event.get("failedBatchResends") or 0)
+    if unaccounted and resends < FAILED_BATCH_RESENDS:
+        # batches whose worker died twice (their child executions failed, within the tolerated
+        # failures): send the stage again, a bounded number of times (the machine counts them)
+        logger.warning(
+            "failed batches: sending the stage again",
+            extra={"campaignId": campaign_id, "stage": stage, "failedBatches": item.get("failedBatches")},
         )
+        _reset_stage(client, settings, campaign_id, stage)
+        update_campaign(client, campaign_id, status="running")
+        return {"action": "resend-failed"}
+    if counters.get("skipped"):
+        # batches skipped while paused, or past their time budget or throttling: send the stage
+        # again (the ledger skips those sent)
+        _reset_stage(client, settings, campaign_id, stage)
         update_campaign(client, campaign_id, status="running")
         return {"action": "resend"}
+    if unaccounted:
+        # still failed after the last pass: the stage goes on, and the summary says how many
+        logger.warning(
+            "failed batches after the last pass",
+            extra={"campaignId": campaign_id, "stage": stage, "failedBatches": item.get("failedBatches")},
+        )
+        counters["unaccounted"] = unaccounted
     update_campaign(client, campaign_id, status="running")
     emit(
         client, settings, "Campaign Stage Completed", {"campaignId": campaign_id, "stage": stage, "counters": counters}
     )
     return {"action": "done" if event.get("isLast") else "observe", "counters": counters}
+
+
+#: how many times a stage is sent again because batches failed (each pass sends what the
+#: failed batches left; the ledger skips the rest); after that the summary counts them
+FAILED_BATCH_RESENDS = 2
+
+
+def _reset_stage(client: Client, settings: Settings, campaign_id: str, stage: int) -> None:
+    """Before the stage is sent again: its next pass records what it skips or leaves anew."""
+    client("dynamodb").update_item(
+        TableName=settings.tracking_table,
+        Key=_counter_key(campaign_id, stage),
+        UpdateExpression="SET skipped = :z REMOVE failedBatches",
+        ExpressionAttributeValues={":z": {"N": "0"}},
+    )
+
+
+def batch_failed(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A batch's child execution failed (its worker died twice, or stopped on a set-up error):
+    account for its recipients before the child ends failed.
+
+    A claim of this batch still ``sending`` is an unknown outcome (failed, never sent again);
+    a recipient with no tracking item (or a free ledger still ``sending``) has no outcome: the
+    batch is recorded on the stage's counter item, ``failedBatches.<batch>`` = that number, so
+    that ``after-stage`` sends the stage again. Idempotent (a retried call records the same)."""
+    batch = event["batch"]
+    campaign_id, stage, number = batch["campaignId"], int(batch["stage"]), int(batch["batch"])
+    owner = batch_owner(campaign_id, stage, number)
+    ddb, table = client("dynamodb"), settings.tracking_table
+    unknown = unaccounted = 0
+    for r in batch["recipients"]:
+        email_id = cp.email_id_for(campaign_id, str(r["to"]).lower())
+        item = ddb.get_item(
+            TableName=table,
+            Key={"emailId": {"S": email_id}},
+            ConsistentRead=True,
+            ProjectionExpression="#s, sendState, sendOwner",
+            ExpressionAttributeNames={"#s": "status"},
+        ).get("Item")
+        if item is None:
+            unaccounted += 1  # never attempted (or suppressed since planning: no item either)
+        elif ledger.attr(item, "status") == SENDING:
+            if _held_by(item, owner) and _record_unknown(ddb, table, email_id, owner, WORKER_DIED):
+                unknown += 1
+            else:
+                unaccounted += 1
+    error = event.get("error") or {}
+    logger.warning(
+        "batch failed",
+        extra={
+            "campaignId": campaign_id,
+            "stage": stage,
+            "batch": number,
+            "unknown": unknown,
+            "unaccounted": unaccounted,
+            "error": error.get("Error") if isinstance(error, dict) else str(error)[:200],
+        },
+    )
+    _retried(partial(_record_failed_batch, ddb, table, campaign_id, stage, number, unaccounted, unknown))
+    return {"batch": number, "unknown": unknown, "unaccounted": unaccounted}
+
+
+def _record_failed_batch(
+    ddb: Any, table: str, campaign_id: str, stage: int, batch: int, unaccounted: int, unknown: int
+) -> None:
+    """``failedBatches.<batch> = unaccounted`` (when some are) and ``ADD unknown``, in one write."""
+    add = " ADD #u :u" if unknown else ""
+    base: dict[str, Any] = {":u": {"N": str(unknown)}} if unknown else {}
+    names = {"#u": "unknown"} if unknown else {}
+    if not unaccounted:
+        if unknown:
+            ddb.update_item(
+                TableName=table,
+                Key=_counter_key(campaign_id, stage),
+                UpdateExpression=add.strip(),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=base,
+            )
+        return
+    # a map entry can only be set inside an existing map: set the map when there is none
+    in_map = {
+        "UpdateExpression": "SET failedBatches.#b = :n" + add,
+        "ConditionExpression": "attribute_exists(failedBatches)",
+        "ExpressionAttributeNames": {**names, "#b": str(batch)},
+        "ExpressionAttributeValues": {**base, ":n": {"N": str(unaccounted)}},
+    }
+    new_map = {
+        "UpdateExpression": "SET failedBatches = :m" + add,
+        "ConditionExpression": "attribute_not_exists(failedBatches)",
+        **({"ExpressionAttributeNames": names} if names else {}),
+        "ExpressionAttributeValues": {**base, ":m": {"M": {str(batch): {"N": str(unaccounted)}}}},
+    }
+    for attempt in (in_map, new_map, in_map):
+        try:
+            ddb.update_item(TableName=table, Key=_counter_key(campaign_id, stage), **attempt)
+            return
+        except ddb.exceptions.ConditionalCheckFailedException:
+            continue  # the map appeared (or went) in between: the other form applies
+    raise RuntimeError(f"could not record failed batch {batch} of stage {stage}")
 
 
 def run_gate(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -639,7 +776,10 @@ def summarize(client: Client, event: dict[str, Any], settings: Settings) -> dict
     totals: dict[str, int] = {}
     sending_seconds = 0.0
     for st in plan_doc.get("stages", []):
-        c = stage_counters(client, settings, campaign_id, int(st["index"]))
+        stage_doc = stage_item(client, settings, campaign_id, int(st["index"]))
+        c = _numbers(stage_doc)
+        if _unaccounted(stage_doc):
+            c["unaccounted"] = _unaccounted(stage_doc)
         first, last = c.pop("firstSendAt", None), c.pop("lastSendAt", None)
         window = round(last - first, 3) if first and last else 0.0
         sending_seconds += window
@@ -657,10 +797,18 @@ def summarize(client: Client, event: dict[str, Any], settings: Settings) -> dict
     elif status not in ("halted", "rejected"):
         status = "completed"
     duration = max(1e-6, time.time() - float(item.get("startedAt", time.time())))
+    reason = item.get("haltReason") or event.get("reason")
+    unaccounted = totals.get("unaccounted", 0)
+    if unaccounted and not reason:
+        reason = (
+            f"{unaccounted} recipient(s) have no outcome: their batches failed in every pass "
+            f"(the stage was sent {FAILED_BATCH_RESENDS} more times); never attempted, not sent"
+        )
     report = {
         "campaignId": campaign_id,
         "status": status,
-        "reason": item.get("haltReason") or event.get("reason"),
+        "reason": reason,
+        "unaccounted": unaccounted,
         "counts": plan_doc.get("counts", {}),
         "stages": stages,
         "totals": totals,

@@ -111,6 +111,8 @@ def progress(target: Target, campaign_id: str) -> dict[str, Any]:
         "status": item.get("status"),
         "control": item.get("control"),
         "reason": item.get("haltReason"),
+        # recipients whose batches failed in every pass (the summary counts them at the end)
+        "unaccounted": int((item.get("summary") or {}).get("unaccounted") or 0),
         "planned": total_planned,
         "done": total_done,
         "counts": plan.get("counts", {}),
@@ -144,6 +146,11 @@ def status_text(p: dict[str, Any]) -> str:
                 f"  stage {s['stage']}: {s['unknown']} with an unknown outcome (the worker died around the SES "
                 "call, or SES did not answer): failed, never sent again"
             )
+    if p.get("unaccounted"):
+        lines.append(
+            f"  {p['unaccounted']} recipient(s) have no outcome: their batches failed in every pass "
+            "(never attempted, not sent)"
+        )
     for g in p.get("gates", []):
         lines.append(
             f"  gate after stage {g['stage']}: {g['action']} - {g['reason']}"

@@ -624,6 +624,7 @@ def test_summarize_a_completed_campaign(aws: Aws, ctx: LambdaContext) -> None:
     report = summarize(ctx)
     assert report["status"] == "completed" and report["reason"] is None and report["error"] is None
     assert report["totals"] == {"accepted": 9, "bounced": 1, "failed": 1, "throttled": 2}
+    assert report["unaccounted"] == 0
     assert report["stages"] == [
         {"stage": 0, "planned": 4, "sendingSeconds": 2.0, "accepted": 4, "bounced": 1},
         {"stage": 1, "planned": 6, "sendingSeconds": 3.0, "accepted": 5, "failed": 1, "throttled": 2},
@@ -691,3 +692,57 @@ def test_summarize_every_ending(
     assert aws.get_json(CAMPAIGNS_BUCKET, f"campaigns/{CID}/report.json")["status"] == status
     [ended] = aws.events()
     assert ended["detail-type"] == f"Campaign {status.title()}"
+
+
+def test_a_failed_batch_records_what_it_left_without_an_outcome(aws: Aws, ctx: LambdaContext) -> None:
+    """The child's RecordFailedBatch: ada was sent, grace's claim (this batch's) is still
+    "sending" (the worker died around her SES call), kat was never attempted."""
+    running(aws)
+    aws.put_item(email_id("ada@example.org"), status="sent", sendState="sent", sendOwner=f"{CID}:0:0")
+    aws.put_item(email_id("grace@example.org"), status="sending", sendState="sending", sendOwner=f"{CID}:0:0")
+    failed = {"Error": "Runtime.ExitError", "Cause": "the worker died"}
+    out = control(ctx, "batch-failed", batch=batch_event()["batch"], error=failed)
+    assert out == {"batch": 0, "unknown": 1, "unaccounted": 1}
+    grace = aws.item(email_id("grace@example.org"))
+    assert (grace["status"], grace["sendState"]) == ("failed", "sending") and "unknown outcome" in grace["reason"]
+    assert counters(aws, 0) == {"unknown": 1, "failedBatches": {"0": 1}}
+    # a retried record (the task's retry) and a second failed batch
+    assert control(ctx, "batch-failed", batch=batch_event()["batch"], error=failed)["unaccounted"] == 1
+    control(ctx, "batch-failed", batch=batch_event(["zoe@example.org"], batch=7)["batch"], error=failed)
+    assert counters(aws, 0) == {"unknown": 1, "failedBatches": {"0": 1, "7": 1}}
+
+
+def test_after_a_stage_with_failed_batches_it_is_sent_again_a_bounded_number_of_times(
+    aws: Aws, ctx: LambdaContext
+) -> None:
+    running(aws)
+    stage_counters(aws, 0, accepted=5, failedBatches={"3": 2})
+    assert control(ctx, "after-stage", stage=0, isLast=False, failedBatchResends=0) == {"action": "resend-failed"}
+    assert counters(aws, 0) == {"accepted": 5, "skipped": 0}  # the next pass records its own
+    for resends in range(1, campaign_flow.FAILED_BATCH_RESENDS):
+        stage_counters(aws, 0, accepted=5, failedBatches={"3": 2})  # the batch failed again
+        assert control(ctx, "after-stage", stage=0, isLast=False, failedBatchResends=resends) == {
+            "action": "resend-failed"
+        }
+    stage_counters(aws, 0, accepted=5, failedBatches={"3": 2})
+    last = control(ctx, "after-stage", stage=0, isLast=False, failedBatchResends=campaign_flow.FAILED_BATCH_RESENDS)
+    assert last == {"action": "observe", "counters": {"accepted": 5, "unaccounted": 2}}
+    [completed] = aws.events("Campaign Stage Completed")
+    assert completed["detail"]["counters"] == {"accepted": 5, "unaccounted": 2}
+
+
+def test_summarize_says_how_many_recipients_failed_batches_left(aws: Aws, ctx: LambdaContext) -> None:
+    planned(aws)
+    stage_counters(aws, 1, accepted=3, unknown=1, failedBatches={"0": 2}, firstSendAt=1010.0, lastSendAt=1013.0)
+    report = summarize(ctx)
+    assert report["status"] == "completed" and report["unaccounted"] == 2
+    assert "2 recipient(s) have no outcome" in report["reason"]
+    assert report["stages"][1] == {
+        "stage": 1,
+        "planned": 6,
+        "sendingSeconds": 3.0,
+        "accepted": 3,
+        "unknown": 1,
+        "unaccounted": 2,
+    }
+    assert report["totals"] == {"accepted": 7, "bounced": 1, "unknown": 1, "unaccounted": 2}
