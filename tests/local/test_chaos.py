@@ -1,8 +1,9 @@
 """The chaos suite, small: every fault kind at least once, seeded; nobody twice, nobody lost,
 suppression exact (``python -m bench.chaos`` runs the full one: 1,000 sends, 1,000 recipients).
 
-Violations that a known issue of the current code explains (``bench.chaos.KNOWN_ISSUES``)
-make the run xfail with their list; any other violation fails it.
+Violations that a known issue still open explains (:data:`STILL_OPEN`, among
+``bench.chaos.KNOWN_ISSUES``) make the run xfail with their list; any other violation fails
+it, including one labelled with a known issue that has been fixed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ pytestmark = pytest.mark.local
 
 SENDS, RECIPIENTS, CANCELLED = 50, 100, 40
 
+#: the known issues (``bench.chaos.KNOWN_ISSUES``) not fixed yet: the run may xfail on these
+#: only (campaign-claim-as-sent and campaign-dropped-batch are fixed: a violation they would
+#: label fails the run)
+STILL_OPEN = frozenset(
+    {"lost-reply-resend", "validate-no-catch", "record-state-retries", "feedback-key-before-effects"}
+)
+
 #: every kind, each forced at least once (``nth``) on top of its seeded rate
 SMALL_RULES: list[dict[str, Any]] = [
     chaos.deferred_rule(SENDS),  # SES throttling past the retries: a deferral, a schedule
@@ -49,6 +57,15 @@ SMALL_RULES: list[dict[str, Any]] = [
     {"kind": "eventDuplicate", "p": 1.0},
     {"kind": "eventDelay", "p": 1.0, "window": 0.3},
     {"kind": "scheduleDuplicate", "p": 1.0},
+    # a campaign worker that dies between a recipient's claim and the SES call (last: the
+    # rules above keep their seeded streams)
+    {
+        "kind": "lambdaCrash",
+        "function": "CampaignSendBatchFunction",
+        "call": "sesv2:SendEmail",
+        "when": "before",
+        "nth": [10],
+    },
 ]
 
 
@@ -127,8 +144,8 @@ def test_a_small_chaos_run_sends_nobody_twice_and_loses_nobody(tmp_path: Path) -
     assert figures["requests"]["emailIds"] == SENDS and figures["requests"]["submitted"] > SENDS
     assert figures["feedback"]["duplicates counted (FeedbackDuplicates)"] > 0
     assert sum(figures["executions"]["Send"].values()) > SENDS
-    unexplained = result.unexplained()
-    assert not unexplained, chaos.report(result)
+    not_open = [v for v in result.violations if v.get("known") not in STILL_OPEN]
+    assert not not_open, chaos.report(result)
     if result.violations:
         pytest.xfail("known issues: " + ", ".join(sorted({str(v["known"]) for v in result.violations})))
 
