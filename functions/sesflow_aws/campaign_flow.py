@@ -336,7 +336,12 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
             # up to 3 write units, about $1.9 per million in all. It is needed because the claim
             # cannot say "sent" before the SES call: a worker that dies in between would leave
             # "sent" with nothing sent, and the ledger would never retry it.
-            _retried(partial(_record_sent, ddb, table, req.emailId, message_id, rendered))
+            try:
+                _retried(partial(_record_sent, ddb, table, req.emailId, message_id, rendered))
+            except Exception:
+                # the batch dies and its retry records an unknown outcome: say what SES answered
+                logger.error("sent, but not recorded", extra={"emailId": req.emailId, "messageId": message_id})
+                raise
             counts["accepted"] += 1
             sent_in_call += 1
             _fault_check(client, campaign_id, sent_in_call)
