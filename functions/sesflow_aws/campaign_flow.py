@@ -16,9 +16,11 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 from sesflow_core import campaign as cp
 from sesflow_core import ids, ses_errors
 from sesflow_core.clock import now_iso
@@ -32,6 +34,7 @@ from sesflow_core.errors import (
     TemplateRenderError,
 )
 from sesflow_core.request import validate
+from sesflow_core.status import FAILED, SENDING
 
 from . import dynamo, events, ledger, sending, ses, suppression, templates
 from .settings import Settings
@@ -75,13 +78,27 @@ def update_campaign(client: Client, campaign_id: str, **fields: Any) -> None:
     )
 
 
-def stage_counters(client: Client, settings: Settings, campaign_id: str, stage: int) -> dict[str, Any]:
+def stage_item(client: Client, settings: Settings, campaign_id: str, stage: int) -> dict[str, Any]:
+    """The stage's counter item, plain: its counters and ``failedBatches`` (see :func:`batch_failed`)."""
     item = (
         client("dynamodb")
         .get_item(TableName=settings.tracking_table, Key=_counter_key(campaign_id, stage), ConsistentRead=True)
         .get("Item", {})
     )
-    return {k: v for k, v in dynamo.to_plain(item).items() if isinstance(v, int | float)}
+    return dynamo.to_plain(item)
+
+
+def stage_counters(client: Client, settings: Settings, campaign_id: str, stage: int) -> dict[str, Any]:
+    return _numbers(stage_item(client, settings, campaign_id, stage))
+
+
+def _numbers(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _unaccounted(item: dict[str, Any]) -> int:
+    """Recipients of the stage's failed batches that have no outcome (``failedBatches``)."""
+    return sum(int(n) for n in (item.get("failedBatches") or {}).values())
 
 
 # ---------------------------------------------------------------- plan
@@ -210,7 +227,15 @@ def _fault_check(client: Client, campaign_id: str, sent_in_call: int) -> None:
 def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Settings) -> dict[str, Any]:
     batch = event["batch"]
     campaign_id, stage = batch["campaignId"], int(batch["stage"])
-    counts = {"accepted": 0, "duplicates": 0, "suppressed": 0, "failed": 0, "throttled": 0, "skipped": 0}
+    counts = {
+        "accepted": 0,
+        "duplicates": 0,
+        "suppressed": 0,
+        "failed": 0,
+        "unknown": 0,
+        "throttled": 0,
+        "skipped": 0,
+    }
     control = campaign_item(client, campaign_id).get("control", RUN)
     if control != RUN:
         counts["skipped"] = len(batch["recipients"])
@@ -220,7 +245,7 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
         client("s3"), settings.templates_bucket, event["template"], settings.template_cache_ttl
     )
     topic = event["topic"]
-    owner = f"{campaign_id}:{stage}:{batch['batch']}"
+    owner = batch_owner(campaign_id, stage, batch["batch"])
     requests = []
     for r in batch["recipients"]:
         try:
@@ -244,6 +269,7 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
     # suppressed since planning (the canary's bounces, unsubscribes): checked per batch
     blocked = _suppressed_lookup(client, settings, topic)([r.recipient for r in requests]) if requests else set()
     pacer = cp.Pacer(float(event.get("workerRate") or 0))
+    ddb, table = client("dynamodb"), settings.tracking_table
     sent_in_call = 0
     started = time.time()
     try:
@@ -257,52 +283,106 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
             if req.recipient in blocked:
                 counts["suppressed"] += 1
                 continue
-            # One write per recipient: the claim creates the tracking item as "sent" (the SES
-            # call follows at once; a refused send is corrected to "failed" below).
+            # Rendered before the claim: a row the template cannot render takes no claim, and
+            # a claim is held only around the SES call itself.
+            unsubscribe = sending.unsubscribe_url(client, settings, req)
+            try:
+                rendered = template.render(sending.template_data(req, unsubscribe), req.topic)
+            except TemplateRenderError as exc:
+                # not sent: a resumed campaign with a fixed template may send it
+                if _record_render_failure(ddb, table, req, campaign_id, stage, settings.expires_at(), exc):
+                    counts["failed"] += 1
+                else:
+                    counts["duplicates"] += 1  # sent (or refused) in an earlier pass
+                continue
+            # The claim creates the tracking item as "sending", not "sent": a worker that dies
+            # before the write below must not leave an email recorded sent that never went.
             fields: dict[str, str | int] = {
-                "status": "sent",
                 "recipient": req.recipient,
                 "template": req.template,
                 "topic": req.topic,
                 "campaignId": campaign_id,
                 "stage": str(stage),
                 "createdAt": now_iso(),
-                "sentAt": now_iso(),
                 "expiresAt": settings.expires_at(),
                 "statusSequence": 1,
             }
-            holder = ledger.take(client("dynamodb"), settings.tracking_table, req.emailId, owner, fields)
+            claim = partial(ledger.take, ddb, table, req.emailId, owner, fields, overwrite={"status": SENDING})
+            holder = _retried(claim)
             if holder is not None:
-                counts["duplicates"] += 1
+                if _held_by(holder, owner) and _retried(
+                    partial(_record_unknown, ddb, table, req.emailId, owner, WORKER_DIED)
+                ):
+                    # this batch claimed it before and died around the SES call (the Map child
+                    # retried, or the stage sent again): SES may have sent it, so it is never
+                    # sent again (ADR 0002); it is failed with the reason, the ledger stays held
+                    _count_unknown(client, settings, campaign_id, stage, counts)
+                else:
+                    counts["duplicates"] += 1
                 continue
-            unsubscribe = sending.unsubscribe_url(client, settings, req)
             try:
-                rendered = template.render(sending.template_data(req, unsubscribe), req.topic)
-            except TemplateRenderError as exc:
-                # not sent: a resumed campaign with a fixed template may send it
-                _record_failed(client, settings, req.emailId, ledger.RETRYABLE, exc)
-                counts["failed"] += 1
-                continue
-            try:
-                message_id = _send_with_backoff(client, settings, req, rendered, pacer, counts, unsubscribe)
+                message_id = _send_with_backoff(client, settings, req, rendered, pacer, counts, unsubscribe, owner)
             except SesThrottled:
                 # throttling outlasted the in-batch retries: stop here, the rest is sent when the
                 # stage is sent again (a slower pass), rather than failing the child execution
                 counts["skipped"] += len(requests) - n
                 break
             if message_id is None:
-                counts["failed"] += 1
-                continue
-            # No second write on success: the claim is the ledger entry (a held claim is never
-            # sent again) and already says "sent".
+                continue  # counted failed or unknown
+            # A second write per recipient, after SES accepted: the ledger's "sent", the status
+            # "sent", sentAt and the messageId. Cost: one more UpdateItem per email ($0.625 per
+            # million at on-demand prices, what make bench counts); DynamoDB also bills the
+            # index writes it causes, byRecipient (projection ALL) and byMessageId (a new key):
+            # up to 3 write units, about $1.9 per million in all. It is needed because the claim
+            # cannot say "sent" before the SES call: a worker that dies in between would leave
+            # "sent" with nothing sent, and the ledger would never retry it.
+            try:
+                _retried(partial(_record_sent, ddb, table, req.emailId, message_id, rendered))
+            except Exception:
+                # the batch dies and its retry records an unknown outcome: say what SES answered
+                logger.error("sent, but not recorded", extra={"emailId": req.emailId, "messageId": message_id})
+                raise
             counts["accepted"] += 1
             sent_in_call += 1
             _fault_check(client, campaign_id, sent_in_call)
     finally:
+        added = {k: v for k, v in counts.items() if k != "unknown"}  # counted as they happened
         _add_counters(
-            client, settings, campaign_id, stage, counts, (started, time.time()) if counts["accepted"] else None
+            client, settings, campaign_id, stage, added, (started, time.time()) if counts["accepted"] else None
         )
     return {"batch": batch["batch"], "control": control, **counts}
+
+
+def batch_owner(campaign_id: str, stage: int | str, batch: int | str) -> str:
+    """Who holds a recipient's claim: the batch (the same in every pass and every retry)."""
+    return f"{campaign_id}:{stage}:{batch}"
+
+
+#: the reason an unknown outcome records when the batch finds its own claim held on a retry
+WORKER_DIED = (
+    "unknown outcome: the batch's worker died around the SES call (crash, timeout); "
+    "not sent again (at most once, ADR 0002)"
+)
+
+#: ledger and status writes of the batch: attempts in all (each one the SDK's own retries); a
+#: hot key's throttling burst can outlast the SDK's 3 attempts, and a correction that never
+#: lands would leave the claim "sending" (an unknown outcome) for a message never sent
+LEDGER_WRITE_ATTEMPTS = 4
+_THROTTLING = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
+
+T = TypeVar("T")
+
+
+def _retried(write: Callable[[], T]) -> T:
+    """``write()``, again with backoff and full jitter while DynamoDB throttles it."""
+    for attempt in range(LEDGER_WRITE_ATTEMPTS):
+        try:
+            return write()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in _THROTTLING or attempt == LEDGER_WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(cp.backoff_delay(attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 #: stop taking recipients when less than this is left of the function's time (one send with
@@ -323,8 +403,12 @@ def _send_with_backoff(
     pacer: cp.Pacer,
     counts: dict[str, int],
     unsubscribe: str | None = None,
+    owner: str = "",
 ) -> str | None:
-    """Send one email, pacing; SES throttling is retried here with backoff and full jitter."""
+    """Send one email, pacing; SES throttling is retried here with backoff and full jitter.
+
+    None when it was not sent, counted ``failed`` (SES refused it) or ``unknown`` (no answer)."""
+    ddb, table = client("dynamodb"), settings.tracking_table
     for attempt in range(6):
         pacer.wait()
         try:
@@ -337,20 +421,125 @@ def _send_with_backoff(
             # failures, the stage) instead of marking the whole list failed; this one is not sent
             _record_failed(client, settings, req.emailId, ledger.RETRYABLE, exc)
             raise
-        except SesOutcomeUnknown:
-            return None  # SES may have sent it: the claim stays held, never sent again (ADR 0002)
+        except SesOutcomeUnknown as exc:
+            # SES may have sent it: the claim stays held, never sent again (ADR 0002)
+            why = f"unknown outcome: {str(exc)[:400]}; not sent again (at most once, ADR 0002)"
+            _retried(partial(_record_unknown, ddb, table, req.emailId, owner, why))
+            _count_unknown(client, settings, str(req.campaignId), int(req.stage or 0), counts)
+            return None
         except SesflowError as exc:
             state = ledger.RETRYABLE if isinstance(exc, ses_errors.RETRYABLE) else ledger.REJECTED
             _record_failed(client, settings, req.emailId, state, exc)
+            counts["failed"] += 1
             return None
-    ledger.release(client("dynamodb"), settings.tracking_table, req.emailId, ledger.RETRYABLE, reason="throttled")
+    _retried(lambda: ledger.release(ddb, table, req.emailId, ledger.RETRYABLE, reason="throttled"))
     raise SesThrottled("SES throttling outlasted the in-batch retries")
 
 
 def _record_failed(client: Client, settings: Settings, email_id: str, state: str, exc: Exception) -> None:
-    """Correct the claim (which said "sent") to ``failed`` with the reason; ``state`` frees the
-    ledger (``retryable``) or keeps it closed (``rejected``)."""
-    ledger.release(client("dynamodb"), settings.tracking_table, email_id, state, reason=str(exc)[:500], status="failed")
+    """Correct the claim (which said "sending") to ``failed`` with the reason; ``state`` frees
+    the ledger (``retryable``) or keeps it closed (``rejected``)."""
+    ddb, table, reason = client("dynamodb"), settings.tracking_table, str(exc)[:500]
+    _retried(lambda: ledger.release(ddb, table, email_id, state, reason=reason, status=FAILED))
+
+
+def _count_unknown(client: Client, settings: Settings, campaign_id: str, stage: int, counts: dict[str, int]) -> None:
+    """One more unknown outcome, added to the stage's counter at once: the batch's other
+    counters are added when it ends, which a worker that dies (the usual cause) never does."""
+    counts["unknown"] += 1
+    _retried(partial(_add_counters, client, settings, campaign_id, stage, {"unknown": 1}))
+
+
+def _held_by(holder: dict[str, Any], owner: str) -> bool:
+    return ledger.attr(holder, "sendState") == ledger.SENDING and ledger.attr(holder, "sendOwner") == owner
+
+
+def _record_sent(ddb: Any, table: str, email_id: str, message_id: str, rendered: Any) -> None:
+    """SES accepted it: the ledger says ``sent`` (with the messageId), and so does the status
+    unless feedback already moved it on (a bounce can overtake this write)."""
+    now = now_iso()
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key={"emailId": {"S": email_id}},
+            UpdateExpression="SET sendState = :sent, #s = :sent, sendFinishedAt = :now, sentAt = :now, "
+            "messageId = :mid, templateVersion = :tv REMOVE reason",
+            ConditionExpression="#s = :sending",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":sent": {"S": ledger.SENT},
+                ":sending": {"S": SENDING},
+                ":now": {"S": now},
+                ":mid": {"S": message_id},
+                ":tv": {"S": str(rendered.template_version)},
+            },
+        )
+    except ddb.exceptions.ConditionalCheckFailedException:
+        version = str(rendered.template_version)
+        ledger.release(ddb, table, email_id, ledger.SENT, messageId=message_id, sentAt=now, templateVersion=version)
+
+
+def _record_unknown(ddb: Any, table: str, email_id: str, owner: str, reason: str) -> bool:
+    """A claim of ``owner`` whose SES call has no known outcome: ``failed`` with the reason, the
+    ledger left held (never sent again). False when it no longer says "sending" (recorded
+    before, or feedback moved it on): nothing to correct, nothing to count."""
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key={"emailId": {"S": email_id}},
+            UpdateExpression="SET #s = :failed, reason = :reason, updatedAt = :now",
+            ConditionExpression="sendState = :sending AND sendOwner = :owner AND #s = :sending",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":failed": {"S": FAILED},
+                ":sending": {"S": ledger.SENDING},
+                ":owner": {"S": owner},
+                ":reason": {"S": reason[:500]},
+                ":now": {"S": now_iso()},
+            },
+        )
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
+def _record_render_failure(
+    ddb: Any, table: str, req: Any, campaign_id: str, stage: int, expires_at: int, exc: Exception
+) -> bool:
+    """A row the template cannot render: its tracking item says ``failed`` with the reason and
+    its ledger stays free (a resume with a fixed template may send it). No claim is taken:
+    False when the ledger is held or closed (sent or refused in an earlier pass)."""
+    now = now_iso()
+    try:
+        _retried(
+            lambda: ddb.update_item(
+                TableName=table,
+                Key={"emailId": {"S": req.emailId}},
+                UpdateExpression="SET #s = :failed, reason = :reason, sendState = :retryable, updatedAt = :now, "
+                "recipient = if_not_exists(recipient, :rcpt), template = if_not_exists(template, :tpl), "
+                "topic = if_not_exists(topic, :topic), campaignId = if_not_exists(campaignId, :cid), "
+                "stage = if_not_exists(stage, :stage), createdAt = if_not_exists(createdAt, :now), "
+                "expiresAt = if_not_exists(expiresAt, :exp), statusSequence = if_not_exists(statusSequence, :one)",
+                ConditionExpression="attribute_not_exists(sendState) OR sendState = :retryable",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": FAILED},
+                    ":reason": {"S": str(exc)[:500]},
+                    ":retryable": {"S": ledger.RETRYABLE},
+                    ":now": {"S": now},
+                    ":rcpt": {"S": req.recipient},
+                    ":tpl": {"S": req.template},
+                    ":topic": {"S": req.topic},
+                    ":cid": {"S": campaign_id},
+                    ":stage": {"S": str(stage)},
+                    ":exp": {"N": str(expires_at)},
+                    ":one": {"N": "1"},
+                },
+            )
+        )
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
 
 
 def _add_counters(
@@ -390,22 +579,137 @@ def after_stage(client: Client, event: dict[str, Any], settings: Settings) -> di
     if control == PAUSED:
         update_campaign(client, campaign_id, status="paused")
         return {"action": "paused"}
-    counters = stage_counters(client, settings, campaign_id, stage)
-    if counters.get("skipped"):
-        # batches skipped while paused: send the stage again (the ledger skips those sent)
-        client("dynamodb").update_item(
-            TableName=settings.tracking_table,
-            Key=_counter_key(campaign_id, stage),
-            UpdateExpression="SET skipped = :z",
-            ExpressionAttributeValues={":z": {"N": "0"}},
+    item = stage_item(client, settings, campaign_id, stage)
+    counters = _numbers(item)
+    unaccounted = _unaccounted(item)
+    resends = int(event.get("failedBatchResends") or 0)
+    if unaccounted and resends < FAILED_BATCH_RESENDS:
+        # batches whose worker died twice (their child executions failed, within the tolerated
+        # failures): send the stage again, a bounded number of times (the machine counts them)
+        logger.warning(
+            "failed batches: sending the stage again",
+            extra={"campaignId": campaign_id, "stage": stage, "failedBatches": item.get("failedBatches")},
         )
+        _reset_stage(client, settings, campaign_id, stage)
+        update_campaign(client, campaign_id, status="running")
+        return {"action": "resend-failed"}
+    if counters.get("skipped"):
+        # batches skipped while paused, or past their time budget or throttling: send the stage
+        # again (the ledger skips those sent)
+        _reset_stage(client, settings, campaign_id, stage)
         update_campaign(client, campaign_id, status="running")
         return {"action": "resend"}
+    if unaccounted:
+        # still failed after the last pass: the stage goes on, and the summary says how many
+        logger.warning(
+            "failed batches after the last pass",
+            extra={"campaignId": campaign_id, "stage": stage, "failedBatches": item.get("failedBatches")},
+        )
+        counters["unaccounted"] = unaccounted
     update_campaign(client, campaign_id, status="running")
     emit(
         client, settings, "Campaign Stage Completed", {"campaignId": campaign_id, "stage": stage, "counters": counters}
     )
     return {"action": "done" if event.get("isLast") else "observe", "counters": counters}
+
+
+#: how many times a stage is sent again because batches failed (each pass sends what the
+#: failed batches left; the ledger skips the rest); after that the summary counts them
+FAILED_BATCH_RESENDS = 2
+
+
+def _reset_stage(client: Client, settings: Settings, campaign_id: str, stage: int) -> None:
+    """Before the stage is sent again: its next pass records what it skips or leaves anew."""
+    client("dynamodb").update_item(
+        TableName=settings.tracking_table,
+        Key=_counter_key(campaign_id, stage),
+        UpdateExpression="SET skipped = :z REMOVE failedBatches",
+        ExpressionAttributeValues={":z": {"N": "0"}},
+    )
+
+
+def batch_failed(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A batch's child execution failed (its worker died twice, or stopped on a set-up error):
+    account for its recipients before the child ends failed.
+
+    A claim of this batch still ``sending`` is an unknown outcome (failed, never sent again);
+    a recipient with no tracking item (or a free ledger still ``sending``) has no outcome: the
+    batch is recorded on the stage's counter item, ``failedBatches.<batch>`` = that number, so
+    that ``after-stage`` sends the stage again. Idempotent (a retried call records the same)."""
+    batch = event["batch"]
+    campaign_id, stage, number = batch["campaignId"], int(batch["stage"]), int(batch["batch"])
+    owner = batch_owner(campaign_id, stage, number)
+    ddb, table = client("dynamodb"), settings.tracking_table
+    unknown = unaccounted = 0
+    for r in batch["recipients"]:
+        email_id = cp.email_id_for(campaign_id, str(r["to"]).lower())
+        item = ddb.get_item(
+            TableName=table,
+            Key={"emailId": {"S": email_id}},
+            ConsistentRead=True,
+            ProjectionExpression="#s, sendState, sendOwner",
+            ExpressionAttributeNames={"#s": "status"},
+        ).get("Item")
+        if item is None:
+            unaccounted += 1  # never attempted (or suppressed since planning: no item either)
+        elif ledger.attr(item, "status") == SENDING:
+            if _held_by(item, owner) and _record_unknown(ddb, table, email_id, owner, WORKER_DIED):
+                unknown += 1
+            else:
+                unaccounted += 1
+    error = event.get("error") or {}
+    logger.warning(
+        "batch failed",
+        extra={
+            "campaignId": campaign_id,
+            "stage": stage,
+            "batch": number,
+            "unknown": unknown,
+            "unaccounted": unaccounted,
+            "error": error.get("Error") if isinstance(error, dict) else str(error)[:200],
+        },
+    )
+    _retried(partial(_record_failed_batch, ddb, table, campaign_id, stage, number, unaccounted, unknown))
+    return {"batch": number, "unknown": unknown, "unaccounted": unaccounted}
+
+
+def _record_failed_batch(
+    ddb: Any, table: str, campaign_id: str, stage: int, batch: int, unaccounted: int, unknown: int
+) -> None:
+    """``failedBatches.<batch> = unaccounted`` (when some are) and ``ADD unknown``, in one write."""
+    add = " ADD #u :u" if unknown else ""
+    base: dict[str, Any] = {":u": {"N": str(unknown)}} if unknown else {}
+    names = {"#u": "unknown"} if unknown else {}
+    if not unaccounted:
+        if unknown:
+            ddb.update_item(
+                TableName=table,
+                Key=_counter_key(campaign_id, stage),
+                UpdateExpression=add.strip(),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=base,
+            )
+        return
+    # a map entry can only be set inside an existing map: set the map when there is none
+    in_map = {
+        "UpdateExpression": "SET failedBatches.#b = :n" + add,
+        "ConditionExpression": "attribute_exists(failedBatches)",
+        "ExpressionAttributeNames": {**names, "#b": str(batch)},
+        "ExpressionAttributeValues": {**base, ":n": {"N": str(unaccounted)}},
+    }
+    new_map = {
+        "UpdateExpression": "SET failedBatches = :m" + add,
+        "ConditionExpression": "attribute_not_exists(failedBatches)",
+        **({"ExpressionAttributeNames": names} if names else {}),
+        "ExpressionAttributeValues": {**base, ":m": {"M": {str(batch): {"N": str(unaccounted)}}}},
+    }
+    for attempt in (in_map, new_map, in_map):
+        try:
+            ddb.update_item(TableName=table, Key=_counter_key(campaign_id, stage), **attempt)
+            return
+        except ddb.exceptions.ConditionalCheckFailedException:
+            continue  # the map appeared (or went) in between: the other form applies
+    raise RuntimeError(f"could not record failed batch {batch} of stage {stage}")
 
 
 def run_gate(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -477,7 +781,10 @@ def summarize(client: Client, event: dict[str, Any], settings: Settings) -> dict
     totals: dict[str, int] = {}
     sending_seconds = 0.0
     for st in plan_doc.get("stages", []):
-        c = stage_counters(client, settings, campaign_id, int(st["index"]))
+        stage_doc = stage_item(client, settings, campaign_id, int(st["index"]))
+        c = _numbers(stage_doc)
+        if _unaccounted(stage_doc):
+            c["unaccounted"] = _unaccounted(stage_doc)
         first, last = c.pop("firstSendAt", None), c.pop("lastSendAt", None)
         window = round(last - first, 3) if first and last else 0.0
         sending_seconds += window
@@ -495,10 +802,18 @@ def summarize(client: Client, event: dict[str, Any], settings: Settings) -> dict
     elif status not in ("halted", "rejected"):
         status = "completed"
     duration = max(1e-6, time.time() - float(item.get("startedAt", time.time())))
+    reason = item.get("haltReason") or event.get("reason")
+    unaccounted = totals.get("unaccounted", 0)
+    if unaccounted and not reason:
+        reason = (
+            f"{unaccounted} recipient(s) have no outcome: their batches failed in every pass "
+            f"(the stage was sent {FAILED_BATCH_RESENDS} more times); never attempted, not sent"
+        )
     report = {
         "campaignId": campaign_id,
         "status": status,
-        "reason": item.get("haltReason") or event.get("reason"),
+        "reason": reason,
+        "unaccounted": unaccounted,
         "counts": plan_doc.get("counts", {}),
         "stages": stages,
         "totals": totals,

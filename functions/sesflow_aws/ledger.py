@@ -21,12 +21,18 @@ def _value(v: str | int) -> dict[str, str]:
 
 
 def take(
-    ddb: Any, table: str, email_id: str, owner: str, fields: dict[str, str | int] | None = None
+    ddb: Any,
+    table: str,
+    email_id: str,
+    owner: str,
+    fields: dict[str, str | int] | None = None,
+    overwrite: dict[str, str | int] | None = None,
 ) -> dict[str, Any] | None:
     """Take the ledger; return None when taken, else the item that holds it.
 
     ``fields`` are written once (``if_not_exists``) with the claim: campaigns create the
-    tracking item this way (no ValidateRequest step before them)."""
+    tracking item this way (no ValidateRequest step before them). ``overwrite`` fields are
+    written whatever the item held (a taken ledger was free: nothing was sent before)."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {
         ":sending": {"S": SENDING},
@@ -39,6 +45,10 @@ def take(
         names[f"#f{i}"] = k
         values[f":f{i}"] = _value(v)
         sets.append(f"#f{i} = if_not_exists(#f{i}, :f{i})")
+    for i, (k, v) in enumerate((overwrite or {}).items()):
+        names[f"#o{i}"] = k
+        values[f":o{i}"] = _value(v)
+        sets.append(f"#o{i} = :o{i}")
     try:
         ddb.update_item(
             TableName=table,

@@ -218,7 +218,8 @@ def parse_envelope(event: dict[str, Any]) -> list[FeedbackEvent]:
 
 def feedback_may_replace(current: str | None, new: str) -> bool:
     """Status precedence for feedback: never regress, except that SES refusing a message it
-    had accepted (Reject, Rendering Failure) turns ``sent`` into ``failed``."""
+    had accepted (Reject, Rendering Failure) turns ``sent`` (or a campaign claim still
+    ``sending``) into ``failed``."""
     if new == status.FAILED:
-        return current in (None, status.QUEUED, status.SENT)
+        return current in (None, status.QUEUED, status.SENDING, status.SENT)
     return status.may_replace(current, new)

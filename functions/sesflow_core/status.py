@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 QUEUED: Final = "queued"
+SENDING: Final = "sending"  # a campaign recipient's claim, until SES answers
 SENT: Final = "sent"
 SUPPRESSED: Final = "suppressed"
 REJECTED: Final = "rejected"
@@ -28,6 +29,9 @@ RANK: Final[dict[str, int]] = {
     FAILED: 5,
     REJECTED: 5,
     SUPPRESSED: 10,
+    # a campaign claim: SES is being called. Feedback may move it on (it can overtake the write
+    # that records the send); the send machine never writes over it (ranked as sent)
+    SENDING: 10,
     SENT: 10,
     DELIVERY_DELAYED: 15,
     DELIVERED: 20,

@@ -1,5 +1,6 @@
 """CampaignControl: between stages — pause/cancel, the gate, approvals, the summary
-(``mode``: after-stage, gate, request-approval, summarize)."""
+(``mode``: after-stage, gate, request-approval, summarize), and a failed batch's record
+(``batch-failed``, from the Distributed Map child)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ MODES = {
     "gate": campaign_flow.run_gate,
     "request-approval": campaign_flow.request_approval,
     "summarize": campaign_flow.summarize,
+    "batch-failed": campaign_flow.batch_failed,
 }
 
 

@@ -74,14 +74,16 @@ def measured_rate(c: dict[str, int | float]) -> float:
 
 
 def progress(target: Target, campaign_id: str) -> dict[str, Any]:
-    """Per stage: planned, done, sent (accepted by SES), suppressed, failed, bounced, complained, rate, ETA."""
+    """Per stage: planned, done, sent (accepted by SES), suppressed, failed, unknown (an unknown
+    outcome: failed, never sent again), bounced, complained, rate, ETA."""
     item = campaign(target, campaign_id)
     plan = item.get("plan", {})
     rows, total_planned, total_done = [], 0, 0
     for st in plan.get("stages", []):
         c = counters(target, campaign_id, int(st["index"]))
         planned = int(st["planned"])
-        done = min(planned, int(sum(c.get(k, 0) for k in ("accepted", "suppressed", "failed", "duplicates"))))
+        outcomes = ("accepted", "suppressed", "failed", "unknown", "duplicates")
+        done = min(planned, int(sum(c.get(k, 0) for k in outcomes)))
         rate = measured_rate(c)
         remaining = planned - done
         rows.append(
@@ -94,6 +96,7 @@ def progress(target: Target, campaign_id: str) -> dict[str, Any]:
                 "sent": int(c.get("accepted", 0)),
                 "suppressed": int(c.get("suppressed", 0)),
                 "failed": int(c.get("failed", 0)),
+                "unknown": int(c.get("unknown", 0)),
                 "bounced": int(c.get("bounced", 0)),
                 "complained": int(c.get("complained", 0)),
                 "throttled": int(c.get("throttled", 0)),
@@ -108,6 +111,8 @@ def progress(target: Target, campaign_id: str) -> dict[str, Any]:
         "status": item.get("status"),
         "control": item.get("control"),
         "reason": item.get("haltReason"),
+        # recipients whose batches failed in every pass (the summary counts them at the end)
+        "unaccounted": int((item.get("summary") or {}).get("unaccounted") or 0),
         "planned": total_planned,
         "done": total_done,
         "counts": plan.get("counts", {}),
@@ -134,6 +139,17 @@ def status_text(p: dict[str, Any]) -> str:
             f"  {s['stage']:<6} {s['percent'] or 0:>5.1f}  {s['planned']:>7}  {s['sent']:>5}  "
             f"{s['suppressed']:>5}  {s['failed']:>6} {s['bounced']:>7} {s['complained']:>5}  "
             f"{s['rate']:>6.1f}  {eta}"
+        )
+    for s in p["stages"]:
+        if s.get("unknown"):
+            lines.append(
+                f"  stage {s['stage']}: {s['unknown']} with an unknown outcome (the worker died around the SES "
+                "call, or SES did not answer): failed, never sent again"
+            )
+    if p.get("unaccounted"):
+        lines.append(
+            f"  {p['unaccounted']} recipient(s) have no outcome: their batches failed in every pass "
+            "(never attempted, not sent)"
         )
     for g in p.get("gates", []):
         lines.append(
@@ -522,7 +538,8 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def failures(target: Target, campaign_id: str) -> list[dict[str, Any]]:
-    """Tracking items of the campaign that did not go well (failed, bounced, complained), plain."""
+    """Tracking items of the campaign that did not go well (failed, bounced, complained, or still
+    ``sending``: a claim whose outcome was never recorded), plain."""
     ddb = target.clients.client("dynamodb")
     table = target.outputs["TrackingTableName"]
     keys: list[dict[str, Any]] = []
@@ -535,7 +552,8 @@ def failures(target: Target, campaign_id: str) -> list[dict[str, Any]]:
         keys.extend({"emailId": it["emailId"]} for it in page["Items"])
     rows = [to_plain(it) for it in batch_get(ddb, table, keys, ["emailId", "recipient", "status", "reason"])]
     return sorted(
-        (r for r in rows if r.get("status") in ("failed", "bounced", "complained")), key=lambda r: r["emailId"]
+        (r for r in rows if r.get("status") in ("failed", "bounced", "complained", "sending")),
+        key=lambda r: r["emailId"],
     )
 
 

@@ -375,3 +375,41 @@ def test_a_stage_whose_batches_fail_fails_the_campaign_with_a_report(stack: Targ
     item = campaign(stack, cid)
     assert item["status"] == "failed" and item["summary"]["error"]
     assert sent_to(stack, cid) == Counter()
+
+
+def test_a_batch_whose_worker_dies_twice_is_sent_again_and_nobody_is_lost(stack: Target) -> None:
+    """The first batch's worker dies before an SES call, and again in the Map child's retry: the
+    child fails (1 batch of 25, within ToleratedFailurePercentage 5). Its recipients are not
+    dropped: the stage is sent again, the two claims whose worker died are failed with an
+    unknown outcome (never sent), everybody else is sent once."""
+    from sesflow_aws.dynamo import batch_get, to_plain
+
+    from sesflow.cli.campaign import progress
+
+    from ..helpers import fault_log, set_fault_plan
+
+    cid = f"dd{uuid.uuid4().hex[:8]}"
+    rows = [f"dd{i}@example.org" for i in range(100)]
+    crash = {"kind": "lambdaCrash", "function": "CampaignSendBatchFunction", "call": "sesv2:SendEmail"}
+    # maxSendRate 10: one worker, the children run one after another (batch 0, its retry, batch 1...)
+    set_fault_plan(stack.state["endpoint"], 5, [{**crash, "when": "before", "nth": [1, 2]}])
+    try:
+        _, arn = start(stack, [f"{a},D" for a in rows], campaignId=cid, stages=[100], batchSize=4, maxSendRate=10)
+        report = finish(stack, arn)
+        died = [f for f in fault_log(stack.state["endpoint"]) if cid in f.get("subject", "")]
+    finally:
+        set_fault_plan(stack.state["endpoint"], 0, [])
+    assert [(f["kind"], f["subject"]) for f in died] == [("lambdaCrash", f"batch={cid}:0:0")] * 2
+    assert report["status"] == "completed" and report["counts"]["batches"] == [25]
+    ddb = stack.clients.client("dynamodb")
+    keys = [{"emailId": {"S": cp.email_id_for(cid, a)}} for a in rows]
+    items = {i["recipient"]: i for i in map(to_plain, batch_get(ddb, stack.outputs["TrackingTableName"], keys))}
+    assert set(items) == set(rows), f"never attempted: {sorted(set(rows) - set(items))}"
+    statuses = Counter(i["status"] for i in items.values())
+    assert statuses == {"sent": 98, "failed": 2}, statuses
+    unknown = [a for a, i in items.items() if i["status"] == "failed"]
+    assert all("unknown outcome" in items[a]["reason"] and items[a]["sendState"] == "sending" for a in unknown)
+    outbox = sent_to(stack, cid)
+    assert set(outbox) == set(rows) - set(unknown) and max(outbox.values()) == 1  # nobody twice
+    assert (report["totals"]["accepted"], report["totals"]["unknown"], report.get("unaccounted", 0)) == (98, 2, 0)
+    assert progress(stack, cid)["done"] == 100

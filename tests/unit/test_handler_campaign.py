@@ -225,6 +225,7 @@ def test_a_batch_sends_each_recipient_once(aws: Aws, ctx: LambdaContext) -> None
         "duplicates": 0,
         "suppressed": 0,
         "failed": 0,
+        "unknown": 0,
         "throttled": 0,
         "skipped": 0,
     }
@@ -241,7 +242,7 @@ def test_a_batch_sends_each_recipient_once(aws: Aws, ctx: LambdaContext) -> None
             "newsletter",
             "newsletter",
         )
-        assert (item["sendState"], item["sendOwner"]) == ("sending", f"{CID}:0:0")  # the claim is the ledger
+        assert (item["sendState"], item["sendOwner"]) == ("sent", f"{CID}:0:0")  # released after SES accepted
     c = counters(aws, 0)
     assert c["accepted"] == 3 and c["firstSendAt"] <= c["lastSendAt"]
     # the same batch again (a retried child): duplicates, nothing sent
@@ -348,6 +349,150 @@ def test_a_recipient_ses_refused_for_configuration_is_not_recorded_sent(
     with pytest.raises(errors.SesConfigurationError):
         send_batch(ctx)
     assert aws.item(email_id(RECIPIENTS[0]))["status"] != "sent"
+
+
+# ---------------------------------------------------------------- the claim says "sending" until SES answers
+
+
+def throttled_write() -> Exception:
+    """What botocore raises when DynamoDB throttling outlasts the SDK's own retries."""
+    from botocore.exceptions import ClientError
+
+    response: Any = {
+        "Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"},
+        "ResponseMetadata": {"HTTPStatusCode": 400},
+    }
+    return ClientError(response, "UpdateItem")
+
+
+def test_a_sent_recipient_is_recorded_sent_with_its_message_id(aws: Aws, ctx: LambdaContext) -> None:
+    running(aws)
+    send_batch(ctx)
+    ids = {m.destinations[0]: m.id for m in aws.sent()}
+    for address in RECIPIENTS:
+        item = aws.item(email_id(address))
+        assert (item["status"], item["sendState"]) == ("sent", "sent")
+        assert item["messageId"] == ids[address] and item["sentAt"] >= item["createdAt"]
+
+
+def test_a_worker_that_dies_after_its_claim_leaves_an_unknown_outcome_never_sent(
+    aws: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker dies between grace's claim and her SES call (a crash, a timeout): her item
+    must not say "sent"; the batch's retry finds her claim held by the same batch, records her
+    failed with an unknown outcome (never sent again, ADR 0002) and sends the rest."""
+    from sesflow_aws import sending
+
+    running(aws)
+    deliver = sending.deliver
+
+    def dies_on_grace(client: Any, settings: Any, request: Any, *args: Any) -> str:
+        if request.recipient == "grace@example.org":
+            raise RuntimeError("the worker died")
+        return deliver(client, settings, request, *args)
+
+    monkeypatch.setattr(sending, "deliver", dies_on_grace)
+    with pytest.raises(RuntimeError):
+        send_batch(ctx)
+    grace = aws.item(email_id("grace@example.org"))
+    assert grace["status"] != "sent" and "messageId" not in grace, grace
+    assert [m.destinations[0] for m in aws.sent()] == ["ada@example.org"]
+
+    monkeypatch.setattr(sending, "deliver", deliver)  # the Map child's retry
+    again = send_batch(ctx)
+    assert (again["accepted"], again["duplicates"], again["unknown"]) == (1, 1, 1)
+    grace = aws.item(email_id("grace@example.org"))
+    assert (grace["status"], grace["sendState"], grace["sendOwner"]) == ("failed", "sending", f"{CID}:0:0")
+    assert "unknown outcome" in grace["reason"] and "messageId" not in grace
+    assert sorted(m.destinations[0] for m in aws.sent()) == ["ada@example.org", "kat@example.org"]
+    # the stage sent again: nobody is sent twice, grace is not counted again
+    third = send_batch(ctx)
+    assert (third["accepted"], third["duplicates"], third["unknown"]) == (0, 3, 0)
+    assert len(aws.sent()) == 2
+    assert counters(aws, 0)["unknown"] == 1
+
+
+def test_an_unknown_ses_outcome_is_failed_and_never_sent_again(
+    aws: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sesflow_aws import sending
+
+    running(aws)
+
+    def lost_reply(*args: Any) -> str:
+        raise errors.SesOutcomeUnknown("ReadTimeoutError: Read timeout on endpoint URL")
+
+    monkeypatch.setattr(sending, "deliver", lost_reply)
+    result = send_batch(ctx)
+    assert (result["accepted"], result["unknown"], result["failed"]) == (0, 3, 0)
+    item = aws.item(email_id(RECIPIENTS[0]))
+    assert (item["status"], item["sendState"]) == ("failed", "sending")  # held: never sent again
+    assert "unknown outcome" in item["reason"] and "Read timeout" in item["reason"]
+    assert send_batch(ctx)["duplicates"] == 3
+
+
+@pytest.mark.parametrize("throttles", [3, 50], ids=["for-a-while", "past-every-retry"])
+def test_a_throttled_correction_never_leaves_the_recipient_sent(
+    aws: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch, throttles: int
+) -> None:
+    """SES refuses the message; the write that records it (rejected) is throttled. A short
+    burst is outlasted; a longer one kills the batch and its retry records an unknown outcome.
+    Either way nobody is left "sent" with nothing sent."""
+    from sesflow_aws import ledger
+
+    running(aws)
+    monkeypatch.setattr(cp, "backoff_delay", lambda attempt: 0.0)
+    rejected = ses_client_error("MessageRejected", "Illegal header.", 400)
+    monkeypatch.setattr(_common.client("sesv2"), "send_email", refuse(rejected))
+    release, left = ledger.release, [throttles]
+
+    def throttled_release(*args: Any, **kwargs: Any) -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            raise throttled_write()
+        release(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "release", throttled_release)
+    if throttles < 10:
+        result = send_batch(ctx)
+        assert (result["failed"], result["accepted"]) == (3, 0)
+        first = aws.item(email_id(RECIPIENTS[0]))
+        assert (first["status"], first["sendState"]) == ("failed", "rejected")
+        return
+    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
+        send_batch(ctx)
+    first = aws.item(email_id(RECIPIENTS[0]))
+    assert first["status"] != "sent", first
+    monkeypatch.setattr(ledger, "release", release)  # the retry of the batch
+    again = send_batch(ctx)
+    assert (again["unknown"], again["failed"]) == (1, 2)
+    first = aws.item(email_id(RECIPIENTS[0]))
+    assert (first["status"], first["sendState"]) == ("failed", "sending") and "unknown outcome" in first["reason"]
+    assert aws.sent() == []
+
+
+def test_a_bounce_recorded_before_the_send_is_released_is_kept(
+    aws: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Feedback may overtake the write that records the send: a bounce applied while the claim
+    still says "sending" stays (statuses never regress); the ledger still records the send."""
+    from sesflow_aws import sending, tracking
+
+    running(aws)
+    deliver = sending.deliver
+
+    def bounced_at_once(client: Any, settings: Any, request: Any, *args: Any) -> str:
+        message_id = deliver(client, settings, request, *args)
+        applied = tracking.record_event(
+            client("dynamodb"), settings.tracking_table, request.emailId, f"Bounce:{message_id}", {}, "bounced", "x"
+        )
+        assert applied.changed and applied.previous == "sending"
+        return message_id
+
+    monkeypatch.setattr(sending, "deliver", bounced_at_once)
+    assert send_batch(ctx)["accepted"] == 3
+    item = aws.item(email_id(RECIPIENTS[0]))
+    assert (item["status"], item["sendState"]) == ("bounced", "sent") and item["messageId"]
 
 
 # ================================================================ control
@@ -479,6 +624,7 @@ def test_summarize_a_completed_campaign(aws: Aws, ctx: LambdaContext) -> None:
     report = summarize(ctx)
     assert report["status"] == "completed" and report["reason"] is None and report["error"] is None
     assert report["totals"] == {"accepted": 9, "bounced": 1, "failed": 1, "throttled": 2}
+    assert report["unaccounted"] == 0
     assert report["stages"] == [
         {"stage": 0, "planned": 4, "sendingSeconds": 2.0, "accepted": 4, "bounced": 1},
         {"stage": 1, "planned": 6, "sendingSeconds": 3.0, "accepted": 5, "failed": 1, "throttled": 2},
@@ -546,3 +692,57 @@ def test_summarize_every_ending(
     assert aws.get_json(CAMPAIGNS_BUCKET, f"campaigns/{CID}/report.json")["status"] == status
     [ended] = aws.events()
     assert ended["detail-type"] == f"Campaign {status.title()}"
+
+
+def test_a_failed_batch_records_what_it_left_without_an_outcome(aws: Aws, ctx: LambdaContext) -> None:
+    """The child's RecordFailedBatch: ada was sent, grace's claim (this batch's) is still
+    "sending" (the worker died around her SES call), kat was never attempted."""
+    running(aws)
+    aws.put_item(email_id("ada@example.org"), status="sent", sendState="sent", sendOwner=f"{CID}:0:0")
+    aws.put_item(email_id("grace@example.org"), status="sending", sendState="sending", sendOwner=f"{CID}:0:0")
+    failed = {"Error": "Runtime.ExitError", "Cause": "the worker died"}
+    out = control(ctx, "batch-failed", batch=batch_event()["batch"], error=failed)
+    assert out == {"batch": 0, "unknown": 1, "unaccounted": 1}
+    grace = aws.item(email_id("grace@example.org"))
+    assert (grace["status"], grace["sendState"]) == ("failed", "sending") and "unknown outcome" in grace["reason"]
+    assert counters(aws, 0) == {"unknown": 1, "failedBatches": {"0": 1}}
+    # a retried record (the task's retry) and a second failed batch
+    assert control(ctx, "batch-failed", batch=batch_event()["batch"], error=failed)["unaccounted"] == 1
+    control(ctx, "batch-failed", batch=batch_event(["zoe@example.org"], batch=7)["batch"], error=failed)
+    assert counters(aws, 0) == {"unknown": 1, "failedBatches": {"0": 1, "7": 1}}
+
+
+def test_after_a_stage_with_failed_batches_it_is_sent_again_a_bounded_number_of_times(
+    aws: Aws, ctx: LambdaContext
+) -> None:
+    running(aws)
+    stage_counters(aws, 0, accepted=5, failedBatches={"3": 2})
+    assert control(ctx, "after-stage", stage=0, isLast=False, failedBatchResends=0) == {"action": "resend-failed"}
+    assert counters(aws, 0) == {"accepted": 5, "skipped": 0}  # the next pass records its own
+    for resends in range(1, campaign_flow.FAILED_BATCH_RESENDS):
+        stage_counters(aws, 0, accepted=5, failedBatches={"3": 2})  # the batch failed again
+        assert control(ctx, "after-stage", stage=0, isLast=False, failedBatchResends=resends) == {
+            "action": "resend-failed"
+        }
+    stage_counters(aws, 0, accepted=5, failedBatches={"3": 2})
+    last = control(ctx, "after-stage", stage=0, isLast=False, failedBatchResends=campaign_flow.FAILED_BATCH_RESENDS)
+    assert last == {"action": "observe", "counters": {"accepted": 5, "unaccounted": 2}}
+    [completed] = aws.events("Campaign Stage Completed")
+    assert completed["detail"]["counters"] == {"accepted": 5, "unaccounted": 2}
+
+
+def test_summarize_says_how_many_recipients_failed_batches_left(aws: Aws, ctx: LambdaContext) -> None:
+    planned(aws)
+    stage_counters(aws, 1, accepted=3, unknown=1, failedBatches={"0": 2}, firstSendAt=1010.0, lastSendAt=1013.0)
+    report = summarize(ctx)
+    assert report["status"] == "completed" and report["unaccounted"] == 2
+    assert "2 recipient(s) have no outcome" in report["reason"]
+    assert report["stages"][1] == {
+        "stage": 1,
+        "planned": 6,
+        "sendingSeconds": 3.0,
+        "accepted": 3,
+        "unknown": 1,
+        "unaccounted": 2,
+    }
+    assert report["totals"] == {"accepted": 7, "bounced": 1, "unknown": 1, "unaccounted": 2}
