@@ -46,7 +46,7 @@ class SesConfigurationError(SesflowError):
 
 
 class SesTransientError(SesflowError):
-    """An SES 5xx or network failure: safe to retry (the ledger guards against duplicates)."""
+    """SES did not take the request (a 503, a connection that never reached it): safe to retry."""
 
 
 class SesOutcomeUnknown(SesflowError):
@@ -71,6 +71,11 @@ class CampaignWorkerCrashed(SesflowError):
     """Fault injection (FAULT_CRASH_AFTER_SENDS): a batch worker dies mid-batch."""
 
 
+class AwsThrottled(SesflowError):
+    """An AWS service (DynamoDB, S3...) throttled or failed a call past the SDK's own retries;
+    the campaign machine's steps retry it with a longer backoff."""
+
+
 ASL_ERROR_NAMES = tuple(
     cls.__name__
     for cls in (
@@ -88,5 +93,6 @@ ASL_ERROR_NAMES = tuple(
         InvalidCampaign,
         CampaignRejected,
         CampaignWorkerCrashed,
+        AwsThrottled,
     )
 )

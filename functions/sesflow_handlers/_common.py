@@ -5,12 +5,16 @@ Settings come from ``sesflow_aws.settings`` (every environment read in one place
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
+from botocore.exceptions import ClientError
 from sesflow_aws.settings import Settings
+from sesflow_core.errors import AwsThrottled
 
 # No Powertools Tracer and no X-Ray SDK: importing and patching aws-xray-sdk (maintenance since
 # 2026-02-25, end of support 2027-02-25) adds ~140 ms to a cold start (bench/otel_import.py).
@@ -22,7 +26,43 @@ metrics = Metrics()
 # every metric also carries the stage (the namespace is already one per stack)
 metrics.set_default_dimensions(stage=Settings.from_env().stage)
 
-__all__ = ["Settings", "client", "logger", "metrics"]
+__all__ = ["Settings", "client", "logger", "metrics", "throttling_as_aws_throttled"]
+
+#: error codes of AWS calls that a later attempt may get through (the SDK's standard mode
+#: already tried 3 times)
+_RETRYABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "TransactionConflictException",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def throttling_as_aws_throttled(handler: F) -> F:
+    """Raise AWS throttling past the SDK's retries as ``AwsThrottled``: one error name the
+    state machine retries with its own backoff (a botocore error's name is its code, which
+    no Retry could list in full)."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _RETRYABLE_CODES:
+                raise AwsThrottled(f"{code} ({exc.operation_name})") from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
 
 #: SES calls are not retried inside the function: the state machine retries them by error
 #: name (backoff + jitter, visible in the history) instead of paying for Lambda time, and a

@@ -8,7 +8,7 @@ from typing import Any
 
 from sesflow_aws import campaign_flow
 
-from ._common import Settings, client, logger
+from ._common import Settings, client, logger, throttling_as_aws_throttled
 
 MODES = {
     "after-stage": campaign_flow.after_stage,
@@ -20,6 +20,7 @@ MODES = {
 
 
 @logger.inject_lambda_context(log_event=False)
+@throttling_as_aws_throttled
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     mode = MODES.get(str(event.get("mode")))
     if mode is None:

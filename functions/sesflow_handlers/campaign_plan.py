@@ -8,10 +8,11 @@ from typing import Any
 
 from sesflow_aws import campaign_flow
 
-from ._common import Settings, client, logger, metrics
+from ._common import Settings, client, logger, metrics, throttling_as_aws_throttled
 
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
+@throttling_as_aws_throttled
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return campaign_flow.plan(client, event, Settings.from_env())

@@ -746,3 +746,27 @@ def test_summarize_says_how_many_recipients_failed_batches_left(aws: Aws, ctx: L
         "unaccounted": 2,
     }
     assert report["totals"] == {"accepted": 7, "bounced": 1, "unknown": 1, "unaccounted": 2}
+
+
+def test_aws_throttling_past_the_sdk_retries_is_one_error_name_the_machine_retries() -> None:
+    from botocore.exceptions import ClientError
+    from sesflow_core.errors import AwsThrottled
+    from sesflow_handlers._common import throttling_as_aws_throttled
+
+    def failing(code: str) -> Any:
+        @throttling_as_aws_throttled
+        def handler(event: Any, context: Any) -> Any:
+            raise ClientError({"Error": {"Code": code, "Message": "m"}}, "BatchGetItem")
+
+        return handler
+
+    with pytest.raises(AwsThrottled, match=r"ProvisionedThroughputExceededException \(BatchGetItem\)"):
+        failing("ProvisionedThroughputExceededException")({}, None)
+    with pytest.raises(ClientError):  # not a throttle: the machine's Catch sees its own name
+        failing("AccessDeniedException")({}, None)
+    import json
+
+    definition = json.loads((Path(__file__).resolve().parents[2] / "statemachines/campaign.asl.json").read_text())
+    for name in ("Plan", "AfterStage", "Gate", "Summarize"):
+        retried = {e for r in definition["States"][name]["Retry"] for e in r["ErrorEquals"]}
+        assert {"AwsThrottled", "Runtime.ExitError", "Sandbox.Timedout"} <= retried, name
