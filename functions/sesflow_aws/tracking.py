@@ -39,7 +39,8 @@ def s(item: dict[str, Any], name: str) -> str | None:
 
 
 def open_item(ddb: Any, table: str, request: SendRequest, expires_at: int) -> None:
-    """Create the tracking item as ``queued``; never overwrite what an earlier run wrote."""
+    """Create the tracking item as ``queued``; never overwrite what an earlier run wrote. A
+    scheduled send also records the time it is for (``scheduledFor``)."""
     values: dict[str, Any] = {
         ":queued": {"S": status.QUEUED},
         ":rcpt": {"S": request.recipient},
@@ -59,6 +60,9 @@ def open_item(ddb: Any, table: str, request: SendRequest, expires_at: int) -> No
     if request.campaignId:
         values[":cid"] = {"S": request.campaignId}
         sets.append("campaignId = if_not_exists(campaignId, :cid)")
+    if request.sendAt or request.scheduledFor:
+        values[":sf"] = {"S": request.sendAt or request.scheduledFor}
+        sets.append("scheduledFor = if_not_exists(scheduledFor, :sf)")
     ddb.update_item(
         TableName=table,
         Key={"emailId": {"S": request.emailId}},

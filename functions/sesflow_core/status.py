@@ -11,6 +11,7 @@ REJECTED: Final = "rejected"
 FAILED: Final = "failed"
 PAUSED: Final = "paused"
 DEFERRED: Final = "deferred"  # SES refused for rate/quota: a later execution tries again
+SCHEDULED: Final = "scheduled"  # sendAt ahead: a one-time schedule starts the send then
 DELIVERY_DELAYED: Final = "delayed"
 DELIVERED: Final = "delivered"
 BOUNCED: Final = "bounced"
@@ -18,13 +19,14 @@ COMPLAINED: Final = "complained"
 UNSUBSCRIBED: Final = "unsubscribed"
 
 #: statuses the send machine ends with (its terminal outcomes)
-SEND_OUTCOMES: Final = (SENT, SUPPRESSED, REJECTED, FAILED, PAUSED, DEFERRED)
+SEND_OUTCOMES: Final = (SENT, SUPPRESSED, REJECTED, FAILED, PAUSED, DEFERRED, SCHEDULED)
 
 RANK: Final[dict[str, int]] = {
     QUEUED: 0,
     # outcomes of a send attempt that did not reach SES: a later attempt may replace them
     PAUSED: 5,
     DEFERRED: 5,
+    SCHEDULED: 5,
     FAILED: 5,
     REJECTED: 5,
     SUPPRESSED: 10,

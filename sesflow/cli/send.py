@@ -14,9 +14,9 @@ from sesflow.cli.output import EXIT_FAILED, EXIT_OK, UsageError, emit
 from sesflow.client import send_email
 from sesflow.target import Target
 
-#: outcomes of ``sesflow send`` that exit 0 (deferred: a later execution sends it); every other
-#: outcome (failed, rejected, paused) exits 1
-OK_STATUSES: Final = frozenset({"sent", "suppressed", "deferred"})
+#: outcomes of ``sesflow send`` that exit 0 (deferred: a later execution sends it; scheduled:
+#: a schedule sends it at ``--at``); every other outcome (failed, rejected, paused) exits 1
+OK_STATUSES: Final = frozenset({"sent", "suppressed", "deferred", "scheduled"})
 
 
 def parse_tags(values: list[str] | None) -> dict[str, str] | None:
@@ -46,7 +46,7 @@ def send_text(result: dict[str, Any]) -> str:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    """Exit 0 sent/suppressed/deferred, 1 otherwise. JSON: ``{emailId, status, messageId, reason}``."""
+    """Exit 0 sent/suppressed/deferred/scheduled, 1 otherwise. JSON: ``{emailId, status, messageId, reason}``."""
     data = inputs.load_json_object(args.data, "--data")
     tags = parse_tags(args.tag)
     target = inputs.resolve_target(args)
@@ -64,6 +64,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         from_=args.from_,
         reply_to=args.reply_to,
         tags=tags,
+        send_at=args.at,
     )
     emit(args, result, send_text(result))
     return send_exit_code(result)
@@ -88,9 +89,10 @@ def status_view(item: dict[str, Any]) -> dict[str, Any]:
 
 def status_text(email_id: str, item: dict[str, Any]) -> str:
     lines = [f"{email_id}: {item.get('status')}" + (f" ({item['reason']})" if item.get("reason") else "")]
-    for key in ("template", "topic", "recipient", "messageId", "campaignId", "createdAt", "sentAt", "updatedAt"):
+    keys = ("template", "topic", "recipient", "messageId", "campaignId", "createdAt", "scheduledFor", "sentAt")
+    for key in (*keys, "updatedAt"):
         if item.get(key):
-            lines.append(f"  {key:<11} {item[key]}")
+            lines.append(f"  {key:<12} {item[key]}")
     if item["timeline"]:
         lines.append("  timeline:")
         for e in item["timeline"]:
@@ -124,6 +126,12 @@ def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callabl
     p.add_argument("--from", dest="from_", help="sender override (must belong to the identity)")
     p.add_argument("--reply-to")
     p.add_argument("--tag", action="append", help="NAME=VALUE, repeatable")
+    p.add_argument(
+        "--at",
+        metavar="ISO",
+        help="send later: ISO 8601 with an offset, e.g. 2026-12-01T09:00:00+01:00, up to a year ahead "
+        "(ends 'scheduled')",
+    )
     p.add_argument("--timeout", type=float, default=300.0)
     p.set_defaults(func=cmd_send)
 

@@ -257,7 +257,16 @@ def test_exit_codes_are_the_documented_ones() -> None:
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [("sent", 0), ("suppressed", 0), ("deferred", 0), ("failed", 1), ("rejected", 1), ("paused", 1), (None, 1)],
+    [
+        ("sent", 0),
+        ("suppressed", 0),
+        ("deferred", 0),
+        ("scheduled", 0),
+        ("failed", 1),
+        ("rejected", 1),
+        ("paused", 1),
+        (None, 1),
+    ],
 )
 def test_send_exit_codes(status: str | None, code: int) -> None:
     assert send.send_exit_code({"emailId": "e", "status": status}) == code
