@@ -13,10 +13,11 @@ EXPRESS machines are called with ``StartSyncExecution`` (the result comes back i
 response); STANDARD machines with ``StartExecution`` and a poll on the terminal status.
 
 A scheduled send (``send_at``: an aware ``datetime`` or an ISO 8601 string with an offset, up
-to a year ahead) ends ``scheduled``:
+to a year ahead) ends ``scheduled``; until it is sent, ``cancel_email(email_id)`` cancels it:
 
     result = send_email("welcome", "user@example.com", data={...}, send_at=datetime(2026, 12, 1, 9, tzinfo=UTC))
     # {"emailId": "...", "status": "scheduled", "messageId": None, "reason": "scheduled for 2026-12-01T09:00:00Z"}
+    cancel_email(result["emailId"])  # {"emailId": "...", "cancelled": True, "status": "cancelled", ...}
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -128,3 +130,45 @@ def send_email(
             raise TimeoutError(f"email {email_id}: execution still {desc['status']} after {timeout:.0f}s")
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)
+
+
+def _boto3_client(service: str) -> Any:
+    import boto3
+
+    make: Callable[..., Any] = boto3.client  # any service by name (the stubs type literal names)
+    return make(service)
+
+
+def cancel_email(
+    email_id: str,
+    *,
+    reason: str | None = None,
+    tracking_table: str | None = None,
+    schedule_group: str | None = None,
+    event_bus: str | None = None,
+    aws: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
+    """Cancel a scheduled email (status ``scheduled`` -> ``cancelled``; nothing will be sent).
+
+    Returns ``{"emailId", "cancelled": True, "alreadyCancelled", "status": "cancelled",
+    "previousStatus", "sequence", "scheduledFor", "scheduleDeleted", "reason"}``, or
+    ``{"emailId", "cancelled": False, "status", "reason"}`` when it cannot be cancelled
+    (``status`` None: no such email; else it is being sent, was sent, or was never scheduled).
+    The stack's names come from the arguments or ``SESFLOW_TRACKING_TABLE_NAME``,
+    ``SESFLOW_SCHEDULE_GROUP_NAME``, ``SESFLOW_EVENT_BUS_NAME`` (the stack outputs
+    ``TrackingTableName``, ``ScheduleGroupName``, ``EventBusName``); ``aws`` makes a boto3 client
+    per service name (default ``boto3.client``). The caller needs ``dynamodb:UpdateItem`` on the
+    tracking table, ``scheduler:DeleteSchedule`` on the schedule group's schedules and
+    ``events:PutEvents`` on the bus. To reschedule, cancel and send a new request with a new emailId.
+    """
+    from sesflow_aws import scheduled
+
+    env = os.environ
+    return scheduled.cancel(
+        aws or _boto3_client,
+        table=tracking_table or env["SESFLOW_TRACKING_TABLE_NAME"],
+        group=schedule_group or env["SESFLOW_SCHEDULE_GROUP_NAME"],
+        bus=event_bus or env["SESFLOW_EVENT_BUS_NAME"],
+        email_id=email_id,
+        reason=reason or scheduled.DEFAULT_REASON,
+    )

@@ -1,6 +1,9 @@
 """Scheduled single sends in moto: ValidateRequest keeps ``sendAt`` and the item long enough,
-``ScheduleSend`` (the defer function's ``schedule`` action) creates one schedule per emailId
-that starts the request then, and the client's ``send_at``."""
+``ScheduleSend`` (the defer function's ``schedule`` action) creates one schedule per emailId,
+the cancel (``sesflow_aws.scheduled.cancel``, behind ``sesflow cancel`` and
+``sesflow.client.cancel_email``) moves ``scheduled`` to ``cancelled``, closes the ledger,
+deletes the schedule and announces it, and a send that meets the closed ledger raises
+``EmailCancelled``."""
 
 from __future__ import annotations
 
@@ -10,13 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sesflow_aws import scheduled
+from sesflow_core import errors, scheduling
 from sesflow_core import request as req
-from sesflow_core import scheduling
-from sesflow_handlers import defer, validate
+from sesflow_handlers import defer, send, validate
 
-from sesflow.client import build_request
+from sesflow.client import build_request, cancel_email
 
-from .conftest import SCHEDULE_GROUP, SCHEDULER_ROLE_ARN, SEND_MACHINE_ARN, TRACKING, Aws, LambdaContext
+from .conftest import BUS, SCHEDULE_GROUP, SCHEDULER_ROLE_ARN, SEND_MACHINE_ARN, TRACKING, Aws, LambdaContext
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -53,6 +57,10 @@ def schedules(aws: Aws) -> dict[str, dict[str, Any]]:
     scheduler = aws.client("scheduler")
     names = [s["Name"] for s in scheduler.list_schedules(GroupName=SCHEDULE_GROUP)["Schedules"]]
     return {n: scheduler.get_schedule(GroupName=SCHEDULE_GROUP, Name=n) for n in names}
+
+
+def cancel(aws: Aws, email_id: str, **kwargs: Any) -> dict[str, Any]:
+    return scheduled.cancel(aws.client, table=TRACKING, group=SCHEDULE_GROUP, bus=BUS, email_id=email_id, **kwargs)
 
 
 # ---------------------------------------------------------------- validate + schedule
@@ -108,6 +116,107 @@ def test_schedule_creates_one_schedule_per_email_that_starts_the_request_then(aw
     assert again["status"] == "scheduled" and again["reason"].startswith("already scheduled")
     assert list(schedules(aws)) == [name]  # a duplicate request is one schedule; the first time stands
     assert schedules(aws)[name]["ScheduleExpression"] == f"at({send_at[:-1]})"
+
+
+# ---------------------------------------------------------------- cancel
+def test_cancel_closes_the_ledger_deletes_the_schedule_and_announces_it(aws: Aws, ctx: LambdaContext) -> None:
+    send_at = in_hours(1)
+    schedule_email(aws, ctx, "sc-1", send_at)
+    result = cancel(aws, "sc-1", reason="the customer changed their mind")
+    assert result == {
+        "emailId": "sc-1",
+        "cancelled": True,
+        "alreadyCancelled": False,
+        "status": "cancelled",
+        "previousStatus": "scheduled",
+        "sequence": 2,
+        "scheduledFor": send_at,
+        "scheduleDeleted": True,
+        "reason": "the customer changed their mind",
+    }
+    item = aws.item("sc-1")
+    assert (item["status"], item["previousStatus"], item["sendState"]) == ("cancelled", "scheduled", "cancelled")
+    assert item["statusSequence"] == 2 and item["reason"] == "the customer changed their mind"
+    assert schedules(aws) == {}
+    [event] = aws.events("Email Status Changed")
+    assert event["source"] == "sesflow"
+    assert event["detail"] | {"timestamp": None} == {
+        "emailId": "sc-1",
+        "status": "cancelled",
+        "previousStatus": "scheduled",
+        "sequence": 2,
+        "messageId": None,
+        "template": "welcome",
+        "topic": "transactional",
+        "campaignId": None,
+        "reason": "the customer changed their mind",
+        "timestamp": None,
+    }
+    assert event["detail"]["timestamp"] == item["updatedAt"]
+
+    # again: nothing changes, the schedule is gone, the same event (same sequence) is repeated
+    again = cancel(aws, "sc-1")
+    assert again | {"alreadyCancelled": False, "scheduleDeleted": True} == result
+    assert again["alreadyCancelled"] and not again["scheduleDeleted"]
+    assert [e["detail"]["sequence"] for e in aws.events("Email Status Changed")] == [2, 2]
+    assert aws.item("sc-1")["statusSequence"] == 2
+
+
+def test_a_schedule_that_fires_after_the_cancel_sends_nothing(aws: Aws, ctx: LambdaContext) -> None:
+    schedule_email(aws, ctx, "sc-2", in_hours(1))
+    fired_input = json.loads(schedules(aws)[scheduling.schedule_name("sc-2")]["Target"]["Input"])
+    cancel(aws, "sc-2")
+    fired = validate.handler({"request": fired_input}, ctx)
+    assert fired["valid"] and aws.item("sc-2")["status"] == "cancelled"  # open_item never overwrites
+    with pytest.raises(errors.EmailCancelled, match="emailId sc-2 was cancelled before it was sent"):
+        send.handler({"request": fired["request"], "executionId": "fired-1"}, ctx)
+    assert aws.sent() == []
+    assert aws.item("sc-2")["sendState"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("attrs", "reason"),
+    [
+        ({"status": "scheduled", "sendState": "sending", "sendOwner": "x"}, "it is being sent"),
+        ({"status": "sent", "sendState": "sent"}, "it was sent (status sent)"),
+        ({"status": "delivered", "sendState": "sent"}, "it was sent (status delivered)"),
+        ({"status": "queued"}, "it is queued, not scheduled: only a scheduled email can be cancelled"),
+        (
+            {"status": "failed", "sendState": "retryable"},
+            "it is failed, not scheduled: only a scheduled email can be cancelled",
+        ),
+    ],
+)
+def test_what_is_not_scheduled_cannot_be_cancelled(
+    aws: Aws, ctx: LambdaContext, attrs: dict[str, Any], reason: str
+) -> None:
+    aws.put_item("sc-3", statusSequence=1, **attrs)
+    before = aws.item("sc-3")
+    assert cancel(aws, "sc-3") == {"emailId": "sc-3", "cancelled": False, "status": attrs["status"], "reason": reason}
+    assert aws.item("sc-3") == before and aws.events() == []
+
+
+def test_a_scheduled_email_whose_ledger_was_freed_can_be_cancelled(aws: Aws, ctx: LambdaContext) -> None:
+    """``retryable``: a fired run failed before SES (and has not recorded it yet): nothing was sent."""
+    aws.put_item("sc-4", status="scheduled", sendState="retryable", statusSequence=1)
+    assert cancel(aws, "sc-4")["cancelled"] is True
+    assert aws.item("sc-4")["sendState"] == "cancelled"
+
+
+def test_an_unknown_email_is_not_cancelled(aws: Aws) -> None:
+    assert cancel(aws, "nope") == {"emailId": "nope", "cancelled": False, "status": None, "reason": "no such email"}
+    assert aws.item("nope") == {}
+
+
+def test_the_client_takes_the_names_from_the_environment(
+    aws: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schedule_email(aws, ctx, "sc-5", in_hours(3))
+    monkeypatch.setenv("SESFLOW_TRACKING_TABLE_NAME", TRACKING)
+    monkeypatch.setenv("SESFLOW_SCHEDULE_GROUP_NAME", SCHEDULE_GROUP)
+    monkeypatch.setenv("SESFLOW_EVENT_BUS_NAME", BUS)
+    result = cancel_email("sc-5")
+    assert result["cancelled"] and result["reason"] == scheduled.DEFAULT_REASON and schedules(aws) == {}
 
 
 # ---------------------------------------------------------------- the client's send_at
