@@ -3,8 +3,9 @@
 It is taken with a conditional write *before* the SES call and completed after it, so a
 retried state, a redelivered event or a second execution for the same emailId never sends
 twice. States: absent / ``retryable`` (free), ``sending`` (held by ``sendOwner``), ``sent``,
-``rejected``. Hand-written (no library models a claim like this one): one conditional
-``UpdateItem`` is the whole mechanism, and a campaign creates the tracking item with it.
+``rejected``, ``cancelled`` (closed by a cancel of a scheduled email: never sent).
+Hand-written (no library models a claim like this one): one conditional ``UpdateItem`` is
+the whole mechanism, and a campaign creates the tracking item with it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from sesflow_core.clock import now_iso
 
-RETRYABLE, SENDING, SENT, REJECTED = "retryable", "sending", "sent", "rejected"
+RETRYABLE, SENDING, SENT, REJECTED, CANCELLED = "retryable", "sending", "sent", "rejected", "cancelled"
 
 
 def _value(v: str | int) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""One-time EventBridge Scheduler schedules that start a state machine (deferred sends)."""
+"""One-time EventBridge Scheduler schedules that start a state machine (deferred and
+scheduled sends)."""
 
 from __future__ import annotations
 
@@ -24,5 +25,15 @@ def start_once(
             Target={"Arn": machine_arn, "RoleArn": role_arn, "Input": json.dumps(payload)},
         )
     except scheduler.exceptions.ConflictException:
+        return False
+    return True
+
+
+def delete_once(scheduler: Any, *, name: str, group: str) -> bool:
+    """Delete a schedule; False when there is none (it fired and deleted itself, or was
+    deleted before)."""
+    try:
+        scheduler.delete_schedule(Name=name, GroupName=group)
+    except scheduler.exceptions.ResourceNotFoundException:
         return False
     return True

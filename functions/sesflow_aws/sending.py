@@ -9,6 +9,7 @@ from typing import Any
 from sesflow_core import mime
 from sesflow_core import unsubscribe as unsub
 from sesflow_core.errors import (
+    EmailCancelled,
     SendInProgress,
     SesMessageRejected,
     SesOutcomeUnknown,
@@ -76,8 +77,10 @@ def send_once(client: Client, settings: Settings, request: SendRequest, owner: s
     """The send step: ``{"emailId", "messageId", "duplicate"}``, or a named error.
 
     Another holder of the ledger: ``sent`` returns the first result (``duplicate``);
-    ``rejected`` raises the first rejection again; ``sending`` by this execution means an
-    earlier attempt's outcome is unknown (not resent, ADR 0002); by another, ``SendInProgress``.
+    ``rejected`` raises the first rejection again; ``cancelled`` (a scheduled email cancelled
+    before its schedule's execution got here) raises ``EmailCancelled``; ``sending`` by this
+    execution means an earlier attempt's outcome is unknown (not resent, ADR 0002); by another,
+    ``SendInProgress``.
     """
     ddb, table = client("dynamodb"), settings.tracking_table
     holder = ledger.take(ddb, table, request.emailId, owner)
@@ -87,6 +90,8 @@ def send_once(client: Client, settings: Settings, request: SendRequest, owner: s
             return {"emailId": request.emailId, "messageId": ledger.attr(holder, "messageId"), "duplicate": True}
         if state == ledger.REJECTED:
             raise SesMessageRejected(ledger.attr(holder, "reason") or "rejected by SES earlier")
+        if state == ledger.CANCELLED:
+            raise EmailCancelled(f"emailId {request.emailId} was cancelled before it was sent")
         if ledger.attr(holder, "sendOwner") == owner:
             raise SesOutcomeUnknown("an earlier attempt of this execution has an unknown outcome; not resending")
         raise SendInProgress(f"emailId {request.emailId} is being sent by another execution")

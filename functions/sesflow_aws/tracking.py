@@ -25,7 +25,7 @@ from sesflow_core.clock import now_iso
 from sesflow_core.feedback import feedback_may_replace
 from sesflow_core.request import SendRequest
 
-from . import events
+from . import events, ledger
 
 STATUS_EVENT = "Email Status Changed"
 #: ``previousStatus`` of a first status write (there was none)
@@ -75,7 +75,8 @@ def s(item: dict[str, Any], name: str) -> str | None:
 
 
 def open_item(ddb: Any, table: str, request: SendRequest, expires_at: int) -> None:
-    """Create the tracking item as ``queued``; never overwrite what an earlier run wrote."""
+    """Create the tracking item as ``queued``; never overwrite what an earlier run wrote. A
+    scheduled send also records the time it is for (``scheduledFor``)."""
     values: dict[str, Any] = {
         ":queued": {"S": status.QUEUED},
         ":rcpt": {"S": request.recipient},
@@ -95,6 +96,9 @@ def open_item(ddb: Any, table: str, request: SendRequest, expires_at: int) -> No
     if request.campaignId:
         values[":cid"] = {"S": request.campaignId}
         sets.append("campaignId = if_not_exists(campaignId, :cid)")
+    if request.sendAt or request.scheduledFor:
+        values[":sf"] = {"S": request.sendAt or request.scheduledFor}
+        sets.append("scheduledFor = if_not_exists(scheduledFor, :sf)")
     ddb.update_item(
         TableName=table,
         Key={"emailId": {"S": request.emailId}},
@@ -256,6 +260,56 @@ def _record_with_status(
         sequence=sequence,
         pending=pending,
     )
+
+
+@dataclass
+class Cancel:
+    """What :func:`cancel_scheduled` found: ``item`` is the item after the write when it
+    cancelled, else as it was (None: no such email)."""
+
+    cancelled: bool  # this write cancelled it
+    item: dict[str, Any] | None
+
+    @property
+    def status(self) -> str | None:
+        return s(self.item, "status") if self.item else None
+
+    @property
+    def sequence(self) -> int | None:
+        value = (self.item or {}).get("statusSequence", {}).get("N")
+        return int(value) if value is not None else None
+
+
+def cancel_scheduled(ddb: Any, table: str, email_id: str, reason: str) -> Cancel:
+    """``scheduled`` -> ``cancelled`` and the send ledger closed (``sendState`` cancelled), in
+    one conditional write: only while the email is scheduled and its ledger free (absent or
+    ``retryable``), so it cannot meet a send in progress or done. A schedule that fires later
+    finds the ledger closed (``EmailCancelled``) and sends nothing."""
+    try:
+        item = ddb.update_item(
+            TableName=table,
+            Key={"emailId": {"S": email_id}},
+            UpdateExpression=(
+                "SET previousStatus = #s, #s = :cancelled, reason = :reason, updatedAt = :now, "
+                "sendState = :closed, sendFinishedAt = :now ADD statusSequence :one"
+            ),
+            ConditionExpression="#s = :scheduled AND (attribute_not_exists(sendState) OR sendState = :retryable)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":cancelled": {"S": status.CANCELLED},
+                ":scheduled": {"S": status.SCHEDULED},
+                ":closed": {"S": ledger.CANCELLED},
+                ":retryable": {"S": ledger.RETRYABLE},
+                ":reason": {"S": reason[:1000]},
+                ":now": {"S": now_iso()},
+                ":one": {"N": "1"},
+            },
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )["Attributes"]
+    except ddb.exceptions.ConditionalCheckFailedException as exc:
+        return Cancel(False, exc.response.get("Item") or None)
+    return Cancel(True, item)
 
 
 def find_email_id(ddb: Any, table: str, message_id: str) -> str | None:

@@ -59,6 +59,11 @@ class SendInProgress(SesflowError):
     """Another execution holds the send ledger for this emailId; retried until it finishes."""
 
 
+class EmailCancelled(SesflowError):
+    """The email was cancelled before its scheduled send (``sesflow cancel``): the send ledger
+    is closed, nothing is sent, the status stays ``cancelled``."""
+
+
 class InvalidCampaign(InvalidEmailRequest):
     """The campaign request itself is unusable (not one of its rows)."""
 
@@ -90,6 +95,7 @@ ASL_ERROR_NAMES = tuple(
         SesTransientError,
         SesOutcomeUnknown,
         SendInProgress,
+        EmailCancelled,
         InvalidCampaign,
         CampaignRejected,
         CampaignWorkerCrashed,

@@ -11,7 +11,10 @@ Limits (documented in README and schemas/send-request.schema.json):
   that suppression, tracking and feedback stay per recipient);
 * ``from``/``replyTo``: must belong to the stack's SES identity (the address itself, or an
   address at that domain or a subdomain of it);
-* ``tags``: up to 10, names and values ``[A-Za-z0-9_-]{1,256}``.
+* ``tags``: up to 10, names and values ``[A-Za-z0-9_-]{1,256}``;
+* ``sendAt``: an ISO 8601 date and time with a UTC offset, in the future (60 s of clock skew
+  allowed: then it is sent at once), at most a year ahead (``scheduling``); ``scheduledFor``
+  is what the schedule's execution carries instead (set by the send machine).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from . import ids
+from . import ids, scheduling
 from .errors import InvalidEmailRequest
 
 MAX_DATA_BYTES = 32 * 1024
@@ -51,6 +55,8 @@ KNOWN_FIELDS = frozenset(
         "campaignId",
         "stage",
         "sendRound",
+        "sendAt",
+        "scheduledFor",
     }
 )
 #: deferrals are numbered by the machine (``sendRound``); far more than any MaxSendRounds
@@ -86,6 +92,8 @@ class SendRequest:
     campaignId: str | None = None
     stage: str | None = None
     sendRound: int = 0  # set by the send machine when it defers a send (0: the first try)
+    sendAt: str | None = None  # a future time (UTC, normalised): the send machine schedules it
+    scheduledFor: str | None = None  # set by the send machine: the time a scheduled send was for
 
     @property
     def transactional(self) -> bool:
@@ -101,6 +109,13 @@ class SendRequest:
         what a later execution of the send machine gets when this one is deferred."""
         d = self.to_dict()
         return {k: v for k, v in d.items() if (k in KNOWN_FIELDS and v not in (None, {}, 0)) or k == "sendRound"}
+
+    def scheduled_input(self) -> dict[str, Any]:
+        """What the one-time schedule of a scheduled send starts: the request without
+        ``sendAt`` (so a late start is not "in the past") and with ``scheduledFor``."""
+        d = {k: v for k, v in self.as_input().items() if k != "sendAt"}
+        d["scheduledFor"] = self.sendAt
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SendRequest:
@@ -230,8 +245,25 @@ def _campaign_fields(raw: dict[str, Any]) -> tuple[str | None, str | None, int]:
     return campaign_id, None if stage is None else str(stage), send_round
 
 
-def validate(raw: Any, *, identity: str, default_email_id: str | None = None) -> SendRequest:
-    """Validate and normalise a send request; raise :class:`InvalidEmailRequest`."""
+def _timing(raw: dict[str, Any], now: datetime) -> tuple[str | None, str | None]:
+    """(sendAt, scheduledFor), normalised to UTC: ``sendAt`` only when it lies ahead; one due
+    now (within the clock skew) is sent at once and its time kept as ``scheduledFor``."""
+    send_at, scheduled_for = raw.get("sendAt"), raw.get("scheduledFor")
+    if send_at is not None and scheduled_for is not None:
+        raise _reject("sendAt and scheduledFor exclude each other (scheduledFor is set by the send machine)")
+    if scheduled_for is not None:
+        return None, scheduling.iso(scheduling.parse_instant(scheduled_for, "scheduledFor"))
+    if send_at is None:
+        return None, None
+    at, ahead = scheduling.send_at(send_at, now)
+    return (scheduling.iso(at), None) if ahead else (None, scheduling.iso(at))
+
+
+def validate(
+    raw: Any, *, identity: str, default_email_id: str | None = None, now: datetime | None = None
+) -> SendRequest:
+    """Validate and normalise a send request; raise :class:`InvalidEmailRequest`. ``now``
+    (default: the clock) is what ``sendAt`` is checked against."""
     raw = _check_envelope(raw)
     email_id = raw.get("emailId") or default_email_id or str(uuid.uuid4())
     if not ids.is_email_id(email_id):
@@ -240,6 +272,7 @@ def validate(raw: Any, *, identity: str, default_email_id: str | None = None) ->
     to = parse_address(raw.get("to"), "to")
     topic = _matching(raw.get("topic") or TRANSACTIONAL, _TOPIC_RE, "topic", "[a-z0-9_-]{1,64}")
     campaign_id, stage, send_round = _campaign_fields(raw)
+    send_at, scheduled_for = _timing(raw, now or datetime.now(UTC))
     return SendRequest(
         emailId=email_id,
         template=template,
@@ -255,6 +288,8 @@ def validate(raw: Any, *, identity: str, default_email_id: str | None = None) ->
         campaignId=campaign_id,
         stage=stage,
         sendRound=send_round,
+        sendAt=send_at,
+        scheduledFor=scheduled_for,
     )
 
 

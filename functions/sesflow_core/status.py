@@ -12,6 +12,8 @@ REJECTED: Final = "rejected"
 FAILED: Final = "failed"
 PAUSED: Final = "paused"
 DEFERRED: Final = "deferred"  # SES refused for rate/quota: a later execution tries again
+SCHEDULED: Final = "scheduled"  # sendAt ahead: a one-time schedule starts the send then
+CANCELLED: Final = "cancelled"  # a scheduled email cancelled before it was sent (sesflow cancel)
 DELIVERY_DELAYED: Final = "delayed"
 DELIVERED: Final = "delivered"
 BOUNCED: Final = "bounced"
@@ -19,13 +21,14 @@ COMPLAINED: Final = "complained"
 UNSUBSCRIBED: Final = "unsubscribed"
 
 #: statuses the send machine ends with (its terminal outcomes)
-SEND_OUTCOMES: Final = (SENT, SUPPRESSED, REJECTED, FAILED, PAUSED, DEFERRED)
+SEND_OUTCOMES: Final = (SENT, SUPPRESSED, REJECTED, FAILED, PAUSED, DEFERRED, SCHEDULED, CANCELLED)
 
 RANK: Final[dict[str, int]] = {
     QUEUED: 0,
     # outcomes of a send attempt that did not reach SES: a later attempt may replace them
     PAUSED: 5,
     DEFERRED: 5,
+    SCHEDULED: 5,
     FAILED: 5,
     REJECTED: 5,
     SUPPRESSED: 10,
@@ -38,6 +41,9 @@ RANK: Final[dict[str, int]] = {
     BOUNCED: 30,
     COMPLAINED: 40,
     UNSUBSCRIBED: 40,
+    # terminal: the cancel closed the send ledger, so the email is never sent and no feedback
+    # (delivery, bounce, unsubscribe...) can follow; nothing replaces it
+    CANCELLED: 50,
 }
 
 #: statuses a send outcome may overwrite (the ASL Record states' condition lists these)

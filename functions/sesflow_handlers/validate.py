@@ -5,15 +5,19 @@ Output: ``{"valid": true, "request": <normalised>, "suppressionTopics", "meta"}`
 request that breaks the contract ``{"valid": false, "request": <what could be kept>,
 "outcome": <rejected, with the reason>, "meta"}``, which the machine records as
 ``rejected``. A rejected request's emailId is its own when valid, else the execution name.
+A request with ``sendAt`` ahead keeps it in ``request`` (the machine then schedules it), and
+its item is kept ``TrackingRetentionDays`` after that time rather than after now.
 """
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from sesflow_aws import tracking
 from sesflow_core import request as req
-from sesflow_core import status, suppression
+from sesflow_core import scheduling, status, suppression
 from sesflow_core.errors import InvalidEmailRequest
 
 from ._common import Settings, client, logger
@@ -24,16 +28,24 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     raw = event.get("request", event) if isinstance(event, dict) else event
     execution_name = event.get("executionName") if isinstance(event, dict) else None
-    expires_at = settings.expires_at()  # once: the record and the machine's meta agree
-    meta = {"expiresAt": str(expires_at)}
+    now = time.time()
     try:
-        request = req.validate(raw, identity=settings.sender_identity, default_email_id=execution_name)
+        request = req.validate(
+            raw,
+            identity=settings.sender_identity,
+            default_email_id=execution_name,
+            now=datetime.fromtimestamp(now, UTC),
+        )
     except InvalidEmailRequest as exc:
+        meta = {"expiresAt": str(settings.expires_at(now))}
         kept = req.kept_fields(raw, execution_name)
         logger.info("request rejected", extra={"emailId": kept["emailId"], "reason": str(exc)})
         outcome = {"emailId": kept["emailId"], "status": status.REJECTED, "messageId": None, "reason": str(exc)}
         return {"valid": False, "request": kept, "outcome": outcome, "meta": meta}
     logger.append_keys(emailId=request.emailId, template=request.template, topic=request.topic)
+    # once: the record and the machine's meta agree
+    expires_at = settings.expires_at(max(now, scheduling.epoch(request.sendAt)) if request.sendAt else now)
+    meta = {"expiresAt": str(expires_at)}
     tracking.open_item(client("dynamodb"), settings.tracking_table, request, expires_at)
     logger.info("request accepted")
     return {

@@ -5,9 +5,9 @@ command and its sub-command); the one nearest the end wins.
 
 Exit codes: 0 success; 1 it ran and failed (a function error, an execution that did not
 succeed, an email that ended failed, rejected or paused, a failed doctor check, a campaign
-that did not complete, an AWS error; suppression check: the address is suppressed);
-2 bad usage or input (argparse errors, malformed JSON, an unknown function, email or
-campaign, no stack).
+that did not complete, an AWS error; suppression check: the address is suppressed; cancel:
+the email is being sent, was sent or was not scheduled); 2 bad usage or input (argparse
+errors, malformed JSON, an unknown function, email or campaign, no stack).
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 Exit codes, for every command:
 
-* 0 (``EXIT_OK``): it worked (``sesflow send``: the email ended ``sent``, ``suppressed`` or
-  ``deferred``);
+* 0 (``EXIT_OK``): it worked (``sesflow send``: the email ended ``sent``, ``suppressed``,
+  ``deferred`` or ``scheduled``; ``sesflow cancel``: it is cancelled);
 * 1 (``EXIT_FAILED``): it ran and failed: a function error, an execution that did not succeed,
   an email that ended ``failed``, ``rejected`` or ``paused``, a failed doctor check, a campaign
   that did not complete, a timeout, an AWS error; ``suppression check``: the address is
-  suppressed;
+  suppressed; ``cancel``: the email is being sent, was sent or was not scheduled;
 * 2 (``EXIT_USAGE``): bad usage or input: argparse errors, malformed JSON, an unknown function,
   state machine, email or campaign, no stack to talk to.
 """

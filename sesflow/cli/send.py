@@ -1,4 +1,5 @@
-"""``sesflow send`` and ``sesflow status``: one email, and its tracking item."""
+"""``sesflow send``, ``sesflow status`` and ``sesflow cancel``: one email, its tracking item, and
+cancelling it while it is scheduled."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from sesflow_aws.dynamo import to_plain
 
 from sesflow.cli import inputs
 from sesflow.cli.output import EXIT_FAILED, EXIT_OK, UsageError, emit
-from sesflow.client import send_email
+from sesflow.client import cancel_email, send_email
 from sesflow.target import Target
 
-#: outcomes of ``sesflow send`` that exit 0 (deferred: a later execution sends it); every other
-#: outcome (failed, rejected, paused) exits 1
-OK_STATUSES: Final = frozenset({"sent", "suppressed", "deferred"})
+#: outcomes of ``sesflow send`` that exit 0 (deferred: a later execution sends it; scheduled:
+#: a schedule sends it at ``--at``); every other outcome (failed, rejected, paused) exits 1
+OK_STATUSES: Final = frozenset({"sent", "suppressed", "deferred", "scheduled"})
 
 
 def parse_tags(values: list[str] | None) -> dict[str, str] | None:
@@ -46,7 +47,7 @@ def send_text(result: dict[str, Any]) -> str:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    """Exit 0 sent/suppressed/deferred, 1 otherwise. JSON: ``{emailId, status, messageId, reason}``."""
+    """Exit 0 sent/suppressed/deferred/scheduled, 1 otherwise. JSON: ``{emailId, status, messageId, reason}``."""
     data = inputs.load_json_object(args.data, "--data")
     tags = parse_tags(args.tag)
     target = inputs.resolve_target(args)
@@ -64,6 +65,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         from_=args.from_,
         reply_to=args.reply_to,
         tags=tags,
+        send_at=args.at,
     )
     emit(args, result, send_text(result))
     return send_exit_code(result)
@@ -88,9 +90,10 @@ def status_view(item: dict[str, Any]) -> dict[str, Any]:
 
 def status_text(email_id: str, item: dict[str, Any]) -> str:
     lines = [f"{email_id}: {item.get('status')}" + (f" ({item['reason']})" if item.get("reason") else "")]
-    for key in ("template", "topic", "recipient", "messageId", "campaignId", "createdAt", "sentAt", "updatedAt"):
+    keys = ("template", "topic", "recipient", "messageId", "campaignId", "createdAt", "scheduledFor", "sentAt")
+    for key in (*keys, "updatedAt"):
         if item.get(key):
-            lines.append(f"  {key:<11} {item[key]}")
+            lines.append(f"  {key:<12} {item[key]}")
     if item["timeline"]:
         lines.append("  timeline:")
         for e in item["timeline"]:
@@ -109,6 +112,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cancel_text(result: dict[str, Any]) -> str:
+    if not result["cancelled"]:
+        return f"{result['emailId']}: not cancelled: {result['reason']}"
+    line = f"{result['emailId']}: cancelled" + (" (already)" if result.get("alreadyCancelled") else "")
+    if result.get("scheduledFor"):
+        line += f"; it was scheduled for {result['scheduledFor']}"
+    return line
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Exit 0 cancelled (now or before), 1 not cancellable (being sent, sent, not scheduled),
+    2 no such email. JSON: what ``sesflow.client.cancel_email`` returns."""
+    target = inputs.resolve_target(args)
+    result = cancel_email(
+        args.email_id,
+        reason=args.reason,
+        tracking_table=target.outputs["TrackingTableName"],
+        schedule_group=target.physical_id("ScheduleGroup", "AWS::Scheduler::ScheduleGroup"),
+        event_bus=target.outputs["EventBusName"],
+        aws=target.clients.client,
+    )
+    if not result["cancelled"] and result["status"] is None:
+        raise UsageError(f"no tracking item for emailId {args.email_id!r}")
+    emit(args, result, cancel_text(result))
+    return EXIT_OK if result["cancelled"] else EXIT_FAILED
+
+
 def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callable[[], argparse.ArgumentParser]) -> None:
     p = add_parser(
         "send",
@@ -124,9 +154,24 @@ def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callabl
     p.add_argument("--from", dest="from_", help="sender override (must belong to the identity)")
     p.add_argument("--reply-to")
     p.add_argument("--tag", action="append", help="NAME=VALUE, repeatable")
+    p.add_argument(
+        "--at",
+        metavar="ISO",
+        help="send later: ISO 8601 with an offset, e.g. 2026-12-01T09:00:00+01:00, up to a year ahead "
+        "(ends 'scheduled'; `sesflow cancel EMAIL_ID` cancels it)",
+    )
     p.add_argument("--timeout", type=float, default=300.0)
     p.set_defaults(func=cmd_send)
 
     p = add_parser("status", help="the tracking item of one email", parents=[common()])
     p.add_argument("email_id")
     p.set_defaults(func=cmd_status)
+
+    p = add_parser(
+        "cancel",
+        help="cancel a scheduled email before it is sent (exit 1: being sent, sent or not scheduled)",
+        parents=[common()],
+    )
+    p.add_argument("email_id")
+    p.add_argument("--reason", help="recorded as the status reason (default: cancelled before its scheduled time)")
+    p.set_defaults(func=cmd_cancel)

@@ -4,6 +4,7 @@ command that reads the stack, DynamoDB numbers as JSON numbers, ``campaign start
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,28 @@ def test_send_json_before_and_after_the_command(run: Run) -> None:
     code, before, _ = run("--json", *base)
     code_after, after, _ = run(*base, "--json")  # the same emailId: the same (rejected) outcome
     assert code == code_after == 1 and json.loads(before) == json.loads(after)
+
+
+def test_send_at_and_cancel_exit_codes(run: Run) -> None:
+    """``send --at`` ends scheduled (exit 0); ``cancel`` exits 0 cancelled (again: 0, already),
+    1 not cancellable (sent), 2 no such email; ``status`` shows when it was scheduled for."""
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    code, result = send(run, "success@simulator.amazonses.com", "--at", at, "--json")
+    assert code == 0 and result["status"] == "scheduled" and result["reason"] == f"scheduled for {at}"
+    email_id = result["emailId"]
+    code, out, _ = run("status", email_id)
+    assert code == 0 and out.startswith(f"{email_id}: scheduled (scheduled for {at})\n") and f"scheduledFor {at}" in out
+    code, out, _ = run("cancel", email_id)
+    assert code == 0 and out == f"{email_id}: cancelled; it was scheduled for {at}\n"
+    code, again = both_ways(run, "cancel", email_id)
+    assert code == 0 and again["cancelled"] and again["alreadyCancelled"] and again["status"] == "cancelled"
+    code, sent = send(run, "success@simulator.amazonses.com", "--json")
+    code, out, _ = run("cancel", sent["emailId"], "--json")
+    assert code == 1 and json.loads(out)["reason"].startswith("it was sent")
+    code, _, err = run("cancel", "no-such-email")
+    assert code == 2 and "no tracking item" in err
+    code, result = send(run, "success@simulator.amazonses.com", "--at", "tomorrow", "--json")
+    assert code == 1 and result["status"] == "rejected" and "sendAt must be an ISO 8601" in result["reason"]
 
 
 def test_status_json_numbers_are_numbers(run: Run, stack: Target) -> None:

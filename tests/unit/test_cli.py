@@ -36,6 +36,7 @@ COMMANDS: dict[str, list[str]] = {
     "outbox": [],
     "send": ["--template", "welcome", "--to", "a@example.org"],
     "status": ["email-1"],
+    "cancel": ["email-1"],
     "suppression list": [],
     "suppression add": ["a@example.org", "--reason", "r"],
     "suppression remove": ["a@example.org", "--reason", "r"],
@@ -145,6 +146,7 @@ def test_old_modules_are_gone() -> None:
         ["campaign", "start", "--template", "t", "--recipients", "x.csv", "--approval", "sometimes"],
         ["suppression", "add", "a@example.org"],
         ["status"],
+        ["cancel"],
         ["doctor", "--bogus"],
         ["--json"],
     ],
@@ -178,6 +180,7 @@ def no_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         (["campaign", "start", "--template", "t", "--recipients", "/no/such.csv"], "no such file"),
         (["suppression", "check", "not-an-address"], "address"),
         (["status", "e1"], "local stack is not running"),
+        (["cancel", "e1"], "local stack is not running"),
         (["--json", "campaign", "status", "c1"], "local stack is not running"),
         (["local", "status", "--json"], None),
     ],
@@ -257,7 +260,17 @@ def test_exit_codes_are_the_documented_ones() -> None:
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [("sent", 0), ("suppressed", 0), ("deferred", 0), ("failed", 1), ("rejected", 1), ("paused", 1), (None, 1)],
+    [
+        ("sent", 0),
+        ("suppressed", 0),
+        ("deferred", 0),
+        ("scheduled", 0),
+        ("failed", 1),
+        ("rejected", 1),
+        ("paused", 1),
+        ("cancelled", 1),
+        (None, 1),
+    ],
 )
 def test_send_exit_codes(status: str | None, code: int) -> None:
     assert send.send_exit_code({"emailId": "e", "status": status}) == code
