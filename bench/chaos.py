@@ -843,7 +843,7 @@ def run(
     rate: float = 12.0,
     campaign_rate: float = 25.0,
     sdir: Path | None = None,
-    timeout: float = 540.0,
+    timeout: float = 1200.0,
     log: Callable[[str], None] = print,
     keep: bool = False,
 ) -> Result:
@@ -983,6 +983,9 @@ def main(argv: list[str] | None = None) -> int:
         default=25.0,
         help="maxSendRate of the paused campaign (the cancelled one: a quarter)",
     )
+    parser.add_argument(
+        "--timeout", type=float, default=1200.0, help="seconds before the run counts as stuck (default 1200)"
+    )
     parser.add_argument("--faults", type=Path, help="a JSON list of fault rules instead of the default plan")
     parser.add_argument("--json", type=Path, help="write the figures and every violation here")
     parser.add_argument("--keep", action="store_true", help="leave the local stack running to inspect it")
@@ -997,6 +1000,7 @@ def main(argv: list[str] | None = None) -> int:
         args.fault_scale,
         args.rate,
         args.campaign_rate,
+        timeout=args.timeout,
         keep=args.keep,
     )
     print(report(result))
