@@ -45,8 +45,10 @@ NEWS = {"title": "T", "intro": "I", "articles": []}
 # latency model of AWS instead (ms): an SES SendEmail ~30, a DynamoDB write ~8, an
 # EventBridge PutEvents ~15, plus ~5 of handler work per invocation.
 AWS_MS = {
-    "CampaignSendBatchFunction": lambda batch: 5 + batch * (30 + 8 + 1),  # claim + send + render
-    "FeedbackFunction": lambda _: 5 + 8 + 15,  # one tracking write + one status event
+    # render + claim + send + the write that records sent and the messageId
+    "CampaignSendBatchFunction": lambda batch: 5 + batch * (1 + 8 + 30 + 8),
+    # the tracking write (event key pending) + the status event + the write that ends pending
+    "FeedbackFunction": lambda _: 5 + 8 + 15 + 8,
     "ValidateFunction": lambda _: 5 + 8,
     "SendFunction": lambda _: 5 + 2 + 8 + 30 + 8,  # claim, render, SES, release
 }
@@ -225,9 +227,10 @@ def main(argv: list[str] | None = None) -> None:
     ours = cost_lines(st, accepted, child_lines)
     ours.append(("DynamoDB suppression lookups (BatchGetItem)", suppression_read_cost(accepted)))
     # the same run with per-email delivery tracking (CampaignDeliveryTracking=true): one
-    # feedback invocation, one tracking write and one status event more per email
+    # feedback invocation, two tracking writes (the event key pending, then done) and one
+    # status event more per email
     full_st = json.loads(json.dumps(st))
-    full_st["requests"]["dynamodb:UpdateItem"] = full_st["requests"].get("dynamodb:UpdateItem", 0) + accepted
+    full_st["requests"]["dynamodb:UpdateItem"] = full_st["requests"].get("dynamodb:UpdateItem", 0) + 2 * accepted
     full_st["requests"]["events:PutEvents"] = full_st["requests"].get("events:PutEvents", 0) + accepted
     feedback = next((e for n, e in full_st["lambda"].items() if "FeedbackFunction" in n), None)
     if feedback is None:
