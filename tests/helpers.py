@@ -155,3 +155,15 @@ def fault_log(endpoint: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{endpoint}/_sesflow/faults?log=1", timeout=10) as resp:
         log: list[dict[str, Any]] = json.loads(resp.read())["log"]
     return log
+
+
+def status_events(
+    capture: EventCapture, email_id: str, until: Callable[[set[str]], bool], timeout: float = 15.0
+) -> list[dict[str, Any]]:
+    """The status events of one email, once ``until(their statuses)`` holds."""
+
+    def found() -> list[dict[str, Any]]:
+        events = capture.matching(lambda e: e["detail"]["emailId"] == email_id)
+        return events if until(statuses(events)) else []
+
+    return poll(found, timeout, what=f"status events of {email_id}")

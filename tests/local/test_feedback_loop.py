@@ -21,8 +21,8 @@ from sesflow.cli.suppression import entries
 from sesflow.target import Target
 
 from ..conftest import load_event
-from ..helpers import EventCapture, assert_status_chain, events_delivered, poll
-from .test_send_machine import messages_for, status_events
+from ..helpers import EventCapture, assert_status_chain, events_delivered, poll, status_events
+from .test_send_machine import messages_for
 
 pytestmark = pytest.mark.local
 

@@ -19,7 +19,7 @@ from sesflow.client import cancel_email
 from sesflow.local.ses import outbox_entries
 from sesflow.target import Target
 
-from ..helpers import EventCapture, assert_status_chain, poll, statuses
+from ..helpers import EventCapture, assert_status_chain, poll, status_events
 
 pytestmark = pytest.mark.local
 
@@ -70,11 +70,7 @@ def cancel(stack: Target, email_id: str) -> dict[str, Any]:
 
 
 def events_of(capture: EventCapture, email_id: str, wanted: set[str], timeout: float = 30.0) -> list[dict[str, Any]]:
-    def found() -> list[dict[str, Any]]:
-        events = capture.matching(lambda e: e["detail"]["emailId"] == email_id)
-        return events if wanted <= statuses(events) else []
-
-    return poll(found, timeout, what=f"status events {sorted(wanted)} of {email_id}")
+    return status_events(capture, email_id, lambda s: wanted <= s, timeout)
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -28,7 +28,7 @@ from ..helpers import (
     inject_ses_faults,
     poll,
     set_fault_plan,
-    statuses,
+    status_events,
 )
 
 pytestmark = pytest.mark.local
@@ -58,18 +58,6 @@ def wait_for_status(stack: Target, email_id: str, wanted: str, timeout: float = 
         what=f"{email_id} reaches {wanted}",
     )
     return item
-
-
-def status_events(
-    capture: EventCapture, email_id: str, until: Callable[[set[str]], bool], timeout: float = 15.0
-) -> list[dict[str, Any]]:
-    """The status events of one email, once ``until(their statuses)`` holds."""
-
-    def found() -> list[dict[str, Any]]:
-        events = capture.matching(lambda e: e["detail"]["emailId"] == email_id)
-        return events if until(statuses(events)) else []
-
-    return poll(found, timeout, what=f"status events of {email_id}")
 
 
 @pytest.fixture(autouse=True)
