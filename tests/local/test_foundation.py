@@ -84,7 +84,7 @@ def test_translator_rejection_names_resource_and_reason(tmp_path: Path) -> None:
     bad = (
         (ROOT / "template.yaml")
         .read_text()
-        .replace("Handler: sesflow_handlers.", "Handler: 42\n      Events: {Broken: {Type: NoSuchEvent}}\n      #")
+        .replace("Handler: sesflow_handlers.", "Handler: 42\n      Events: {Broken: {Type: NoSuchEvent}}\n      #", 1)
     )
     (tmp_path / "template.yaml").write_text(bad)
     template = load_template(tmp_path / "template.yaml")
