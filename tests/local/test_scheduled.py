@@ -7,19 +7,17 @@ import json
 import math
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sesflow_core import scheduling
 
-from sesflow import executions
 from sesflow.cli.send import tracking_item
 from sesflow.client import cancel_email
-from sesflow.local.ses import outbox_entries
 from sesflow.target import Target
 
 from ..helpers import EventCapture, assert_status_chain, poll, status_events
+from .test_send_machine import messages_for, run, visited
 
 pytestmark = pytest.mark.local
 
@@ -29,21 +27,6 @@ SCHEDULED_PATH = ["ValidateRequest", "IsRequestValid", "ScheduleSend", "RecordSt
 
 def iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def run(stack: Target, request: dict[str, Any]) -> executions.ExecutionReport:
-    sfn = stack.clients.client("stepfunctions")
-    arn = executions.start(sfn, stack.outputs["SendStateMachineArn"], request)
-    executions.wait(sfn, arn, timeout=120)
-    return executions.report(sfn, arn)
-
-
-def visited(rep: executions.ExecutionReport) -> list[str]:
-    return [s.name for s in rep.states]
-
-
-def messages_for(stack: Target, email_id: str) -> list[dict[str, Any]]:
-    return [e for e in outbox_entries(Path(stack.state["outbox"])) if e["tags"].get("emailId") == email_id]
 
 
 def group(stack: Target) -> str:
