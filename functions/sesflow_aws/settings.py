@@ -43,6 +43,9 @@ DEFAULTS: dict[str, str] = {
     "CAMPAIGN_APPROVAL_TIMEOUT_SECONDS": str(72 * 3600),
     "PLAN_WORKDIR": "/tmp",
     "FAULT_CRASH_AFTER_SENDS": "",  # test hook: a campaign worker dies after N sends
+    # set by the embedded local AWS only (never by template.yaml): allows a campaign's or an
+    # enrollment's ``clock`` (a time scale for tests, ``sesflow_core.clock``)
+    "SESFLOW_LOCAL_STACK": "",
 }
 
 
@@ -77,6 +80,7 @@ class Settings:
     campaign_approval_timeout_seconds: int
     plan_workdir: str
     fault_crash_after_sends: int | None
+    local_stack: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +120,7 @@ class Settings:
             campaign_approval_timeout_seconds=int(get("CAMPAIGN_APPROVAL_TIMEOUT_SECONDS")),
             plan_workdir=get("PLAN_WORKDIR"),
             fault_crash_after_sends=int(crash) if crash else None,
+            local_stack=get("SESFLOW_LOCAL_STACK") == "1",
         )
 
     def expires_at(self, now: float | None = None) -> int:

@@ -268,6 +268,9 @@ def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "LAMBDA_TASK_ROOT": str(spec.code_dir),
         "_HANDLER": spec.handler,
+        # tells the functions they run on the embedded local AWS: a campaign's or an
+        # enrollment's ``clock`` (time scale for tests) is allowed here only
+        "SESFLOW_LOCAL_STACK": "1",
     }
 
     hook = CALL_HOOK
