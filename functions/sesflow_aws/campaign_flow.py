@@ -23,8 +23,12 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from sesflow_core import campaign as cp
 from sesflow_core import ids, ses_errors
-from sesflow_core.clock import now_iso
+from sesflow_core.campaign.planner import part_key
+from sesflow_core.campaign.schedule import SendSchedule
+from sesflow_core.campaign.schedule import iso as schedule_iso
+from sesflow_core.clock import Clock, now_iso
 from sesflow_core.errors import (
+    CampaignWoken,
     CampaignWorkerCrashed,
     InvalidEmailRequest,
     SesConfigurationError,
@@ -93,12 +97,27 @@ def stage_counters(client: Client, settings: Settings, campaign_id: str, stage: 
 
 
 def _numbers(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    """The counters of a stage item (``unaccountedCarried`` is part of :func:`_unaccounted`)."""
+    return {
+        k: v
+        for k, v in item.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k != "unaccountedCarried"
+    }
 
 
 def _unaccounted(item: dict[str, Any]) -> int:
-    """Recipients of the stage's failed batches that have no outcome (``failedBatches``)."""
-    return sum(int(n) for n in (item.get("failedBatches") or {}).values())
+    """Recipients of the stage's failed batches that have no outcome (``failedBatches``, and
+    ``unaccountedCarried`` from the stage's earlier parts)."""
+    return sum(int(n) for n in (item.get("failedBatches") or {}).values()) + int(item.get("unaccountedCarried") or 0)
+
+
+def _carry_unaccounted(client: Client, settings: Settings, campaign_id: str, stage: int, n: int) -> None:
+    client("dynamodb").update_item(
+        TableName=settings.tracking_table,
+        Key=_counter_key(campaign_id, stage),
+        UpdateExpression="ADD unaccountedCarried :n REMOVE failedBatches",
+        ExpressionAttributeValues={":n": {"N": str(n)}},
+    )
 
 
 # ---------------------------------------------------------------- plan
@@ -110,7 +129,7 @@ def _suppressed_lookup(client: Client, settings: Settings, topic: str) -> Callab
 def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     raw = event.get("input", event)
     bucket = settings.campaigns_bucket
-    spec = cp.CampaignSpec.from_input(raw, default_bucket=bucket)
+    spec = cp.CampaignSpec.from_input(raw, default_bucket=bucket, allow_clock=settings.local_stack)
     existing = campaign_item(client, spec.campaign_id)
     if existing.get("plan"):  # resume: the plan (and the ledger) already exist
         logger.info("campaign already planned: resuming", extra={"campaignId": spec.campaign_id})
@@ -135,9 +154,12 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
     s3 = client("s3")
     prefix = f"campaigns/{spec.campaign_id}"
     stages = []
-    for i, path in enumerate(manifests):
+    for i, _path in enumerate(manifests):
         key = f"{prefix}/stage-{i}.json"
-        s3.upload_file(path, bucket, key)
+        parts = planner.parts[i]
+        for n, (part_path, _recipients, _batches) in enumerate(parts):
+            s3.upload_file(part_path, bucket, part_key(key, n))
+            os.remove(part_path)
         stages.append(
             {
                 "index": i,
@@ -146,9 +168,10 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
                 "batches": planner.counts.batches[i],
                 "isLast": i == len(manifests) - 1,
                 "percent": spec.stages[i],
+                # a capped campaign's stage is sent part by part (about a day's worth each)
+                "parts": len(parts),
             }
         )
-        os.remove(path)
     # a stage no recipient falls in (1 % of a 41-row list) is merged into the next: no empty
     # stage, no gate judging nothing
     merged = [st["index"] for st in stages[:-1] if not st["planned"]]
@@ -181,6 +204,8 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
         "pauseCheckSeconds": settings.campaign_pause_check_seconds,
         "counts": planner.counts.as_dict(),
         "rejectsKey": f"{prefix}/rejects.csv",
+        "schedule": spec.schedule.as_dict(),
+        "clock": spec.clock.as_dict(),
     }
     update_campaign(
         client,
@@ -236,8 +261,11 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
         "throttled": 0,
         "skipped": 0,
     }
-    control = campaign_item(client, campaign_id).get("control", RUN)
-    if control != RUN:
+    item = campaign_item(client, campaign_id)
+    control = item.get("control", RUN)
+    schedule, clock = _schedule_of(item.get("plan") or {})
+    if control != RUN or not schedule.is_open(clock.now()):
+        # paused, cancelled, or outside the start time/window: sent when the stage is sent again
         counts["skipped"] = len(batch["recipients"])
         _add_counters(client, settings, campaign_id, stage, counts)
         return {"batch": batch["batch"], "control": control, **counts}
@@ -246,34 +274,26 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
     )
     topic = event["topic"]
     owner = batch_owner(campaign_id, stage, batch["batch"])
-    requests = []
-    for r in batch["recipients"]:
-        try:
-            req = validate(
-                {
-                    "to": r["to"],
-                    "toName": r.get("toName"),
-                    "template": event["template"],
-                    "topic": topic,
-                    "data": {**event.get("data", {}), **(r.get("data") or {})},
-                    "campaignId": campaign_id,
-                    "stage": stage,
-                },
-                identity=settings.sender_identity,
-                default_email_id=cp.email_id_for(campaign_id, r["to"].lower()),
-            )
-        except InvalidEmailRequest:
-            counts["failed"] += 1
-            continue
-        requests.append(req)
+    requests = _batch_requests(event, settings, counts)
     # suppressed since planning (the canary's bounces, unsubscribes): checked per batch
     blocked = _suppressed_lookup(client, settings, topic)([r.recipient for r in requests]) if requests else set()
     pacer = cp.Pacer(float(event.get("workerRate") or 0))
     ddb, table = client("dynamodb"), settings.tracking_table
-    sent_in_call = 0
+    sent_in_call = attempts = 0
     started = time.time()
+    day = schedule.day_key(clock.now())
+    allowance = (
+        _reserve_day(client, settings, campaign_id, day, len(requests), schedule.daily_cap)
+        if schedule.daily_cap and requests
+        else None
+    )
     try:
         for n, req in enumerate(requests):
+            if (allowance is not None and attempts >= allowance) or not schedule.is_open(clock.now()):
+                # the daily cap is reached, or the window closed: the rest waits for the next
+                # opening (the stage is sent again then; the ledger skips those sent)
+                counts["skipped"] += len(requests) - n
+                break
             if _out_of_time(context):
                 # the child execution must end within Express's 5 minutes: the rest of the batch
                 # is "skipped" and sent when the stage is sent again (the ledger skips the sent)
@@ -320,6 +340,7 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
                 else:
                     counts["duplicates"] += 1
                 continue
+            attempts += 1  # one of the day's emails (counted against dailyCap), whatever SES answers
             try:
                 message_id = _send_with_backoff(client, settings, req, rendered, pacer, counts, unsubscribe, owner)
             except SesThrottled:
@@ -346,11 +367,82 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
             sent_in_call += 1
             _fault_check(client, campaign_id, sent_in_call)
     finally:
+        if allowance is not None and allowance > attempts:
+            _release_day(client, settings, campaign_id, day, allowance - attempts)
         added = {k: v for k, v in counts.items() if k != "unknown"}  # counted as they happened
         _add_counters(
             client, settings, campaign_id, stage, added, (started, time.time()) if counts["accepted"] else None
         )
     return {"batch": batch["batch"], "control": control, **counts}
+
+
+def _batch_requests(event: dict[str, Any], settings: Settings, counts: dict[str, int]) -> list[Any]:
+    """The batch's recipients as validated send requests (an invalid one is counted failed)."""
+    batch = event["batch"]
+    campaign_id, stage = batch["campaignId"], int(batch["stage"])
+    requests = []
+    for r in batch["recipients"]:
+        try:
+            req = validate(
+                {
+                    "to": r["to"],
+                    "toName": r.get("toName"),
+                    "template": event["template"],
+                    "topic": event["topic"],
+                    "data": {**event.get("data", {}), **(r.get("data") or {})},
+                    "campaignId": campaign_id,
+                    "stage": stage,
+                },
+                identity=settings.sender_identity,
+                default_email_id=cp.email_id_for(campaign_id, r["to"].lower()),
+            )
+        except InvalidEmailRequest:
+            counts["failed"] += 1
+            continue
+        requests.append(req)
+    return requests
+
+
+def _reserve_day(client: Client, settings: Settings, campaign_id: str, day: str, want: int, cap: int) -> int:
+    """Take up to ``want`` of the day's ``cap`` (one conditional write; a second one when less
+    is left): how many this batch may send. What it does not use it gives back
+    (:func:`_release_day`); a worker that dies keeps its share, so the cap errs low, never high."""
+    ddb, key = client("dynamodb"), _day_counter_key(campaign_id, day)
+    expires = {":exp": {"N": str(settings.expires_at())}}
+    want = min(want, cap)
+    for _ in range(5):
+        try:
+            _retried(
+                partial(
+                    ddb.update_item,
+                    TableName=settings.tracking_table,
+                    Key=key,
+                    UpdateExpression="ADD used :n SET expiresAt = if_not_exists(expiresAt, :exp)",
+                    ConditionExpression="attribute_not_exists(used) OR used <= :room",
+                    ExpressionAttributeValues={":n": {"N": str(want)}, ":room": {"N": str(cap - want)}, **expires},
+                )
+            )
+            return want
+        except ddb.exceptions.ConditionalCheckFailedException:
+            pass
+        used = sent_on(client, settings, campaign_id, day)
+        left = cap - used
+        if left <= 0:
+            return 0
+        want = min(want, left)  # the rest of the day's cap, if nobody takes it first
+    return 0
+
+
+def _release_day(client: Client, settings: Settings, campaign_id: str, day: str, n: int) -> None:
+    _retried(
+        partial(
+            client("dynamodb").update_item,
+            TableName=settings.tracking_table,
+            Key=_day_counter_key(campaign_id, day),
+            UpdateExpression="ADD used :n",
+            ExpressionAttributeValues={":n": {"N": str(-n)}},
+        )
+    )
 
 
 def batch_owner(campaign_id: str, stage: int | str, batch: int | str) -> str:
@@ -569,21 +661,119 @@ def _add_counters(
     )
 
 
+# ---------------------------------------------------------------- when to send: start, window, cap
+def _schedule_of(plan_doc: dict[str, Any]) -> tuple[SendSchedule, Clock]:
+    return SendSchedule.from_dict(plan_doc.get("schedule")), Clock.from_dict(plan_doc.get("clock"))
+
+
+def _day_counter_key(campaign_id: str, day: str) -> dict[str, Any]:
+    """The daily cap's counter item (tracking table): emails handed to SES that day."""
+    return {"emailId": {"S": f"{ids.stage_counter_key(campaign_id, 'day')}#{day}"}}
+
+
+def sent_on(client: Client, settings: Settings, campaign_id: str, day: str) -> int:
+    item = (
+        client("dynamodb")
+        .get_item(TableName=settings.tracking_table, Key=_day_counter_key(campaign_id, day), ConsistentRead=True)
+        .get("Item", {})
+    )
+    return int(item.get("used", {}).get("N", "0"))
+
+
+#: the longest a wait lasts before the machine decides again (a Task's timeout; far under a year)
+MAX_WAIT_SECONDS = 30 * 86400
+
+
+def ready(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Before every pass of a stage (or of a part of it): may it send now?
+
+    ``send`` with the manifest ``key`` of the current part; ``cancelled``; or ``wait`` with
+    ``waitSeconds`` (real seconds) and the campaign item saying ``waiting`` + ``resumeAt`` (start
+    time, window, daily cap) or ``paused``. The wait is ``WaitForWindow``, which pause, resume
+    and cancel cut short (``sesflow campaign ...`` sends its task token)."""
+    campaign_id, current = event["campaignId"], event["current"]
+    stage, part = current["stage"], int(current.get("part") or 0)
+    key = part_key(str(stage["key"]), part)
+    item = campaign_item(client, campaign_id)
+    control = item.get("control", RUN)
+    out = {"action": "send", "key": key, "waitSeconds": 0, "control": control, "resumeAt": None}
+    if control == CANCELLED:
+        return {**out, "action": "cancelled"}
+    if control == PAUSED:
+        update_campaign(client, campaign_id, status="paused")
+        return {**out, "action": "wait", "waitSeconds": max(1, settings.campaign_pause_check_seconds)}
+    schedule, clock = _schedule_of(item.get("plan") or {})
+    now = clock.now()
+    used = sent_on(client, settings, campaign_id, schedule.day_key(now)) if schedule.daily_cap else 0
+    at, why = schedule.resume_at(now, used)
+    if not why:
+        if item.get("status") in ("waiting", "paused"):
+            update_campaign(client, campaign_id, status="running", resumeAt=None, waitReason=None)
+        return out
+    seconds = min(MAX_WAIT_SECONDS, max(1, int(clock.real_seconds(at - now) + 0.999)))
+    reasons = {
+        "startAt": "the campaign's startAt",
+        "window": "the send window",
+        "dailyCap": f"the daily cap ({schedule.daily_cap} sent on {schedule.day_key(now)})",
+    }
+    if item.get("status") != "waiting" or item.get("resumeAt") != schedule_iso(at):
+        update_campaign(client, campaign_id, status="waiting", resumeAt=schedule_iso(at), waitReason=why)
+        emit(
+            client,
+            settings,
+            "Campaign Waiting",
+            {"campaignId": campaign_id, "stage": int(stage["index"]), "resumeAt": schedule_iso(at), "reason": why},
+        )
+    logger.info(
+        "waiting",
+        extra={"campaignId": campaign_id, "until": schedule_iso(at), "for": reasons[why], "realSeconds": seconds},
+    )
+    return {**out, "action": "wait", "waitSeconds": seconds, "resumeAt": schedule_iso(at)}
+
+
+def hold(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """``WaitForWindow``: keep the wait's task token on the campaign, so that pause, resume and
+    cancel can end the wait at once; unless the control word changed since ``ready`` decided
+    to wait (the operator's command came in between): then :class:`CampaignWoken`, and the
+    machine decides again. (The command writes the control word, then reads the token: one of
+    the two sees the other.)"""
+    ddb = client("dynamodb")
+    try:
+        ddb.update_item(
+            TableName=_campaigns_table(client),
+            Key={"campaignId": {"S": event["campaignId"]}},
+            UpdateExpression="SET waitToken = :t",
+            ConditionExpression="#c = :c OR (attribute_not_exists(#c) AND :c = :run)",
+            ExpressionAttributeNames={"#c": "control"},
+            ExpressionAttributeValues={
+                ":t": {"S": event["taskToken"]},
+                ":c": {"S": str(event.get("control") or RUN)},
+                ":run": {"S": RUN},
+            },
+        )
+    except ddb.exceptions.ConditionalCheckFailedException:
+        raise CampaignWoken("the campaign's control word changed: deciding again") from None
+    return {"holding": True}
+
+
 # ---------------------------------------------------------------- control, gate, approval
 def after_stage(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     campaign_id, stage = event["campaignId"], int(event["stage"])
     item = campaign_item(client, campaign_id)
     control = item.get("control", RUN)
+    current = event.get("current") or {}
+    part, parts = int(current.get("part") or 0), int((current.get("stage") or {}).get("parts") or 1)
     if control == CANCELLED:
-        return {"action": "cancelled"}
+        return {"action": "cancelled", "part": part}
     if control == PAUSED:
         update_campaign(client, campaign_id, status="paused")
-        return {"action": "paused"}
+        return {"action": "paused", "part": part}
     item = stage_item(client, settings, campaign_id, stage)
     counters = _numbers(item)
     unaccounted = _unaccounted(item)
+    this_pass = _unaccounted({"failedBatches": item.get("failedBatches")})  # this part's failed batches
     resends = int(event.get("failedBatchResends") or 0)
-    if unaccounted and resends < FAILED_BATCH_RESENDS:
+    if this_pass and resends < FAILED_BATCH_RESENDS:
         # batches whose worker died twice (their child executions failed, within the tolerated
         # failures): send the stage again, a bounded number of times (the machine counts them)
         logger.warning(
@@ -592,13 +782,19 @@ def after_stage(client: Client, event: dict[str, Any], settings: Settings) -> di
         )
         _reset_stage(client, settings, campaign_id, stage)
         update_campaign(client, campaign_id, status="running")
-        return {"action": "resend-failed"}
+        return {"action": "resend-failed", "part": part}
     if counters.get("skipped"):
         # batches skipped while paused, or past their time budget or throttling: send the stage
         # again (the ledger skips those sent)
         _reset_stage(client, settings, campaign_id, stage)
         update_campaign(client, campaign_id, status="running")
-        return {"action": "resend"}
+        return {"action": "resend", "part": part}
+    if part + 1 < parts:
+        # the next part of the stage (a capped campaign: about a day's worth); what the failed
+        # batches of this part left is carried, not sent again with the next part
+        if this_pass:
+            _carry_unaccounted(client, settings, campaign_id, stage, this_pass)
+        return {"action": "next-part", "part": part + 1}
     if unaccounted:
         # still failed after the last pass: the stage goes on, and the summary says how many
         logger.warning(
@@ -610,7 +806,7 @@ def after_stage(client: Client, event: dict[str, Any], settings: Settings) -> di
     emit(
         client, settings, "Campaign Stage Completed", {"campaignId": campaign_id, "stage": stage, "counters": counters}
     )
-    return {"action": "done" if event.get("isLast") else "observe", "counters": counters}
+    return {"action": "done" if event.get("isLast") else "observe", "counters": counters, "part": part}
 
 
 #: how many times a stage is sent again because batches failed (each pass sends what the

@@ -76,6 +76,11 @@ class CampaignWorkerCrashed(SesflowError):
     """Fault injection (FAULT_CRASH_AFTER_SENDS): a batch worker dies mid-batch."""
 
 
+class CampaignWoken(SesflowError):
+    """A campaign about to wait (window, daily cap, start time, pause) whose control word changed
+    since it decided to: it does not wait, it decides again (``WaitForWindow``'s Catch)."""
+
+
 class AwsThrottled(SesflowError):
     """An AWS service (DynamoDB, S3...) throttled or failed a call past the SDK's own retries;
     the campaign machine's steps retry it with a longer backoff."""
@@ -99,6 +104,7 @@ ASL_ERROR_NAMES = tuple(
         InvalidCampaign,
         CampaignRejected,
         CampaignWorkerCrashed,
+        CampaignWoken,
         AwsThrottled,
     )
 )

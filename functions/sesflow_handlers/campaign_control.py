@@ -1,5 +1,6 @@
 """CampaignControl: between stages — pause/cancel, the gate, approvals, the summary
-(``mode``: after-stage, gate, request-approval, summarize), and a failed batch's record
+(``mode``: ready and hold — may a stage send now, or wait for its start time, window or
+daily cap — after-stage, gate, request-approval, summarize), and a failed batch's record
 (``batch-failed``, from the Distributed Map child)."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from sesflow_aws import campaign_flow
 from ._common import Settings, client, logger, throttling_as_aws_throttled
 
 MODES = {
+    "ready": campaign_flow.ready,
+    "hold": campaign_flow.hold,
     "after-stage": campaign_flow.after_stage,
     "gate": campaign_flow.run_gate,
     "request-approval": campaign_flow.request_approval,

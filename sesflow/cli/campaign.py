@@ -111,6 +111,10 @@ def progress(target: Target, campaign_id: str) -> dict[str, Any]:
         "status": item.get("status"),
         "control": item.get("control"),
         "reason": item.get("haltReason"),
+        # waiting: until when, and for what (startAt, window, dailyCap)
+        "resumeAt": item.get("resumeAt") if item.get("status") == "waiting" else None,
+        "waitReason": item.get("waitReason") if item.get("status") == "waiting" else None,
+        "schedule": plan.get("schedule") or {},
         # recipients whose batches failed in every pass (the summary counts them at the end)
         "unaccounted": int((item.get("summary") or {}).get("unaccounted") or 0),
         "planned": total_planned,
@@ -126,6 +130,17 @@ def progress(target: Target, campaign_id: str) -> dict[str, Any]:
 
 def status_text(p: dict[str, Any]) -> str:
     lines = [f"campaign {p['campaignId']}: {p['status']}" + (f" ({p['reason']})" if p.get("reason") else "")]
+    if p.get("resumeAt"):
+        why = {"startAt": "its start time", "window": "its send window", "dailyCap": "the next day of its daily cap"}
+        lines.append(f"  waiting for {why.get(p.get('waitReason') or '', 'its schedule')}: resumes at {p['resumeAt']}")
+    sched = p.get("schedule") or {}
+    if sched.get("window") or sched.get("dailyCap"):
+        w = sched.get("window") or {}
+        lines.append(
+            f"  schedule ({sched.get('timezone', 'UTC')}): "
+            + (f"{','.join(w['days'])} {w['from']}-{w['to']}" if w else "any time")
+            + (f", at most {sched['dailyCap']} a day" if sched.get("dailyCap") else "")
+        )
     c = p.get("counts") or {}
     if c:
         lines.append(
@@ -408,6 +423,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     }
     if args.max_send_rate:
         payload["maxSendRate"] = args.max_send_rate
+    payload.update(schedule_options(args))
     sfn = target.clients.client("stepfunctions")
     arn = sfn.start_execution(
         stateMachineArn=target.outputs["CampaignStateMachineArn"], name=campaign_id, input=json.dumps(payload)
@@ -418,6 +434,29 @@ def cmd_start(args: argparse.Namespace) -> int:
     result = wait_for(target, campaign_id, arn, show=not json_wanted(args))
     emit(args, result, status_text(result))
     return EXIT_OK if result.get("status") in ("completed", "awaiting-approval") else EXIT_FAILED
+
+
+def schedule_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--start-at``, ``--window DAYS,FROM-TO``, ``--timezone``, ``--daily-cap``, ``--time-scale``
+    as campaign input fields (the plan validates them: a bad one fails the plan, nothing sent)."""
+    out: dict[str, Any] = {}
+    if args.start_at:
+        out["startAt"] = args.start_at
+    if args.timezone:
+        out["timezone"] = args.timezone
+    if args.window:
+        match = re.fullmatch(r"(?:(?P<days>[a-z,]+)[ ,@])?(?P<from>\d\d:\d\d)-(?P<to>\d\d:\d\d)", args.window.lower())
+        if not match:
+            raise UsageError("--window: [DAYS ]HH:MM-HH:MM, e.g. 'mon,tue,wed,thu,fri 09:00-17:00' or 09:00-17:00")
+        window: dict[str, Any] = {"from": match["from"], "to": match["to"]}
+        if match["days"]:
+            window["days"] = [d for d in match["days"].split(",") if d]
+        out["window"] = window
+    if args.daily_cap is not None:
+        out["dailyCap"] = args.daily_cap
+    if args.time_scale:
+        out["clock"] = {"scale": args.time_scale, **({"start": args.clock_start} if args.clock_start else {})}
+    return out
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -447,8 +486,24 @@ def set_control(target: Target, campaign_id: str, control: str, status: str | No
     return item
 
 
+def wake(target: Target, campaign_id: str) -> None:
+    """End a campaign's wait (``WaitForWindow``: start time, window, daily cap, pause) so that
+    it decides again at once: after the control word is written, send the wait's task token.
+    A token already used or timed out is not an error (the wait ended anyway)."""
+    token = campaign(target, campaign_id).get("waitToken")
+    if not token:
+        return  # not waiting; or about to wait, and then it sees the new control word itself
+    sfn = target.clients.client("stepfunctions")
+    try:
+        sfn.send_task_success(taskToken=token, output=json.dumps({"woken": True}))
+    except (sfn.exceptions.TaskTimedOut, sfn.exceptions.TaskDoesNotExist, sfn.exceptions.InvalidToken):
+        pass
+
+
 def cmd_pause(args: argparse.Namespace) -> int:
-    set_control(inputs.resolve_target(args), args.campaign_id, "paused")
+    target = inputs.resolve_target(args)
+    set_control(target, args.campaign_id, "paused")
+    wake(target, args.campaign_id)
     emit(
         args,
         {"campaignId": args.campaign_id, "control": "paused"},
@@ -460,6 +515,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     target = inputs.resolve_target(args)
     item = set_control(target, args.campaign_id, "cancelled")
+    wake(target, args.campaign_id)
     if item.get("status") == "awaiting-approval" and item.get("taskToken"):
         target.clients.client("stepfunctions").send_task_failure(
             taskToken=item["taskToken"], error="CampaignRejected", cause="cancelled by an operator"
@@ -479,6 +535,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     execution = sfn.describe_execution(executionArn=item["executionArn"])
     if execution["status"] == "RUNNING":
         set_control(target, args.campaign_id, "run", "running")
+        wake(target, args.campaign_id)
         emit(args, {"campaignId": args.campaign_id, "control": "run"}, f"campaign {args.campaign_id}: resumed")
         return EXIT_OK
     if item.get("status") in TERMINAL - {"failed"}:  # a failed one (a stage failed, a set-up error) may resume
@@ -596,6 +653,14 @@ def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callabl
     q.add_argument("--max-send-rate", type=float, help="default: the SES account's MaxSendRate")
     q.add_argument("--batch-size", type=int, default=50)
     q.add_argument("--wait", action="store_true", help="show progress until it ends or waits for approval")
+    q.add_argument("--start-at", help="ISO 8601 with an offset, e.g. 2026-12-01T09:00:00+01:00 (at most a year ahead)")
+    q.add_argument(
+        "--window", help="send window in --timezone: '[DAYS ]HH:MM-HH:MM', e.g. 'mon,tue,wed,thu,fri 09:00-17:00'"
+    )
+    q.add_argument("--timezone", help="IANA zone of the window and the daily cap (default UTC)")
+    q.add_argument("--daily-cap", type=int, help="at most this many emails per calendar day in --timezone")
+    q.add_argument("--time-scale", type=float, help="local stack only: seconds of campaign time per real second")
+    q.add_argument("--clock-start", help="local stack only, with --time-scale: the campaign clock's start instant")
     q.set_defaults(func=cmd_start)
     commands: tuple[tuple[str, Callable[[argparse.Namespace], int], str], ...] = (
         ("status", cmd_status, "per-stage progress"),

@@ -149,3 +149,29 @@ def test_wide_rows_are_batched_by_bytes_so_a_child_input_fits_256_kib() -> None:
     assert sum(len(b["recipients"]) for b in batches) == 300
     worst_child_input = max(sizes) + 32 * 1024 + 1024  # + campaign data + template/topic/rate
     assert worst_child_input < 256 * 1024
+
+
+def test_a_daily_cap_cuts_each_stage_into_parts_of_about_a_day_s_worth() -> None:
+    """With dailyCap, a stage's manifest is cut into parts (whole batches, a part closed once it
+    holds the cap): a pass that the cap stops is sent again from its part, not the whole stage."""
+    s = spec(stages=[100], dailyCap=120, batchSize=50)
+    planner = cp.Planner(s)
+    rows = "\n".join(["email"] + [f"user{i}@example.org" for i in range(330)])
+    manifests, _ = planner.plan(cp.iter_rows(io.BytesIO(rows.encode()), "r.csv"), lambda a: set())
+    [parts] = planner.parts
+    assert [Path(p).name for p, _, _ in parts] == ["stage-0.json", "stage-0-part-1.json", "stage-0-part-2.json"]
+    assert [(n, b) for _, n, b in parts] == [(150, 3), (150, 3), (30, 1)]  # closed at >= 120 recipients
+    batches = [json.loads(Path(p).read_text()) for p, _, _ in parts]
+    assert [len(b) for b in batches] == [3, 3, 1] and manifests[0] == parts[0][0]
+    # batch numbers run on across parts (a batch's ledger owner stays unique in the stage)
+    assert [b["batch"] for part in batches for b in part] == list(range(7))
+    assert sum(len(b["recipients"]) for part in batches for b in part) == 330
+    assert cp.part_key("campaigns/c1/stage-0.json", 0) == "campaigns/c1/stage-0.json"
+    assert cp.part_key("campaigns/c1/stage-0.json", 2) == "campaigns/c1/stage-0-part-2.json"
+
+
+def test_without_a_cap_a_stage_is_one_part() -> None:
+    planner = cp.Planner(spec(stages=[100]))
+    rows = "\n".join(["email"] + [f"user{i}@example.org" for i in range(330)])
+    planner.plan(cp.iter_rows(io.BytesIO(rows.encode()), "r.csv"), lambda a: set())
+    assert [(n, b) for _, n, b in planner.parts[0]] == [(330, 7)]

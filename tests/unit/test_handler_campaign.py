@@ -513,7 +513,7 @@ def test_after_a_stage_observe_then_done(aws: Aws, ctx: LambdaContext) -> None:
     running(aws)
     stage_counters(aws, 0, accepted=5, duplicates=1)
     out = control(ctx, "after-stage", stage=0, isLast=False)
-    assert out == {"action": "observe", "counters": {"accepted": 5, "duplicates": 1}}
+    assert out == {"action": "observe", "counters": {"accepted": 5, "duplicates": 1}, "part": 0}
     [completed] = aws.events("Campaign Stage Completed")
     assert completed["detail"] | {"timestamp": None} == {
         "campaignId": CID,
@@ -526,17 +526,17 @@ def test_after_a_stage_observe_then_done(aws: Aws, ctx: LambdaContext) -> None:
 
 def test_after_a_stage_pause_and_cancel(aws: Aws, ctx: LambdaContext) -> None:
     running(aws, "paused")
-    assert control(ctx, "after-stage", stage=0, isLast=False) == {"action": "paused"}
+    assert control(ctx, "after-stage", stage=0, isLast=False) == {"action": "paused", "part": 0}
     assert aws.campaign(CID)["status"] == "paused"
     running(aws, "cancelled")
-    assert control(ctx, "after-stage", stage=0, isLast=False) == {"action": "cancelled"}
+    assert control(ctx, "after-stage", stage=0, isLast=False) == {"action": "cancelled", "part": 0}
     assert aws.events("Campaign Stage Completed") == []
 
 
 def test_after_a_stage_with_skipped_batches_it_is_sent_again(aws: Aws, ctx: LambdaContext) -> None:
     running(aws)
     stage_counters(aws, 0, accepted=5, skipped=3)
-    assert control(ctx, "after-stage", stage=0, isLast=False) == {"action": "resend"}
+    assert control(ctx, "after-stage", stage=0, isLast=False) == {"action": "resend", "part": 0}
     assert counters(aws, 0) == {"accepted": 5, "skipped": 0}
     assert control(ctx, "after-stage", stage=0, isLast=False)["action"] == "observe"  # the resend went through
 
@@ -717,16 +717,20 @@ def test_after_a_stage_with_failed_batches_it_is_sent_again_a_bounded_number_of_
 ) -> None:
     running(aws)
     stage_counters(aws, 0, accepted=5, failedBatches={"3": 2})
-    assert control(ctx, "after-stage", stage=0, isLast=False, failedBatchResends=0) == {"action": "resend-failed"}
+    assert control(ctx, "after-stage", stage=0, isLast=False, failedBatchResends=0) == {
+        "action": "resend-failed",
+        "part": 0,
+    }
     assert counters(aws, 0) == {"accepted": 5, "skipped": 0}  # the next pass records its own
     for resends in range(1, campaign_flow.FAILED_BATCH_RESENDS):
         stage_counters(aws, 0, accepted=5, failedBatches={"3": 2})  # the batch failed again
         assert control(ctx, "after-stage", stage=0, isLast=False, failedBatchResends=resends) == {
-            "action": "resend-failed"
+            "action": "resend-failed",
+            "part": 0,
         }
     stage_counters(aws, 0, accepted=5, failedBatches={"3": 2})
     last = control(ctx, "after-stage", stage=0, isLast=False, failedBatchResends=campaign_flow.FAILED_BATCH_RESENDS)
-    assert last == {"action": "observe", "counters": {"accepted": 5, "unaccounted": 2}}
+    assert last == {"action": "observe", "counters": {"accepted": 5, "unaccounted": 2}, "part": 0}
     [completed] = aws.events("Campaign Stage Completed")
     assert completed["detail"]["counters"] == {"accepted": 5, "unaccounted": 2}
 
@@ -770,3 +774,115 @@ def test_aws_throttling_past_the_sdk_retries_is_one_error_name_the_machine_retri
     for name in ("Plan", "AfterStage", "Gate", "Summarize"):
         retried = {e for r in definition["States"][name]["Retry"] for e in r["ErrorEquals"]}
         assert {"AwsThrottled", "Runtime.ExitError", "Sandbox.Timedout"} <= retried, name
+
+
+# ================================================================ start time, window, daily cap
+
+
+def scheduled(aws: Aws, clock_start: str, control: str = "run", **schedule: Any) -> None:
+    """A running campaign whose plan has ``schedule`` and a clock frozen at ``clock_start``
+    (scale 1, anchored now: it moves with the test, seconds at most)."""
+    from sesflow_core.campaign.schedule import SendSchedule
+    from sesflow_core.clock import Clock
+
+    clock = Clock.from_input({"scale": 1, "start": clock_start}, allowed=True)
+    plan = {"schedule": SendSchedule.from_input(schedule, clock.now()).as_dict(), "clock": clock.as_dict()}
+    campaign_flow.update_campaign(_common.client, CID, status="running", control=control, plan=plan)
+
+
+CURRENT = {"stage": {"index": 0, "key": "campaigns/c/stage-0.json", "parts": 3}, "part": 1, "failedBatchResends": 0}
+WINDOW = {"from": "09:00", "to": "17:00", "days": ["mon", "tue", "wed", "thu", "fri"]}
+
+
+def test_ready_sends_inside_the_window_with_the_part_s_manifest(aws: Aws, ctx: LambdaContext) -> None:
+    scheduled(aws, "2026-11-30T10:00:00Z", window=WINDOW)
+    out = control(ctx, "ready", current=CURRENT)
+    assert out == {
+        "action": "send",
+        "key": "campaigns/c/stage-0-part-1.json",
+        "waitSeconds": 0,
+        "control": "run",
+        "resumeAt": None,
+    }
+
+
+def test_ready_outside_the_window_waits_until_it_opens_and_says_so(aws: Aws, ctx: LambdaContext) -> None:
+    scheduled(aws, "2026-11-28T10:00:00Z", window=WINDOW)  # a Saturday
+    out = control(ctx, "ready", current=CURRENT)
+    assert out["action"] == "wait" and out["resumeAt"] == "2026-11-30T09:00:00Z"
+    assert abs(out["waitSeconds"] - (2 * 86400 - 3600)) <= 2  # Saturday 10:00 -> Monday 09:00
+    item = campaign_flow.campaign_item(_common.client, CID)
+    assert (item["status"], item["resumeAt"], item["waitReason"]) == ("waiting", "2026-11-30T09:00:00Z", "window")
+    [waiting] = aws.events("Campaign Waiting")
+    assert waiting["detail"]["resumeAt"] == "2026-11-30T09:00:00Z" and waiting["detail"]["reason"] == "window"
+    control(ctx, "ready", current=CURRENT)  # decided again (woken): the same wait is not announced twice
+    assert len(aws.events("Campaign Waiting")) == 1
+
+
+def test_ready_once_the_daily_cap_is_used_waits_for_the_next_day(aws: Aws, ctx: LambdaContext) -> None:
+    scheduled(aws, "2026-11-30T10:00:00Z", window=WINDOW, dailyCap=5)
+    aws.put_item(f"campaign#{CID}#stage#day#2026-11-30", used=5)
+    out = control(ctx, "ready", current=CURRENT)
+    assert (out["action"], out["resumeAt"]) == ("wait", "2026-12-01T09:00:00Z")
+    assert campaign_flow.campaign_item(_common.client, CID)["waitReason"] == "dailyCap"
+
+
+def test_ready_paused_waits_a_pause_check_and_cancelled_ends(aws: Aws, ctx: LambdaContext) -> None:
+    scheduled(aws, "2026-11-30T10:00:00Z", control="paused")
+    out = control(ctx, "ready", current=CURRENT)
+    assert (out["action"], out["control"], out["waitSeconds"]) == ("wait", "paused", 30)
+    running(aws, "cancelled")
+    assert control(ctx, "ready", current=CURRENT)["action"] == "cancelled"
+
+
+def test_hold_keeps_the_task_token_unless_the_control_word_changed(aws: Aws, ctx: LambdaContext) -> None:
+    from sesflow_core.errors import CampaignWoken
+
+    running(aws)
+    assert control(ctx, "hold", control="run", taskToken="tok-1") == {"holding": True}
+    assert campaign_flow.campaign_item(_common.client, CID)["waitToken"] == "tok-1"
+    running(aws, "cancelled")  # the operator's command came between ready and hold
+    with pytest.raises(CampaignWoken):
+        control(ctx, "hold", control="run", taskToken="tok-2")
+    assert campaign_flow.campaign_item(_common.client, CID)["waitToken"] == "tok-1"
+
+
+def test_after_a_part_comes_the_next_and_its_failed_batches_are_carried(aws: Aws, ctx: LambdaContext) -> None:
+    running(aws)
+    stage_counters(aws, 0, accepted=5)
+    aws.put_item(f"campaign#{CID}#stage#0", accepted=5, failedBatches={"2": 3})
+    resends = campaign_flow.FAILED_BATCH_RESENDS
+    out = control(ctx, "after-stage", stage=0, isLast=True, failedBatchResends=resends, current=CURRENT)
+    assert out == {"action": "next-part", "part": 2}
+    assert counters(aws, 0) == {"accepted": 5, "unaccountedCarried": 3}
+    last = {**CURRENT, "part": 2}
+    out = control(ctx, "after-stage", stage=0, isLast=True, failedBatchResends=0, current=last)
+    assert out == {"action": "done", "counters": {"accepted": 5, "unaccounted": 3}, "part": 2}
+
+
+def test_a_batch_outside_the_window_skips_everyone(aws: Aws, ctx: LambdaContext) -> None:
+    scheduled(aws, "2026-11-28T10:00:00Z", window=WINDOW)
+    result = send_batch(ctx)
+    assert (result["accepted"], result["skipped"]) == (0, 3)
+    assert aws.sent() == []
+
+
+def test_a_batch_sends_no_more_than_what_is_left_of_the_day_s_cap(aws: Aws, ctx: LambdaContext) -> None:
+    scheduled(aws, "2026-11-30T10:00:00Z", dailyCap=4)
+    aws.put_item(f"campaign#{CID}#stage#day#2026-11-30", used=2)
+    result = send_batch(ctx)
+    assert (result["accepted"], result["skipped"]) == (2, 1)
+    assert counters(aws, "day#2026-11-30") == {"used": 4, "expiresAt": counters(aws, "day#2026-11-30")["expiresAt"]}
+    # the next pass the same day sends nobody; the ledger keeps the two sent from going again
+    result = send_batch(ctx)
+    assert (result["accepted"], result["skipped"]) == (0, 3)
+    assert len(aws.sent()) == 2
+
+
+def test_a_batch_gives_back_the_share_of_the_cap_it_did_not_use(aws: Aws, ctx: LambdaContext) -> None:
+    scheduled(aws, "2026-11-30T10:00:00Z", dailyCap=10)
+    email = email_id("grace@example.org")
+    aws.put_item(email, sendState="sent", status="sent")  # sent in an earlier pass: a duplicate
+    result = send_batch(ctx)
+    assert (result["accepted"], result["duplicates"]) == (2, 1)
+    assert counters(aws, "day#2026-11-30")["used"] == 2

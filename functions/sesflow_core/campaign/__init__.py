@@ -15,6 +15,7 @@ from .planner import (
     email_id_for,
     iter_rows,
     parse_row,
+    part_key,
     stage_for,
 )
 from .spec import DEFAULT_STAGES, MAX_BATCH_SIZE, CampaignSpec, GateSettings
@@ -39,5 +40,6 @@ __all__ = [
     "gate",
     "iter_rows",
     "parse_row",
+    "part_key",
     "stage_for",
 ]

@@ -132,6 +132,8 @@ class Planner:
         self._spec_data_bytes = len(json.dumps(spec.data, separators=(",", ":"), ensure_ascii=False).encode())
         self.dir = tempfile.mkdtemp(prefix="plan-", dir=workdir)
         self.counts = PlanCounts(planned=[0] * len(spec.stages), batches=[0] * len(spec.stages))
+        #: per stage, its parts [path, recipients, batches] (after :meth:`plan`)
+        self.parts: list[list[list[Any]]] = []
 
     def _check_merged_data(self, r: Recipient) -> None:
         """A recipient's template data is the campaign's data with the row's on top: it must fit
@@ -202,6 +204,7 @@ class Planner:
         for i, w in enumerate(writers):
             w.close()
             self.counts.batches[i] = w.batches
+        self.parts = [w.parts for w in writers]
         return [w.path for w in writers], rejects_path
 
     def _plan_bucket(self, i: int, writers: list[_ManifestWriter], suppressed: Callable[[list[str]], set[str]]) -> None:
@@ -240,6 +243,12 @@ class Planner:
         pending.clear()
 
 
+def part_key(stage_key: str, part: int) -> str:
+    """A stage's part ``part`` (0: the stage's own manifest): ``stage-1.json``, ``stage-1-part-2.json``."""
+    base = stage_key.removesuffix(".json")
+    return f"{base}.json" if part == 0 else f"{base}-part-{part}.json"
+
+
 class _ManifestWriter:
     """Streams a JSON array of batch items (the Distributed Map's S3 ItemReader input)."""
 
@@ -248,6 +257,10 @@ class _ManifestWriter:
         self.spec = spec
         self.stage = stage
         self.batches = 0
+        #: the stage's parts, in order: [path, recipients, batches]; more than one when the
+        #: campaign has a daily cap (a part holds about a day's worth, ``part_key``)
+        self.parts: list[list[Any]] = [[path, 0, 0]]
+        self._part_limit = spec.schedule.daily_cap
         self._current: list[dict[str, Any]] = []
         self._bytes = 0
         self._f = open(path, "w", encoding="utf-8")
@@ -263,13 +276,26 @@ class _ManifestWriter:
             self._write()
 
     def _write(self) -> None:
+        part = self.parts[-1]
+        if self._part_limit and part[1] >= self._part_limit:
+            # a new part: a day's worth of a capped campaign is sent again (skipped past the
+            # cap) from its own part, not from the whole stage
+            self._f.write("]")
+            self._f.close()
+            path = os.path.join(os.path.dirname(self.path), part_key(f"stage-{self.stage}", len(self.parts)))
+            self.parts.append([path, 0, 0])
+            part = self.parts[-1]
+            self._f = open(path, "w", encoding="utf-8")
+            self._f.write("[")
+        part[1] += len(self._current)
+        part[2] += 1
         item = {
             "campaignId": self.spec.campaign_id,
             "stage": self.stage,
             "batch": self.batches,
             "recipients": self._current,
         }
-        self._f.write(("," if self.batches else "") + json.dumps(item, separators=(",", ":")))
+        self._f.write(("," if part[2] > 1 else "") + json.dumps(item, separators=(",", ":")))
         self.batches += 1
         self._current = []
         self._bytes = 0

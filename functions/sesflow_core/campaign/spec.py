@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import ids
+from ..clock import Clock, ClockError
 from ..errors import InvalidCampaign
 from ..request import MAX_DATA_BYTES
+from .schedule import SendSchedule
 
 MAX_BATCH_SIZE = 50  # SES: 50 recipients per message; we send one message per recipient
 DEFAULT_STAGES = (1.0, 10.0, 100.0)
@@ -38,11 +40,20 @@ class CampaignSpec:
     max_send_rate: float | None = None
     gate: GateSettings = field(default_factory=GateSettings)
     approval_timeout_seconds: int | None = None  # None: the stack's CampaignApprovalTimeoutSeconds
+    schedule: SendSchedule = field(default_factory=SendSchedule)  # startAt, window, dailyCap
+    clock: Clock = field(default_factory=Clock)  # the wall clock but on the local stack
 
     @classmethod
-    def from_input(cls, raw: dict[str, Any], default_bucket: str = "") -> CampaignSpec:
-        """Validate the campaign input (the recipients bucket defaults to the campaigns bucket)."""
+    def from_input(cls, raw: dict[str, Any], default_bucket: str = "", allow_clock: bool = False) -> CampaignSpec:
+        """Validate the campaign input (the recipients bucket defaults to the campaigns bucket).
+        ``allow_clock``: the input may carry a ``clock`` (a time scale; the local stack only)."""
         import re
+
+        try:
+            clock = Clock.from_input(raw.get("clock"), allowed=allow_clock)
+        except ClockError as exc:
+            raise InvalidCampaign(str(exc)) from None
+        schedule = SendSchedule.from_input(raw, clock.now())
 
         cid = raw.get("campaignId")
         if not isinstance(cid, str) or not ids.is_campaign_id(cid):
@@ -101,4 +112,6 @@ class CampaignSpec:
             float(rate) if rate else None,
             gate,
             timeout,
+            schedule,
+            clock,
         )
