@@ -82,7 +82,7 @@ def update_campaign(client: Client, campaign_id: str, **fields: Any) -> None:
     )
 
 
-def stage_item(client: Client, settings: Settings, campaign_id: str, stage: int) -> dict[str, Any]:
+def stage_item(client: Client, settings: Settings, campaign_id: str, stage: int | str) -> dict[str, Any]:
     """The stage's counter item, plain: its counters and ``failedBatches`` (see :func:`batch_failed`)."""
     item = (
         client("dynamodb")
@@ -157,7 +157,7 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
     for i, _path in enumerate(manifests):
         key = f"{prefix}/stage-{i}.json"
         parts = planner.parts[i]
-        for n, (part_path, _recipients, _batches) in enumerate(parts):
+        for n, (part_path, _recipients, _batches, _slot) in enumerate(parts):
             s3.upload_file(part_path, bucket, part_key(key, n))
             os.remove(part_path)
         stages.append(
@@ -172,6 +172,9 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
                 "parts": len(parts),
             }
         )
+        if spec.schedule.local_time is not None:
+            # localTime: a part per send slot (UTC offset, minutes), Ready sends each at its time
+            stages[-1]["slots"] = [int(p[3]) for p in parts]
     # a stage no recipient falls in (1 % of a 41-row list) is merged into the next: no empty
     # stage, no gate judging nothing
     merged = [st["index"] for st in stages[:-1] if not st["planned"]]
@@ -370,9 +373,13 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
         if allowance is not None and allowance > attempts:
             _release_day(client, settings, campaign_id, day, allowance - attempts)
         added = {k: v for k, v in counts.items() if k != "unknown"}  # counted as they happened
-        _add_counters(
-            client, settings, campaign_id, stage, added, (started, time.time()) if counts["accepted"] else None
-        )
+        window = (started, time.time()) if counts["accepted"] else None
+        _add_counters(client, settings, campaign_id, stage, added, window)
+        if batch.get("slot") is not None and counts["accepted"]:
+            # localTime: the slot's own sent count and send times (the report's spread per slot)
+            _add_counters(
+                client, settings, campaign_id, f"{stage}#slot#{batch['slot']}", {"accepted": counts["accepted"]}, window
+            )
     return {"batch": batch["batch"], "control": control, **counts}
 
 
@@ -638,7 +645,7 @@ def _add_counters(
     client: Client,
     settings: Settings,
     campaign_id: str,
-    stage: int,
+    stage: int | str,
     counts: dict[str, int],
     window: tuple[float, float] | None = None,
 ) -> None:
@@ -693,8 +700,15 @@ def ready(client: Client, event: dict[str, Any], settings: Settings) -> dict[str
     and cancel cut short (``sesflow campaign ...`` sends its task token)."""
     campaign_id, current = event["campaignId"], event["current"]
     stage, part = current["stage"], int(current.get("part") or 0)
-    key = part_key(str(stage["key"]), part)
     item = campaign_item(client, campaign_id)
+    schedule, clock = _schedule_of(item.get("plan") or {})
+    target = None
+    if stage.get("slots"):
+        # localTime: the parts go in the order their slots' times come round after the stage
+        # starts (fixed at its first pass); each waits for its own time
+        order = _slot_order(client, settings, campaign_id, stage, schedule, clock.now())
+        part, target = order[part]
+    key = part_key(str(stage["key"]), part)
     control = item.get("control", RUN)
     out = {"action": "send", "key": key, "waitSeconds": 0, "control": control, "resumeAt": None}
     if control == CANCELLED:
@@ -702,10 +716,11 @@ def ready(client: Client, event: dict[str, Any], settings: Settings) -> dict[str
     if control == PAUSED:
         update_campaign(client, campaign_id, status="paused")
         return {**out, "action": "wait", "waitSeconds": max(1, settings.campaign_pause_check_seconds)}
-    schedule, clock = _schedule_of(item.get("plan") or {})
     now = clock.now()
     used = sent_on(client, settings, campaign_id, schedule.day_key(now)) if schedule.daily_cap else 0
     at, why = schedule.resume_at(now, used)
+    if target is not None and target > at:
+        at, why = target, "localTime"
     if not why:
         if item.get("status") in ("waiting", "paused"):
             update_campaign(client, campaign_id, status="running", resumeAt=None, waitReason=None)
@@ -715,6 +730,7 @@ def ready(client: Client, event: dict[str, Any], settings: Settings) -> dict[str
         "startAt": "the campaign's startAt",
         "window": "the send window",
         "dailyCap": f"the daily cap ({schedule.daily_cap} sent on {schedule.day_key(now)})",
+        "localTime": f"the send slot's local time ({stage.get('slots', [None])[part] if stage.get('slots') else ''})",
     }
     if item.get("status") != "waiting" or item.get("resumeAt") != schedule_iso(at):
         update_campaign(client, campaign_id, status="waiting", resumeAt=schedule_iso(at), waitReason=why)
@@ -729,6 +745,34 @@ def ready(client: Client, event: dict[str, Any], settings: Settings) -> dict[str
         extra={"campaignId": campaign_id, "until": schedule_iso(at), "for": reasons[why], "realSeconds": seconds},
     )
     return {**out, "action": "wait", "waitSeconds": seconds, "resumeAt": schedule_iso(at)}
+
+
+def _slot_order(
+    client: Client, settings: Settings, campaign_id: str, stage: dict[str, Any], schedule: SendSchedule, now: float
+) -> list[tuple[int, float]]:
+    """(part, target time) in send order: each slot's next ``localTime`` from the stage's first
+    pass, earliest first. Written once on the stage's counter item (a retry or a resumed
+    execution reads the same order), with the targets the report measures the spread from."""
+    ddb = client("dynamodb")
+    key = _counter_key(campaign_id, stage["index"])
+    found = ddb.get_item(TableName=settings.tracking_table, Key=key, ConsistentRead=True).get("Item", {})
+    if "slotOrder" not in found:
+        slots = [int(o) for o in stage["slots"]]
+        planned = sorted((schedule.slot_target(o, now), i) for i, o in enumerate(slots))
+        order = [{"part": i, "target": round(t, 3), "offset": slots[i]} for t, i in planned]
+        try:
+            ddb.update_item(
+                TableName=settings.tracking_table,
+                Key=key,
+                UpdateExpression="SET slotOrder = :o",
+                ConditionExpression="attribute_not_exists(slotOrder)",
+                ExpressionAttributeValues={":o": dynamo.to_value(order)},
+            )
+        except ddb.exceptions.ConditionalCheckFailedException:
+            pass
+        found = ddb.get_item(TableName=settings.tracking_table, Key=key, ConsistentRead=True)["Item"]
+    order_doc = dynamo.to_plain(found)["slotOrder"]
+    return [(int(o["part"]), float(o["target"])) for o in order_doc]
 
 
 def hold(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -966,6 +1010,35 @@ def request_approval(client: Client, event: dict[str, Any], settings: Settings) 
 
 
 # ---------------------------------------------------------------- summarize
+def _slot_report(
+    client: Client,
+    settings: Settings,
+    campaign_id: str,
+    stage: dict[str, Any],
+    stage_doc: dict[str, Any],
+    plan_doc: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Per send slot (localTime): its UTC offset, target time, emails sent, and how late the
+    first and the last went after the target (real seconds: what the send rate costs)."""
+    clock = Clock.from_dict(plan_doc.get("clock"))
+    out = []
+    for slot in stage_doc.get("slotOrder") or []:
+        offset, target = int(slot["offset"]), float(slot["target"])
+        c = stage_item(client, settings, campaign_id, f"{stage['index']}#slot#{offset}")
+        real_target = clock.real_time(target)
+        first, last = c.get("firstSendAt"), c.get("lastSendAt")
+        out.append(
+            {
+                "offsetMinutes": offset,
+                "target": schedule_iso(target),
+                "sent": int(c.get("accepted", 0)),
+                "firstLateSeconds": round(float(first) - real_target, 3) if first else None,
+                "lastLateSeconds": round(float(last) - real_target, 3) if last else None,
+            }
+        )
+    return out
+
+
 def summarize(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
     campaign_id = event["campaignId"]
     item = campaign_item(client, campaign_id)
@@ -984,7 +1057,14 @@ def summarize(client: Client, event: dict[str, Any], settings: Settings) -> dict
         first, last = c.pop("firstSendAt", None), c.pop("lastSendAt", None)
         window = round(last - first, 3) if first and last else 0.0
         sending_seconds += window
-        stages.append({"stage": int(st["index"]), "planned": int(st["planned"]), "sendingSeconds": window, **c})
+        stage_report: dict[str, Any] = {
+            "stage": int(st["index"]),
+            "planned": int(st["planned"]),
+            "sendingSeconds": window,
+        }
+        if stage_doc.get("slotOrder"):
+            stage_report["slots"] = _slot_report(client, settings, campaign_id, st, stage_doc, plan_doc)
+        stages.append({**stage_report, **c})
         for k, v in c.items():
             totals[k] = totals.get(k, 0) + int(v)
     status = item.get("status", "running")

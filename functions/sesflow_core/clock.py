@@ -44,6 +44,12 @@ class Clock:
     def now_datetime(self) -> datetime:
         return datetime.fromtimestamp(self.now(), UTC)
 
+    def real_time(self, t: float) -> float:
+        """The real epoch seconds when this clock shows ``t``."""
+        if self.start is None:
+            return t
+        return self.anchor + (t - self.start) / self.scale
+
     def real_seconds(self, seconds: float) -> float:
         """How long ``seconds`` of this clock's time take in real time."""
         return max(0.0, seconds) / self.scale

@@ -147,3 +147,43 @@ def test_a_deployed_stack_refuses_a_campaign_clock() -> None:
     with pytest.raises(InvalidCampaign, match="local-stack"):
         CampaignSpec.from_input({**raw, "clock": {"scale": 60}}, allow_clock=False)
     assert json.dumps(CampaignSpec.from_input(raw).clock.as_dict()) == "{}"
+
+
+def test_local_time_sends_each_zone_at_its_own_09_30_slot_by_slot(stack: Target) -> None:
+    """Recipients in four zones (and one unknown), localTime 09:30, a clock from Monday 01:00
+    UTC at half an hour per second: one slot per UTC offset, sent in the order the slots'
+    09:30 comes round (Kolkata +05:30, Berlin, London, New York), each not before its time;
+    the unknown zone is in the rejects; the report has per-slot counts and lateness."""
+    zones = {"Asia/Kolkata": 3, "Europe/Berlin": 2, "Europe/London": 4, "America/New_York": 1}
+    rows = [f"lt-{z.split('/')[1].lower()}{i}@example.org,L,{z}" for z, n in zones.items() for i in range(n)]
+    rows.append("lt-mars@example.org,L,Mars/Olympus_Mons")
+    cid, arn = start(
+        stack,
+        rows,
+        header="email,name,timezone",
+        stages=[100],
+        localTime="09:30",
+        clock={"scale": 1800, "start": "2026-11-30T01:00:00Z"},
+    )
+    report = finish(stack, arn, timeout=120)
+    assert report["status"] == "completed", report
+    sent = sent_to(stack, cid)
+    assert len(sent) == 10 and max(sent.values()) == 1 and "lt-mars@example.org" not in sent
+    assert report["counts"]["invalid"] == 1
+    [stage] = report["stages"]
+    slots = stage["slots"]
+    assert [(s["offsetMinutes"], s["target"], s["sent"]) for s in slots] == [
+        (330, "2026-11-30T04:00:00Z", 3),
+        (60, "2026-11-30T08:30:00Z", 2),
+        (0, "2026-11-30T09:30:00Z", 4),
+        (-300, "2026-11-30T14:30:00Z", 1),
+    ]
+    # never early (a second of tolerance: the counters' times are the batch's start and end)
+    assert all(s["firstLateSeconds"] >= -1.0 for s in slots), slots
+    rejects = (
+        stack.clients.client("s3")
+        .get_object(Bucket=stack.outputs["CampaignsBucketName"], Key=f"campaigns/{cid}/rejects.csv")["Body"]
+        .read()
+        .decode()
+    )
+    assert "Mars/Olympus_Mons" in rejects

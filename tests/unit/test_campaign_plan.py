@@ -159,9 +159,9 @@ def test_a_daily_cap_cuts_each_stage_into_parts_of_about_a_day_s_worth() -> None
     rows = "\n".join(["email"] + [f"user{i}@example.org" for i in range(330)])
     manifests, _ = planner.plan(cp.iter_rows(io.BytesIO(rows.encode()), "r.csv"), lambda a: set())
     [parts] = planner.parts
-    assert [Path(p).name for p, _, _ in parts] == ["stage-0.json", "stage-0-part-1.json", "stage-0-part-2.json"]
-    assert [(n, b) for _, n, b in parts] == [(150, 3), (150, 3), (30, 1)]  # closed at >= 120 recipients
-    batches = [json.loads(Path(p).read_text()) for p, _, _ in parts]
+    assert [Path(p).name for p, _, _, _ in parts] == ["stage-0.json", "stage-0-part-1.json", "stage-0-part-2.json"]
+    assert [(n, b) for _, n, b, _ in parts] == [(150, 3), (150, 3), (30, 1)]  # closed at >= 120 recipients
+    batches = [json.loads(Path(p).read_text()) for p, _, _, _ in parts]
     assert [len(b) for b in batches] == [3, 3, 1] and manifests[0] == parts[0][0]
     # batch numbers run on across parts (a batch's ledger owner stays unique in the stage)
     assert [b["batch"] for part in batches for b in part] == list(range(7))
@@ -174,4 +174,35 @@ def test_without_a_cap_a_stage_is_one_part() -> None:
     planner = cp.Planner(spec(stages=[100]))
     rows = "\n".join(["email"] + [f"user{i}@example.org" for i in range(330)])
     planner.plan(cp.iter_rows(io.BytesIO(rows.encode()), "r.csv"), lambda a: set())
-    assert [(n, b) for _, n, b in planner.parts[0]] == [(330, 7)]
+    assert [(n, b) for _, n, b, _ in planner.parts[0]] == [(330, 7)]
+
+
+def test_local_time_plans_one_part_per_utc_offset_east_to_west_and_rejects_unknown_zones() -> None:
+    s = spec(stages=[100], localTime="09:30", timezone="Europe/Berlin", startAt=None)
+    planner = cp.Planner(s)
+    rows = ["email,timezone"]
+    rows += [f"tokyo{i}@example.org,Asia/Tokyo" for i in range(3)]
+    rows += [f"ny{i}@example.org,America/New_York" for i in range(2)]
+    rows += [f"lima{i}@example.org,America/Lima" for i in range(2)]  # -05:00 too (in winter): one slot
+    rows += ["nozone@example.org,", "mars@example.org,Mars/Olympus_Mons"]
+    _, rejects = planner.plan(cp.iter_rows(io.BytesIO("\n".join(rows).encode()), "r.csv"), lambda a: set())
+    [parts] = planner.parts
+    offsets = [p[3] for p in parts]
+    assert offsets == sorted(offsets, reverse=True)  # east first
+    by_offset = {p[3]: p[1] for p in parts}
+    assert by_offset[9 * 60] == 3 and by_offset[-5 * 60] == 4  # New York and Lima share a slot in winter
+    assert by_offset[60] == 1 or by_offset[120] == 1  # no zone: the campaign's (Berlin)
+    items = [b for p in parts for b in json.loads(Path(p[0]).read_text())]
+    assert all(b["slot"] in offsets for b in items)
+    assert sorted(b["batch"] for b in items) == list(range(len(items)))
+    assert "timezone" not in items[0]["recipients"][0]["data"]
+    text = Path(rejects).read_text()
+    assert "Mars/Olympus_Mons" in text and "not a known IANA time zone" in text
+    assert planner.counts.invalid == 1
+
+
+def test_local_time_must_lie_inside_the_window() -> None:
+    with pytest.raises(InvalidCampaign, match="outside the window"):
+        spec(localTime="08:00", window={"from": "09:00", "to": "17:00"})
+    with pytest.raises(InvalidCampaign, match="localTime must be a local time"):
+        spec(localTime="9:30am")

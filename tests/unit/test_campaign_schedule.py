@@ -123,3 +123,17 @@ def test_the_campaign_spec_carries_the_schedule_and_only_the_local_stack_a_clock
     assert local.schedule.start_at == t("2026-11-30T08:00:00Z")
     assert abs(local.clock.now() - t("2026-11-30T07:00:00Z")) < 3600 * 5
     assert datetime.fromtimestamp(local.clock.start or 0, UTC).hour == 7
+
+
+def test_a_slot_s_target_is_the_next_local_time_on_an_allowed_day() -> None:
+    s = schedule(
+        localTime="09:30", window={"days": ["mon", "tue", "wed", "thu", "fri"], "from": "09:00", "to": "17:00"}
+    )
+    monday = t("2026-11-30T00:00:00Z")
+    assert iso(s.slot_target(9 * 60, monday)) == "2026-11-30T00:30:00Z"  # Tokyo, Monday 09:30
+    assert iso(s.slot_target(-5 * 60, monday)) == "2026-11-30T14:30:00Z"  # New York, Monday 09:30
+    assert iso(s.slot_target(14 * 60, monday)) == "2026-11-30T19:30:00Z"  # Kiribati: Tuesday 09:30 there
+    # Saturday in Tokyo is skipped: the next allowed local day is Monday
+    assert iso(s.slot_target(9 * 60, t("2026-11-28T00:00:00Z"))) == "2026-11-30T00:30:00Z"
+    # with localTime the window's hours are the recipients': the campaign is not held to them
+    assert s.is_open(t("2026-11-29T03:00:00Z"))

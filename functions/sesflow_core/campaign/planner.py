@@ -13,17 +13,21 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 from .. import ids
 from ..errors import InvalidCampaign, InvalidEmailRequest
 from ..request import MAX_DATA_BYTES, parse_address
+from . import schedule
 from .spec import CampaignSpec
 
 MAX_ROW_DATA_BYTES = 4 * 1024
@@ -77,6 +81,7 @@ class Recipient:
     address: str
     data: dict[str, Any]
     name: str | None = None
+    zone: str | None = None  # the ``timezone`` column (IANA), for ``localTime`` campaigns
 
 
 def parse_row(row: dict[str, Any]) -> Recipient:
@@ -86,15 +91,21 @@ def parse_row(row: dict[str, Any]) -> Recipient:
     lowered = {str(k).lower(): v for k, v in row.items()}
     addr = parse_address(lowered.get("email"), "email")
     name = lowered.get("name") or lowered.get("toname")
+    zone_name = lowered.get("timezone")
+    if zone_name not in (None, ""):
+        try:
+            schedule.zone(zone_name, "timezone")
+        except InvalidCampaign as exc:
+            raise InvalidEmailRequest(str(exc)) from None
     nested = row.get("data")
     data: dict[str, Any] = (
         nested
         if isinstance(nested, dict)
-        else {str(k): v for k, v in row.items() if str(k).lower() not in ("email", "name", "toname")}
+        else {str(k): v for k, v in row.items() if str(k).lower() not in ("email", "name", "toname", "timezone")}
     )
     if len(json.dumps(data, default=str)) > MAX_ROW_DATA_BYTES:
         raise InvalidEmailRequest(f"row data is larger than {MAX_ROW_DATA_BYTES} bytes")
-    return Recipient(addr.ascii, addr.normalized, data, str(name) if name else None)
+    return Recipient(addr.ascii, addr.normalized, data, str(name) if name else None, zone_name or None)
 
 
 # ---------------------------------------------------------------- planner
@@ -190,56 +201,52 @@ class Planner:
                     except Exception as exc:
                         raise type(exc)(f"the template cannot render for this list (row {n}): {exc}") from None
                 b = int(hashlib.blake2b(r.address.encode(), digest_size=2).hexdigest(), 16) % BUCKETS
-                buckets[b].write(json.dumps([n, r.to, r.address, r.name, r.data]) + "\n")
+                buckets[b].write(json.dumps([n, r.to, r.address, r.name, r.data, r.zone]) + "\n")
         for f in buckets:
             f.close()
-        writers = [
-            _ManifestWriter(os.path.join(self.dir, f"stage-{i}.json"), self.spec, i)
-            for i in range(len(self.spec.stages))
-        ]
-        self._pending: list[tuple[str, str | None, str, dict[str, Any]]] = []
+        writers = _Writers(self.dir, self.spec)
+        self._pending: list[tuple[str, str | None, str, dict[str, Any], str | None]] = []
         for i in range(BUCKETS):
             self._plan_bucket(i, writers, suppressed)
         self._flush(self._pending, writers, suppressed)
-        for i, w in enumerate(writers):
-            w.close()
-            self.counts.batches[i] = w.batches
-        self.parts = [w.parts for w in writers]
-        return [w.path for w in writers], rejects_path
+        self.parts = writers.close()
+        for i, parts in enumerate(self.parts):
+            self.counts.batches[i] = sum(p[2] for p in parts)
+        return [parts[0][0] for parts in self.parts], rejects_path
 
-    def _plan_bucket(self, i: int, writers: list[_ManifestWriter], suppressed: Callable[[list[str]], set[str]]) -> None:
+    def _plan_bucket(self, i: int, writers: _Writers, suppressed: Callable[[list[str]], set[str]]) -> None:
         seen: set[str] = set()
         pending = self._pending  # carried across buckets: full lookups of SUPPRESSION_LOOKUP addresses
         path = self._bucket_path(i)
         with open(path, encoding="utf-8") as f:
             for line in f:
-                _, to, address, name, data = json.loads(line)
+                _, to, address, name, data, zone = json.loads(line)
                 if address in seen:
                     self.counts.duplicates += 1
                     continue
                 seen.add(address)
                 self.counts.valid += 1
-                pending.append((to, name, address, data))
+                pending.append((to, name, address, data, zone))
                 if len(pending) >= SUPPRESSION_LOOKUP:
                     self._flush(pending, writers, suppressed)
         os.remove(path)
 
     def _flush(
         self,
-        pending: list[tuple[str, str | None, str, dict[str, Any]]],
-        writers: list[_ManifestWriter],
+        pending: list[tuple[str, str | None, str, dict[str, Any], str | None]],
+        writers: _Writers,
         suppressed: Callable[[list[str]], set[str]],
     ) -> None:
         if not pending:
             return
         dropped = suppressed([p[2] for p in pending])
-        for to, name, address, data in pending:
+        for to, name, address, data, zone in pending:
             if address in dropped:
                 self.counts.suppressed += 1
                 continue
             stage = stage_for(self.spec.campaign_id, address, self.spec.stages)
             self.counts.planned[stage] += 1
-            writers[stage].add({"to": to, "toName": name, "data": data})
+            writers.writer(stage, zone).add({"to": to, "toName": name, "data": data})
         pending.clear()
 
 
@@ -249,13 +256,68 @@ def part_key(stage_key: str, part: int) -> str:
     return f"{base}.json" if part == 0 else f"{base}-part-{part}.json"
 
 
+class _Writers:
+    """The manifest writers of a plan: one per stage; with ``localTime``, one per (stage, send
+    slot), a slot being the UTC offset of the recipients' zones (the row's ``timezone``, else
+    the campaign's) when the campaign starts."""
+
+    def __init__(self, workdir: str, spec: CampaignSpec) -> None:
+        self.dir, self.spec = workdir, spec
+        self.local = spec.schedule.local_time is not None
+        self._writers: dict[tuple[int, int | None], _ManifestWriter] = {}
+        self._batch_numbers = [itertools.count() for _ in spec.stages]
+        self._offsets: dict[str, int] = {}
+        start = spec.schedule.start_at or spec.clock.now()
+        self._at = datetime.fromtimestamp(start, UTC)
+
+    def offset(self, zone: str | None) -> int:
+        name = zone or self.spec.schedule.timezone
+        if name not in self._offsets:
+            delta = self._at.astimezone(ZoneInfo(name)).utcoffset()
+            self._offsets[name] = int(delta.total_seconds() // 60) if delta is not None else 0
+        return self._offsets[name]
+
+    def writer(self, stage: int, zone: str | None) -> _ManifestWriter:
+        key = (stage, self.offset(zone) if self.local else None)
+        if key not in self._writers:
+            name = f"stage-{stage}.json" if key[1] is None else f"stage-{stage}-slot-{key[1]}.json"
+            self._writers[key] = _ManifestWriter(
+                os.path.join(self.dir, name), self.spec, stage, self._batch_numbers[stage], key[1]
+            )
+        return self._writers[key]
+
+    def close(self) -> list[list[list[Any]]]:
+        """Per stage, its parts [path, recipients, batches, slot offset], east to west (the
+        order a day's local times come round); a stage nobody falls in has one empty part."""
+        out: list[list[list[Any]]] = []
+        for stage in range(len(self.spec.stages)):
+            mine = sorted((w for (s, _), w in self._writers.items() if s == stage), key=lambda w: -(w.slot or 0)) or [
+                self.writer(stage, None)
+            ]
+            parts: list[list[Any]] = []
+            for w in mine:
+                w.close()
+                parts += [[path, n, b, w.slot] for path, n, b in w.parts]
+            out.append(parts)
+        return out
+
+
 class _ManifestWriter:
     """Streams a JSON array of batch items (the Distributed Map's S3 ItemReader input)."""
 
-    def __init__(self, path: str, spec: CampaignSpec, stage: int) -> None:
+    def __init__(
+        self,
+        path: str,
+        spec: CampaignSpec,
+        stage: int,
+        numbers: Iterator[int] | None = None,
+        slot: int | None = None,
+    ) -> None:
         self.path = path
         self.spec = spec
         self.stage = stage
+        self.slot = slot
+        self._numbers = numbers if numbers is not None else itertools.count()
         self.batches = 0
         #: the stage's parts, in order: [path, recipients, batches]; more than one when the
         #: campaign has a daily cap (a part holds about a day's worth, ``part_key``)
@@ -282,19 +344,21 @@ class _ManifestWriter:
             # cap) from its own part, not from the whole stage
             self._f.write("]")
             self._f.close()
-            path = os.path.join(os.path.dirname(self.path), part_key(f"stage-{self.stage}", len(self.parts)))
+            path = part_key(self.path, len(self.parts))
             self.parts.append([path, 0, 0])
             part = self.parts[-1]
             self._f = open(path, "w", encoding="utf-8")
             self._f.write("[")
         part[1] += len(self._current)
         part[2] += 1
-        item = {
+        item: dict[str, Any] = {
             "campaignId": self.spec.campaign_id,
             "stage": self.stage,
-            "batch": self.batches,
+            "batch": next(self._numbers),  # unique in the stage, whichever part or slot
             "recipients": self._current,
         }
+        if self.slot is not None:
+            item["slot"] = self.slot
         self._f.write(("," if part[2] > 1 else "") + json.dumps(item, separators=(",", ":")))
         self.batches += 1
         self._current = []

@@ -89,6 +89,8 @@ class SendSchedule:
     start_at: float | None = None
     window: Window | None = None
     daily_cap: int | None = None
+    #: ``localTime``: each recipient at this time of their own zone (send slots by UTC offset)
+    local_time: time | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -147,7 +149,16 @@ class SendSchedule:
         cap = raw.get("dailyCap")
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise InvalidCampaign(f"dailyCap must be a whole number of emails per day, at least 1, not {cap!r}")
-        return cls(str(tz_name), start_at, window, cap)
+        local = None
+        if raw.get("localTime") is not None:
+            local = local_time(raw["localTime"], "localTime")
+            if window is not None and not window.start <= local < window.end:
+                raise InvalidCampaign(
+                    f"localTime {raw['localTime']} is outside the window "
+                    f"{window.start:%H:%M}-{window.end:%H:%M}: "
+                    "nobody could receive it (with localTime the window's days and hours are each recipient's own)"
+                )
+        return cls(str(tz_name), start_at, window, cap, local)
 
     def as_dict(self) -> dict[str, Any]:
         """For the plan (the state machine's state and the campaign item)."""
@@ -162,6 +173,8 @@ class SendSchedule:
             }
         if self.daily_cap is not None:
             out["dailyCap"] = self.daily_cap
+        if self.local_time is not None:
+            out["localTime"] = self.local_time.strftime("%H:%M")
         return out
 
     @classmethod
@@ -177,11 +190,13 @@ class SendSchedule:
             )
         start = raw.get("startAt")
         cap = raw.get("dailyCap")
+        local = local_time(raw["localTime"], "localTime") if raw.get("localTime") else None
         return cls(
             str(raw.get("timezone") or "UTC"),
             float(start) if start is not None else None,
             window,
             int(cap) if cap else None,
+            local,
         )
 
     # ------------------------------------------------------------ questions
@@ -196,8 +211,8 @@ class SendSchedule:
     def next_open(self, t: float) -> float:
         """The first instant >= ``t`` when sending may happen (start time and window)."""
         t = max(t, self.start_at or t)
-        if self.window is None:
-            return t
+        if self.window is None or self.local_time is not None:
+            return t  # with localTime, each send slot's time follows the window (slot_target)
         tz = self.tz
         day = datetime.fromtimestamp(t, tz).date()
         for offset in range(8):  # the window opens at least once a week
@@ -211,6 +226,21 @@ class SendSchedule:
         tz = self.tz
         tomorrow = datetime.fromtimestamp(t, tz).date() + timedelta(days=1)
         return datetime.combine(tomorrow, time(0), tz).timestamp()
+
+    def slot_target(self, offset_minutes: int, t: float) -> float:
+        """The first instant >= ``t`` when it is ``localTime`` at UTC ``offset_minutes`` on a day
+        the window allows (a send slot's time)."""
+        assert self.local_time is not None
+        shift = timedelta(minutes=offset_minutes)
+        local_now = datetime.fromtimestamp(t, UTC) + shift
+        for days in range(9):
+            day = local_now.date() + timedelta(days=days)
+            if self.window is not None and day.weekday() not in self.window.days:
+                continue
+            at = datetime.combine(day, self.local_time, UTC) - shift
+            if at.timestamp() >= t:
+                return at.timestamp()
+        raise AssertionError("a window with days opens within a week")  # pragma: no cover
 
     def resume_at(self, t: float, sent_today: int) -> tuple[float, str]:
         """When sending may (re)start from ``t``, given what was sent today, and why it waits
