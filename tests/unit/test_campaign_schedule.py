@@ -137,3 +137,17 @@ def test_a_slot_s_target_is_the_next_local_time_on_an_allowed_day() -> None:
     assert iso(s.slot_target(9 * 60, t("2026-11-28T00:00:00Z"))) == "2026-11-30T00:30:00Z"
     # with localTime the window's hours are the recipients': the campaign is not held to them
     assert s.is_open(t("2026-11-29T03:00:00Z"))
+
+
+@pytest.mark.parametrize("name", ["campaign-start.json", "campaign-scheduled.json"])
+def test_the_sample_campaign_inputs_are_valid(name: str) -> None:
+    """events/campaign-*.json start the campaign machine as they are (startAt checked against a
+    fixed day: the sample's date is fixed, like events/send-scheduled.json)."""
+    import json
+    from pathlib import Path
+
+    raw = json.loads((Path(__file__).resolve().parents[2] / "events" / name).read_text())
+    spec = CampaignSpec.from_input({k: v for k, v in raw.items() if k != "startAt"}, default_bucket="b")
+    assert spec.campaign_id == raw["campaignId"]
+    sched = SendSchedule.from_input(raw, t("2027-01-04T00:00:00Z"))
+    assert (sched.daily_cap, sched.local_time is not None) == (raw.get("dailyCap"), "localTime" in raw)
