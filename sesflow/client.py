@@ -45,6 +45,7 @@ def build_request(
     reply_to: str | None = None,
     tags: dict[str, str] | None = None,
     send_at: datetime | str | None = None,
+    locale: str | None = None,
 ) -> dict[str, Any]:
     request: dict[str, Any] = {
         "emailId": email_id or uuid.uuid4().hex,
@@ -59,6 +60,7 @@ def build_request(
         "replyTo": reply_to,
         "tags": tags,
         "sendAt": send_at_text(send_at),
+        "locale": locale,
     }
     request.update({k: v for k, v in optional.items() if v})
     return request

@@ -272,9 +272,7 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
         counts["skipped"] = len(batch["recipients"])
         _add_counters(client, settings, campaign_id, stage, counts)
         return {"batch": batch["batch"], "control": control, **counts}
-    template = templates.load_template(
-        client("s3"), settings.templates_bucket, event["template"], settings.template_cache_ttl
-    )
+    template_for = _batch_templates(client, settings, event["template"])
     topic = event["topic"]
     owner = batch_owner(campaign_id, stage, batch["batch"])
     requests = _batch_requests(event, settings, counts)
@@ -310,7 +308,7 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
             # a claim is held only around the SES call itself.
             unsubscribe = sending.unsubscribe_url(client, settings, req)
             try:
-                rendered = template.render(sending.template_data(req, unsubscribe), req.topic)
+                rendered = template_for(req.locale).render(sending.template_data(req, unsubscribe), req.topic)
             except TemplateRenderError as exc:
                 # not sent: a resumed campaign with a fixed template may send it
                 if _record_render_failure(ddb, table, req, campaign_id, stage, settings.expires_at(), exc):
@@ -383,6 +381,22 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
     return {"batch": batch["batch"], "control": control, **counts}
 
 
+def _batch_templates(client: Client, settings: Settings, name: str) -> Callable[[str | None], Any]:
+    """The batch's template per recipient locale (the variant with its fallback, loaded once);
+    the default is loaded at once, so a missing template fails the batch before any claim."""
+    by_locale: dict[str | None, Any] = {}
+
+    def template_for(locale: str | None) -> Any:
+        if locale not in by_locale:
+            by_locale[locale] = templates.load_template(
+                client("s3"), settings.templates_bucket, name, settings.template_cache_ttl, locale
+            )
+        return by_locale[locale]
+
+    template_for(None)
+    return template_for
+
+
 def _batch_requests(event: dict[str, Any], settings: Settings, counts: dict[str, int]) -> list[Any]:
     """The batch's recipients as validated send requests (an invalid one is counted failed)."""
     batch = event["batch"]
@@ -399,6 +413,7 @@ def _batch_requests(event: dict[str, Any], settings: Settings, counts: dict[str,
                     "data": {**event.get("data", {}), **(r.get("data") or {})},
                     "campaignId": campaign_id,
                     "stage": stage,
+                    "locale": r.get("locale"),
                 },
                 identity=settings.sender_identity,
                 default_email_id=cp.email_id_for(campaign_id, r["to"].lower()),
@@ -562,7 +577,9 @@ def _record_sent(ddb: Any, table: str, email_id: str, message_id: str, rendered:
             TableName=table,
             Key={"emailId": {"S": email_id}},
             UpdateExpression="SET sendState = :sent, #s = :sent, sendFinishedAt = :now, sentAt = :now, "
-            "messageId = :mid, templateVersion = :tv REMOVE reason",
+            "messageId = :mid, templateVersion = :tv"
+            + (", locale = :loc" if rendered.locale else "")
+            + " REMOVE reason",
             ConditionExpression="#s = :sending",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
@@ -571,6 +588,7 @@ def _record_sent(ddb: Any, table: str, email_id: str, message_id: str, rendered:
                 ":now": {"S": now},
                 ":mid": {"S": message_id},
                 ":tv": {"S": str(rendered.template_version)},
+                **({":loc": {"S": rendered.locale}} if rendered.locale else {}),
             },
         )
     except ddb.exceptions.ConditionalCheckFailedException:

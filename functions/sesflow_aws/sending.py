@@ -44,7 +44,7 @@ def template_data(request: SendRequest, unsubscribe: str | None) -> dict[str, An
 def render(client: Client, settings: Settings, request: SendRequest, unsubscribe: str | None = None) -> Rendered:
     """Render in the send step: the message never travels through state (256 KiB limit)."""
     template = templates.load_template(
-        client("s3"), settings.templates_bucket, request.template, settings.template_cache_ttl
+        client("s3"), settings.templates_bucket, request.template, settings.template_cache_ttl, request.locale
     )
     return template.render(template_data(request, unsubscribe), request.topic)
 
@@ -109,7 +109,14 @@ def send_once(client: Client, settings: Settings, request: SendRequest, owner: s
         # call): a later run - a fixed template or set-up, a deferred round - may send
         ledger.release(ddb, table, request.emailId, ledger.RETRYABLE, reason=str(exc)[:500])
         raise
+    extra = {"locale": rendered.locale} if rendered.locale else {}  # the locale it went out in
     ledger.release(
-        ddb, table, request.emailId, ledger.SENT, messageId=message_id, templateVersion=rendered.template_version
+        ddb,
+        table,
+        request.emailId,
+        ledger.SENT,
+        messageId=message_id,
+        templateVersion=rendered.template_version,
+        **extra,
     )
     return {"emailId": request.emailId, "messageId": message_id, "duplicate": False}

@@ -20,6 +20,7 @@ from functools import cache
 from html.parser import HTMLParser
 from typing import Any
 
+from . import localize
 from .errors import TemplateRenderError
 
 #: html + text + subject. The rendered message never passes through Step Functions state or a
@@ -36,6 +37,7 @@ class TemplateSource:
     text: str | None
     metadata: dict[str, Any]
     version: str = ""
+    locale: str | None = None  # the variant's folder (templates/<name>/<locale>/); None: the default
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Rendered:
     sender: str | None = None
     template_version: str = ""
     topic: str | None = None
+    locale: str | None = None  # the locale it was rendered in (the variant's, else metadata "locale")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class Rendered:
             "from": self.sender,
             "templateVersion": self.template_version,
             "topic": self.topic,
+            "locale": self.locale,
         }
 
 
@@ -78,13 +82,15 @@ def _env(autoescape: bool) -> Any:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 
-    return SandboxedEnvironment(
+    env = SandboxedEnvironment(
         autoescape=autoescape,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters.update(localize.filters())
+    return env
 
 
 def _template_error() -> type[Exception]:
@@ -168,13 +174,17 @@ class CompiledTemplate:
         missing = [v for v in meta.get("requiredVariables", []) if v not in data]
         if missing:
             raise TemplateRenderError(f"template {name}: missing variable(s): {', '.join(missing)}")
+        locale = self.source.locale or (meta.get("locale") if isinstance(meta.get("locale"), str) else None)
+        context = {**data, localize.LOCALE_VAR: locale or localize.DEFAULT_LOCALE}
         try:
-            subject = self.subject.render(data).strip()
-            html = self.html.render(data)
-            text = self.text.render(data) if self.text is not None else html_to_text(html)
+            subject = self.subject.render(context).strip()
+            html = self.html.render(context)
+            text = self.text.render(context) if self.text is not None else html_to_text(html)
         except _template_error() as exc:
             # StrictUndefined / SecurityError: the message names the variable or the operation
             raise TemplateRenderError(f"template {name}: {type(exc).__name__}: {exc}") from None
+        except TemplateRenderError as exc:  # a format_* filter's value
+            raise TemplateRenderError(f"template {name}: {exc}") from None
         if re.search(r"[\r\n\x00]", subject):
             raise TemplateRenderError(f"template {name}: the rendered subject contains CR, LF or NUL")
         if not subject:
@@ -188,7 +198,13 @@ class CompiledTemplate:
             )
         sender = meta.get("from")
         return Rendered(
-            subject, html, text, sender if isinstance(sender, str) else None, self.source.version, meta.get("topic")
+            subject,
+            html,
+            text,
+            sender if isinstance(sender, str) else None,
+            self.source.version,
+            meta.get("topic"),
+            locale,
         )
 
 

@@ -57,8 +57,12 @@ KNOWN_FIELDS = frozenset(
         "sendRound",
         "sendAt",
         "scheduledFor",
+        "locale",
     }
 )
+#: a BCP 47 language tag as templates are localised: language, optional script, optional
+#: region (``de``, ``pt-BR``, ``zh-Hant-TW``, ``es-419``); ``_`` is accepted for ``-``
+_LOCALE_RE = re.compile(r"^([A-Za-z]{2,3})(?:[-_]([A-Za-z]{4}))?(?:[-_]([A-Za-z]{2}|\d{3}))?$")
 #: deferrals are numbered by the machine (``sendRound``); far more than any MaxSendRounds
 MAX_SEND_ROUND = 100
 
@@ -94,6 +98,7 @@ class SendRequest:
     sendRound: int = 0  # set by the send machine when it defers a send (0: the first try)
     sendAt: str | None = None  # a future time (UTC, normalised): the send machine schedules it
     scheduledFor: str | None = None  # set by the send machine: the time a scheduled send was for
+    locale: str | None = None  # BCP 47 (normalised: pt-BR): the template variant and formatting
 
     @property
     def transactional(self) -> bool:
@@ -259,6 +264,20 @@ def _timing(raw: dict[str, Any], now: datetime) -> tuple[str | None, str | None]
     return (scheduling.iso(at), None) if ahead else (None, scheduling.iso(at))
 
 
+def parse_locale(value: Any, name: str = "locale") -> str | None:
+    """A language tag, normalised (``pt_br`` -> ``pt-BR``, ``zh-hant-tw`` -> ``zh-Hant-TW``); None
+    when absent. Whether templates have that locale does not matter here (they fall back)."""
+    if value is None or value == "":
+        return None
+    match = _LOCALE_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise _reject(f"{name} must be a language tag such as de, pt-BR or zh-Hant-TW, not {str(value)[:40]!r}")
+    language, script, region = match.groups()
+    return "-".join(
+        p for p in (language.lower(), script.title() if script else None, region.upper() if region else None) if p
+    )
+
+
 def validate(
     raw: Any, *, identity: str, default_email_id: str | None = None, now: datetime | None = None
 ) -> SendRequest:
@@ -290,6 +309,7 @@ def validate(
         sendRound=send_round,
         sendAt=send_at,
         scheduledFor=scheduled_for,
+        locale=parse_locale(raw.get("locale")),
     )
 
 

@@ -66,6 +66,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         reply_to=args.reply_to,
         tags=tags,
         send_at=args.at,
+        locale=args.locale,
     )
     emit(args, result, send_text(result))
     return send_exit_code(result)
@@ -160,6 +161,7 @@ def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callabl
         help="send later: ISO 8601 with an offset, e.g. 2026-12-01T09:00:00+01:00, up to a year ahead "
         "(ends 'scheduled'; `sesflow cancel EMAIL_ID` cancels it)",
     )
+    p.add_argument("--locale", help="BCP 47 tag, e.g. de or pt-BR: the template's variant (falls back to the default)")
     p.add_argument("--timeout", type=float, default=300.0)
     p.set_defaults(func=cmd_send)
 

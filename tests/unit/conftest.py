@@ -33,7 +33,7 @@ SEND_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:sesflow-test
 UNSUBSCRIBE_URL = "https://unsubscribe.example.com/"
 SECRET_CURRENT = "current-unsubscribe-key"
 SECRET_PREVIOUS = "previous-unsubscribe-key"
-TEMPLATES = ("welcome", "newsletter")  # of the repository's templates/, uploaded for every test
+TEMPLATES = ("welcome", "newsletter", "order-receipt")  # of the repository's templates/ (with their locale variants)
 
 
 @dataclass
@@ -243,9 +243,10 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Aws]:
         clients["s3"].create_bucket(Bucket=TEMPLATES_BUCKET)
         clients["s3"].put_bucket_versioning(Bucket=TEMPLATES_BUCKET, VersioningConfiguration={"Status": "Enabled"})
         clients["s3"].create_bucket(Bucket=CAMPAIGNS_BUCKET)
-        for path in sorted(p for name in TEMPLATES for p in (ROOT / "templates" / name).iterdir()):
+        base = ROOT / "templates"
+        for path in sorted(p for name in TEMPLATES for p in (base / name).rglob("*") if p.is_file()):
             clients["s3"].put_object(
-                Bucket=TEMPLATES_BUCKET, Key=f"{path.parent.name}/{path.name}", Body=path.read_bytes()
+                Bucket=TEMPLATES_BUCKET, Key=path.relative_to(base).as_posix(), Body=path.read_bytes()
             )
         clients["events"].create_event_bus(Name=BUS)
         queue_url = _capture_queue(clients["events"], clients["sqs"])

@@ -206,3 +206,14 @@ def test_local_time_must_lie_inside_the_window() -> None:
         spec(localTime="08:00", window={"from": "09:00", "to": "17:00"})
     with pytest.raises(InvalidCampaign, match="localTime must be a local time"):
         spec(localTime="9:30am")
+
+
+def test_a_locale_column_goes_with_the_recipient_and_a_malformed_one_is_rejected() -> None:
+    rows = "\n".join(
+        ["email,locale,plan", "a@example.org,pt_BR,pro", "b@example.org,,free", "c@example.org,klingon!,x"]
+    )
+    counts, items, rejects = plan(rows, stages=[100])
+    recipients = {r["to"]: r for b in items[0] for r in b["recipients"]}
+    assert recipients["a@example.org"]["locale"] == "pt-BR" and "locale" not in recipients["a@example.org"]["data"]
+    assert "locale" not in recipients["b@example.org"]
+    assert counts.invalid == 1 and "language tag" in rejects

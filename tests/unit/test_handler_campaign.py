@@ -18,7 +18,7 @@ from sesflow_core import campaign as cp
 from sesflow_core import errors
 from sesflow_handlers import _common, campaign_control, campaign_plan, campaign_send_batch
 
-from .conftest import CAMPAIGNS_BUCKET, Aws, LambdaContext, ses_client_error
+from .conftest import CAMPAIGNS_BUCKET, TEMPLATES_BUCKET, Aws, LambdaContext, ses_client_error
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -886,3 +886,19 @@ def test_a_batch_gives_back_the_share_of_the_cap_it_did_not_use(aws: Aws, ctx: L
     result = send_batch(ctx)
     assert (result["accepted"], result["duplicates"]) == (2, 1)
     assert counters(aws, "day#2026-11-30")["used"] == 2
+
+
+def test_a_batch_renders_each_recipient_s_locale_variant(aws: Aws, ctx: LambdaContext) -> None:
+    import email as email_lib
+
+    running(aws)
+    aws.put_object(
+        TEMPLATES_BUCKET, "newsletter/de/metadata.json", '{"subject": "Neu: {{ title }}", "topic": "newsletter"}'
+    )
+    aws.put_object(TEMPLATES_BUCKET, "newsletter/de/template.html", "<p>{{ intro }}</p>")
+    event = batch_event()
+    event["batch"]["recipients"][0]["locale"] = "de-AT"
+    assert send_batch(ctx, event)["accepted"] == 3
+    subjects = {m.destinations[0]: email_lib.message_from_string(m.raw_data)["Subject"] for m in aws.sent()}
+    assert subjects["ada@example.org"].startswith("Neu: ") and not subjects["grace@example.org"].startswith("Neu: ")
+    assert aws.item(email_id("ada@example.org"))["locale"] == "de"

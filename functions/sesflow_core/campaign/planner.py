@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from .. import ids
 from ..errors import InvalidCampaign, InvalidEmailRequest
-from ..request import MAX_DATA_BYTES, parse_address
+from ..request import MAX_DATA_BYTES, parse_address, parse_locale
 from . import schedule
 from .spec import CampaignSpec
 
@@ -82,6 +82,7 @@ class Recipient:
     data: dict[str, Any]
     name: str | None = None
     zone: str | None = None  # the ``timezone`` column (IANA), for ``localTime`` campaigns
+    locale: str | None = None  # the ``locale`` column: the template variant (fallback, never an error)
 
 
 def parse_row(row: dict[str, Any]) -> Recipient:
@@ -101,11 +102,14 @@ def parse_row(row: dict[str, Any]) -> Recipient:
     data: dict[str, Any] = (
         nested
         if isinstance(nested, dict)
-        else {str(k): v for k, v in row.items() if str(k).lower() not in ("email", "name", "toname", "timezone")}
+        else {
+            str(k): v for k, v in row.items() if str(k).lower() not in ("email", "name", "toname", "timezone", "locale")
+        }
     )
     if len(json.dumps(data, default=str)) > MAX_ROW_DATA_BYTES:
         raise InvalidEmailRequest(f"row data is larger than {MAX_ROW_DATA_BYTES} bytes")
-    return Recipient(addr.ascii, addr.normalized, data, str(name) if name else None, zone_name or None)
+    locale = parse_locale(lowered.get("locale"))
+    return Recipient(addr.ascii, addr.normalized, data, str(name) if name else None, zone_name or None, locale)
 
 
 # ---------------------------------------------------------------- planner
@@ -201,11 +205,11 @@ class Planner:
                     except Exception as exc:
                         raise type(exc)(f"the template cannot render for this list (row {n}): {exc}") from None
                 b = int(hashlib.blake2b(r.address.encode(), digest_size=2).hexdigest(), 16) % BUCKETS
-                buckets[b].write(json.dumps([n, r.to, r.address, r.name, r.data, r.zone]) + "\n")
+                buckets[b].write(json.dumps([n, r.to, r.address, r.name, r.data, r.zone, r.locale]) + "\n")
         for f in buckets:
             f.close()
         writers = _Writers(self.dir, self.spec)
-        self._pending: list[tuple[str, str | None, str, dict[str, Any], str | None]] = []
+        self._pending: list[tuple[str, str | None, str, dict[str, Any], str | None, str | None]] = []
         for i in range(BUCKETS):
             self._plan_bucket(i, writers, suppressed)
         self._flush(self._pending, writers, suppressed)
@@ -220,33 +224,36 @@ class Planner:
         path = self._bucket_path(i)
         with open(path, encoding="utf-8") as f:
             for line in f:
-                _, to, address, name, data, zone = json.loads(line)
+                _, to, address, name, data, zone, locale = json.loads(line)
                 if address in seen:
                     self.counts.duplicates += 1
                     continue
                 seen.add(address)
                 self.counts.valid += 1
-                pending.append((to, name, address, data, zone))
+                pending.append((to, name, address, data, zone, locale))
                 if len(pending) >= SUPPRESSION_LOOKUP:
                     self._flush(pending, writers, suppressed)
         os.remove(path)
 
     def _flush(
         self,
-        pending: list[tuple[str, str | None, str, dict[str, Any], str | None]],
+        pending: list[tuple[str, str | None, str, dict[str, Any], str | None, str | None]],
         writers: _Writers,
         suppressed: Callable[[list[str]], set[str]],
     ) -> None:
         if not pending:
             return
         dropped = suppressed([p[2] for p in pending])
-        for to, name, address, data, zone in pending:
+        for to, name, address, data, zone, locale in pending:
             if address in dropped:
                 self.counts.suppressed += 1
                 continue
             stage = stage_for(self.spec.campaign_id, address, self.spec.stages)
             self.counts.planned[stage] += 1
-            writers.writer(stage, zone).add({"to": to, "toName": name, "data": data})
+            entry = {"to": to, "toName": name, "data": data}
+            if locale:
+                entry["locale"] = locale
+            writers.writer(stage, zone).add(entry)
         pending.clear()
 
 
