@@ -46,6 +46,7 @@ def build_request(
     tags: dict[str, str] | None = None,
     send_at: datetime | str | None = None,
     locale: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     request: dict[str, Any] = {
         "emailId": email_id or uuid.uuid4().hex,
@@ -61,6 +62,7 @@ def build_request(
         "tags": tags,
         "sendAt": send_at_text(send_at),
         "locale": locale,
+        "attachments": attachments,
     }
     request.update({k: v for k, v in optional.items() if v})
     return request

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sesflow_core import mime
+from botocore.exceptions import ClientError
+from sesflow_core import attachments, mime
 from sesflow_core import unsubscribe as unsub
 from sesflow_core.errors import (
     EmailCancelled,
+    InvalidEmailRequest,
     SendInProgress,
     SesMessageRejected,
     SesOutcomeUnknown,
@@ -49,11 +51,45 @@ def render(client: Client, settings: Settings, request: SendRequest, unsubscribe
     return template.render(template_data(request, unsubscribe), request.topic)
 
 
+def attachment_files(client: Client, settings: Settings, request: SendRequest) -> list[tuple[Any, bytes]]:
+    """The request's attachments with their content: inline ones as given, ``s3`` ones read
+    here from the stack's AttachmentsBucket (never through state). A missing or too large
+    object is :class:`InvalidEmailRequest` (the email is rejected with the reason)."""
+    files: list[tuple[Any, bytes]] = []
+    parsed = attachments.parse(request.attachments)
+    if any(a.s3_key for a in parsed) and not settings.attachments_bucket:
+        raise InvalidEmailRequest("attachments from S3 need the stack's AttachmentsBucket (ATTACHMENTS_BUCKET)")
+    s3 = client("s3") if any(a.s3_key for a in parsed) else None
+    for a in parsed:
+        if a.content is not None:
+            files.append((a, a.content))
+            continue
+        try:
+            obj = s3.get_object(Bucket=settings.attachments_bucket, Key=a.s3_key)  # type: ignore[union-attr]
+        except ClientError as exc:
+            # without s3:ListBucket (not granted) S3 answers a missing key with AccessDenied
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "AccessDenied", "404", "403"):
+                raise
+            raise InvalidEmailRequest(
+                f"attachment {a.filename}: s3 key {a.s3_key} not found in the AttachmentsBucket"
+            ) from None
+        size = int(obj.get("ContentLength") or 0)
+        if size > attachments.MAX_ATTACHMENT_BYTES:
+            obj["Body"].close()
+            raise InvalidEmailRequest(
+                f"attachment {a.filename}: {size} bytes; at most {attachments.MAX_ATTACHMENT_BYTES} "
+                "(the message, base64-encoded, must stay within SES's 40 MB)"
+            )
+        files.append((a, obj["Body"].read()))
+    return files
+
+
 def deliver(
     client: Client, settings: Settings, request: SendRequest, rendered: Rendered, unsubscribe: str | None = None
 ) -> str:
     """Build and send; return the SES MessageId or raise a classified error."""
     sender = mime.resolve_sender(request, rendered, settings.default_from)
+    files = attachment_files(client, settings, request) if request.attachments else []
     raw = mime.build_message(
         request,
         rendered,
@@ -61,6 +97,7 @@ def deliver(
         unsubscribe_url=unsubscribe,
         unsubscribe_mailto=settings.unsubscribe_mailto or None,
         message_domain=sender[0].rsplit("@", 1)[1],
+        files=files,
     )
     return ses.send_raw(
         client("sesv2"),

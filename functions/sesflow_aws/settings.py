@@ -38,6 +38,7 @@ DEFAULTS: dict[str, str] = {
     "SCHEDULE_GROUP": "",
     "CAMPAIGNS_TABLE": "",
     "CAMPAIGNS_BUCKET": "",
+    "ATTACHMENTS_BUCKET": "",
     "CAMPAIGN_PAUSE_CHECK_SECONDS": "30",
     "CAMPAIGN_DELIVERY_TRACKING": "false",
     "CAMPAIGN_APPROVAL_TIMEOUT_SECONDS": str(72 * 3600),
@@ -75,6 +76,7 @@ class Settings:
     schedule_group: str
     campaigns_table: str
     campaigns_bucket: str
+    attachments_bucket: str
     campaign_pause_check_seconds: int
     campaign_delivery_tracking: bool
     campaign_approval_timeout_seconds: int
@@ -115,6 +117,7 @@ class Settings:
             schedule_group=get("SCHEDULE_GROUP"),
             campaigns_table=get("CAMPAIGNS_TABLE"),
             campaigns_bucket=get("CAMPAIGNS_BUCKET"),
+            attachments_bucket=get("ATTACHMENTS_BUCKET"),
             campaign_pause_check_seconds=int(get("CAMPAIGN_PAUSE_CHECK_SECONDS")),
             campaign_delivery_tracking=get("CAMPAIGN_DELIVERY_TRACKING").lower() == "true",
             campaign_approval_timeout_seconds=int(get("CAMPAIGN_APPROVAL_TIMEOUT_SECONDS")),

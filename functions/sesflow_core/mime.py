@@ -1,4 +1,6 @@
-"""Build the MIME message (stdlib ``email``): multipart/alternative, text then HTML.
+"""Build the MIME message (stdlib ``email``): multipart/alternative, text then HTML; with
+attachments ``multipart/mixed`` around it, and inline images (``cid:``) in a
+``multipart/related`` with the HTML.
 
 Non-transactional topics get RFC 2369 ``List-Unsubscribe`` and RFC 8058
 ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``.
@@ -6,18 +8,20 @@ Non-transactional topics get RFC 2369 ``List-Unsubscribe`` and RFC 8058
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email import charset as _charset
+from email import encoders
 from email.header import Header
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import compat32
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
 
+from .attachments import MAX_MESSAGE_BYTES, Attachment
 from .errors import InvalidEmailRequest
 from .render import Rendered
 from .request import SendRequest, check_header_safe, parse_address
-
-MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # SES v2 limit for a raw message (after encoding: 40 MB)
 
 # The legacy ``email.mime`` API with the compat32 policy: the same RFC 5322/2047/2045
 # output as ``EmailMessage``, about 3x faster (bench/render_mime.py).
@@ -70,8 +74,26 @@ def build_message(
     unsubscribe_url: str | None = None,
     unsubscribe_mailto: str | None = None,
     message_domain: str = "sesflow.local",
+    files: Sequence[tuple[Attachment, bytes]] = (),
 ) -> bytes:
-    msg = MIMEMultipart("alternative")
+    body = MIMEMultipart("alternative")
+    body.attach(_part(rendered.text, "plain"))
+    body.attach(_part(rendered.html, "html"))
+    inline = [(a, data) for a, data in files if a.disposition == "inline"]
+    attached = [(a, data) for a, data in files if a.disposition != "inline"]
+    if inline:
+        related = MIMEMultipart("related")
+        related.attach(body)
+        for a, data in inline:
+            related.attach(_file_part(a, data))
+        body = related
+    if attached:
+        msg = MIMEMultipart("mixed")
+        msg.attach(body)
+        for a, data in attached:
+            msg.attach(_file_part(a, data))
+    else:
+        msg = body
     msg["From"] = mailbox(sender[0], sender[1])
     msg["To"] = mailbox(request.to, request.toName)
     if request.replyTo:
@@ -91,12 +113,25 @@ def build_message(
             msg["List-Unsubscribe"] = ", ".join(targets)
             if unsubscribe_url:
                 msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.attach(_part(rendered.text, "plain"))
-    msg.attach(_part(rendered.html, "html"))
     raw = msg.as_bytes(policy=_SMTP)
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise InvalidEmailRequest(f"the message is {len(raw)} bytes; SES accepts {MAX_MESSAGE_BYTES}")
+        raise InvalidEmailRequest(
+            f"the message is {len(raw)} bytes with its attachments encoded; SES accepts {MAX_MESSAGE_BYTES}"
+        )
     return raw
+
+
+def _file_part(attachment: Attachment, data: bytes) -> MIMEBase:
+    """One attachment, base64 (RFC 2045), its name RFC 2231-encoded when not ASCII."""
+    maintype, subtype = attachment.content_type.split("/", 1)
+    part = MIMEBase(maintype, subtype)
+    part.set_payload(data)
+    encoders.encode_base64(part)
+    name = attachment.filename if attachment.filename.isascii() else ("utf-8", "", attachment.filename)
+    part.add_header("Content-Disposition", attachment.disposition, filename=name)
+    if attachment.content_id:
+        part["Content-ID"] = f"<{attachment.content_id}>"
+    return part
 
 
 def ses_tags(request: SendRequest, extra: dict[str, str] | None = None) -> list[dict[str, str]]:

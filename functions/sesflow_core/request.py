@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import ids, scheduling
+from . import attachments, ids, scheduling
 from .errors import InvalidEmailRequest
 
 MAX_DATA_BYTES = 32 * 1024
@@ -58,6 +58,7 @@ KNOWN_FIELDS = frozenset(
         "sendAt",
         "scheduledFor",
         "locale",
+        "attachments",
     }
 )
 #: a BCP 47 language tag as templates are localised: language, optional script, optional
@@ -99,6 +100,8 @@ class SendRequest:
     sendAt: str | None = None  # a future time (UTC, normalised): the send machine schedules it
     scheduledFor: str | None = None  # set by the send machine: the time a scheduled send was for
     locale: str | None = None  # BCP 47 (normalised: pt-BR): the template variant and formatting
+    #: validated attachments (``sesflow_core.attachments``): S3 keys or small inline content
+    attachments: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def transactional(self) -> bool:
@@ -113,7 +116,7 @@ class SendRequest:
         """The request as a producer would send it (contract fields only, nothing empty):
         what a later execution of the send machine gets when this one is deferred."""
         d = self.to_dict()
-        return {k: v for k, v in d.items() if (k in KNOWN_FIELDS and v not in (None, {}, 0)) or k == "sendRound"}
+        return {k: v for k, v in d.items() if (k in KNOWN_FIELDS and v not in (None, {}, [], 0)) or k == "sendRound"}
 
     def scheduled_input(self) -> dict[str, Any]:
         """What the one-time schedule of a scheduled send starts: the request without
@@ -310,6 +313,7 @@ def validate(
         sendAt=send_at,
         scheduledFor=scheduled_for,
         locale=parse_locale(raw.get("locale")),
+        attachments=[a.as_dict() for a in attachments.parse(raw.get("attachments"))],
     )
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import mimetypes
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from sesflow_aws.dynamo import to_plain
@@ -46,12 +49,32 @@ def send_text(result: dict[str, Any]) -> str:
     return line
 
 
+def upload_attachments(target: Target, paths: list[str] | None, email_id: str) -> list[dict[str, Any]]:
+    """``--attach FILE[:TYPE]``: upload each file to the stack's AttachmentsBucket (under
+    ``uploads/<emailId>/``) and name it in the request; the type defaults from the extension."""
+    out: list[dict[str, Any]] = []
+    for spec in paths or []:
+        path_text, _, ctype = spec.partition(":") if not Path(spec).is_file() else (spec, "", "")
+        path = Path(path_text)
+        if not path.is_file():
+            raise UsageError(f"--attach: no such file {path_text}")
+        ctype = ctype or mimetypes.guess_type(path.name)[0] or ""
+        if not ctype:
+            raise UsageError(f"--attach {path.name}: give its type, e.g. {path.name}:application/pdf")
+        key = f"uploads/{email_id}/{path.name}"
+        target.clients.client("s3").upload_file(str(path), target.outputs["AttachmentsBucketName"], key)
+        out.append({"filename": path.name, "contentType": ctype, "s3": {"key": key}})
+    return out
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     """Exit 0 sent/suppressed/deferred/scheduled, 1 otherwise. JSON: ``{emailId, status, messageId, reason}``."""
     data = inputs.load_json_object(args.data, "--data")
     tags = parse_tags(args.tag)
     target = inputs.resolve_target(args)
     arn = target.state_machine_arn("SendStateMachine")
+    email_id = args.email_id or uuid.uuid4().hex
+    files = upload_attachments(target, args.attach, email_id)
     result = send_email(
         args.template,
         args.to,
@@ -60,13 +83,14 @@ def cmd_send(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         data=data,
         to_name=args.to_name,
-        email_id=args.email_id,
+        email_id=email_id,
         topic=args.topic,
         from_=args.from_,
         reply_to=args.reply_to,
         tags=tags,
         send_at=args.at,
         locale=args.locale,
+        attachments=files or None,
     )
     emit(args, result, send_text(result))
     return send_exit_code(result)
@@ -160,6 +184,12 @@ def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callabl
         metavar="ISO",
         help="send later: ISO 8601 with an offset, e.g. 2026-12-01T09:00:00+01:00, up to a year ahead "
         "(ends 'scheduled'; `sesflow cancel EMAIL_ID` cancels it)",
+    )
+    p.add_argument(
+        "--attach",
+        action="append",
+        metavar="FILE[:TYPE]",
+        help="attach a file (uploaded to the stack's AttachmentsBucket); repeatable",
     )
     p.add_argument("--locale", help="BCP 47 tag, e.g. de or pt-BR: the template's variant (falls back to the default)")
     p.add_argument("--timeout", type=float, default=300.0)

@@ -25,6 +25,7 @@ SUPPRESSION = "sesflow-test-suppression"
 CAMPAIGNS = "sesflow-test-campaigns"
 TEMPLATES_BUCKET = "sesflow-test-templates"
 CAMPAIGNS_BUCKET = "sesflow-test-campaigns-bucket"
+ATTACHMENTS_BUCKET = "sesflow-test-attachments-bucket"
 BUS = "sesflow-test-events"
 CONFIGURATION_SET = "sesflow-test-cs"
 SCHEDULE_GROUP = "sesflow-test-schedules"
@@ -243,6 +244,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Aws]:
         clients["s3"].create_bucket(Bucket=TEMPLATES_BUCKET)
         clients["s3"].put_bucket_versioning(Bucket=TEMPLATES_BUCKET, VersioningConfiguration={"Status": "Enabled"})
         clients["s3"].create_bucket(Bucket=CAMPAIGNS_BUCKET)
+        clients["s3"].create_bucket(Bucket=ATTACHMENTS_BUCKET)
         base = ROOT / "templates"
         for path in sorted(p for name in TEMPLATES for p in (base / name).rglob("*") if p.is_file()):
             clients["s3"].put_object(
@@ -271,6 +273,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Aws]:
             "SCHEDULE_GROUP": SCHEDULE_GROUP,
             "CAMPAIGNS_TABLE": CAMPAIGNS,
             "CAMPAIGNS_BUCKET": CAMPAIGNS_BUCKET,
+            "ATTACHMENTS_BUCKET": ATTACHMENTS_BUCKET,
             "PLAN_WORKDIR": str(tmp_path),
         }
         for k, v in env.items():
