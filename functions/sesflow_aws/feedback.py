@@ -54,7 +54,9 @@ Client = Callable[[str], Any]
 
 #: SES event type -> campaign counter (what the gates read; deliveries are not counted: a
 #: write per delivered email costs more than the number is worth)
-COUNTERS = {"Bounce": "bounced", "Complaint": "complained", "Reject": "rejected"}
+COUNTERS = {"Bounce": "bounced", "Complaint": "complained", "Reject": "rejected", "Open": "opened", "Click": "clicked"}
+#: counted per stage once per email (unique opens and clicks: the email's first one)
+UNIQUE = frozenset({"Open", "Click"})
 #: a transaction whose soft-bounce count was written by another event meanwhile is planned
 #: again (read, decide, write) at most this many times; then the error goes to Lambda's retry
 PLAN_ATTEMPTS = 4
@@ -111,15 +113,17 @@ class Plan:
     suppressed: list[str] = field(default_factory=list)  # one address per entry written
 
 
-def plan(client: Client, settings: Settings, event: fb.FeedbackEvent, todo: list[sp.Decision]) -> Plan:
+def plan(
+    client: Client, settings: Settings, event: fb.FeedbackEvent, todo: list[sp.Decision], counter: bool = True
+) -> Plan:
     """The counter, the suppression entries and the soft-bounce counts of ``event``.
 
     A soft bounce reads the address's count first (:func:`suppression.soft_bounce`): the
     entry is part of the plan when this bounce reaches the threshold."""
     out, ddb = Plan(), client("dynamodb")
-    counter = counter_update(settings, event)
-    if counter:
-        out.updates.append(counter)
+    update = counter_update(settings, event) if counter else None
+    if update:
+        out.updates.append(update)
     for decision in todo:
         if decision.action == "count-soft-bounce":
             soft = suppression.soft_bounce(ddb, settings.suppression_table, decision.address, policy(settings))
@@ -141,7 +145,12 @@ def plan(client: Client, settings: Settings, event: fb.FeedbackEvent, todo: list
 
 
 def apply_effects(
-    client: Client, settings: Settings, event: fb.FeedbackEvent, todo: list[sp.Decision], anchor: dict[str, Any]
+    client: Client,
+    settings: Settings,
+    event: fb.FeedbackEvent,
+    todo: list[sp.Decision],
+    anchor: dict[str, Any],
+    counter: bool = True,
 ) -> int | None:
     """Sync the account suppression list, then write the counted effects with ``anchor`` (the
     write that says this event's effects are done) in one transaction.
@@ -150,7 +159,7 @@ def apply_effects(
     them first (``anchor`` failed its condition)."""
     ddb, synced = client("dynamodb"), set[str]()
     for attempt in range(PLAN_ATTEMPTS):
-        todo_plan = plan(client, settings, event, todo)
+        todo_plan = plan(client, settings, event, todo, counter)
         if settings.sync_account_suppression:  # idempotent: before the transaction ends the event
             for address in dict.fromkeys(todo_plan.suppressed):
                 if address in synced:
@@ -184,9 +193,16 @@ def apply_effects(
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+def _count_of(item: dict[str, Any] | None, event: fb.FeedbackEvent) -> int:
+    engagement = event.engagement()
+    if not (item and engagement):
+        return 1
+    return int((item.get(engagement[0]) or {}).get("N", "1"))
+
+
 def skipped(settings: Settings, event: fb.FeedbackEvent) -> str | None:
     """Why this event is not applied at all, or None."""
-    if event.configuration_set and event.configuration_set != settings.configuration_set:
+    if event.configuration_set and not settings.is_ours(event.configuration_set):
         return "another configuration set"  # the rules filter on the tag: this is the second line
     if event.campaign_id and (
         event.kind == "Send" or (event.kind == "Delivery" and not settings.campaign_delivery_tracking)
@@ -221,6 +237,7 @@ def process(client: Client, settings: Settings, event: fb.FeedbackEvent) -> dict
             event.reason,
             event.facts(),
             pending=counted or event.status is not None,
+            count=event.engagement(),
         )
     result["emailId"] = email_id
     if not (applied.first_time or applied.pending):
@@ -249,7 +266,9 @@ def process(client: Client, settings: Settings, event: fb.FeedbackEvent) -> dict
             event.timestamp,
             applied.sequence,
         )
-    written = apply_effects(client, settings, event, todo, anchor)
+    # an open or a click counts for the stage once per email: its first (unique opens, clicks)
+    first = event.kind not in UNIQUE or _count_of(applied.item, event) <= 1
+    written = apply_effects(client, settings, event, todo, anchor, counter=first)
     if written is None:
         return {**result, "duplicate": True}
     if applied.resumed:

@@ -105,7 +105,7 @@ def deliver(
         to=request.to,
         raw=raw,
         tags=mime.ses_tags(request),
-        configuration_set=settings.configuration_set,
+        configuration_set=settings.configuration_set_for(request.tracked(rendered.tracking)),
         reply_to=request.replyTo,
     )
 

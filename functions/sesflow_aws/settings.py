@@ -19,6 +19,7 @@ DEFAULTS: dict[str, str] = {
     "SUPPRESSION_TABLE": "",
     "TEMPLATES_BUCKET": "",
     "CONFIGURATION_SET": "",
+    "UNTRACKED_CONFIGURATION_SET": "",
     "SENDER_IDENTITY": "example.com",  # as template.yaml's parameters (a test checks it)
     "DEFAULT_FROM_ADDRESS": "no-reply@example.com",
     "TRACKING_RETENTION_DAYS": "180",
@@ -57,6 +58,7 @@ class Settings:
     suppression_table: str
     templates_bucket: str
     configuration_set: str
+    untracked_configuration_set: str
     sender_identity: str
     default_from: str
     tracking_retention_days: int
@@ -98,6 +100,7 @@ class Settings:
             suppression_table=get("SUPPRESSION_TABLE"),
             templates_bucket=get("TEMPLATES_BUCKET"),
             configuration_set=get("CONFIGURATION_SET"),
+            untracked_configuration_set=get("UNTRACKED_CONFIGURATION_SET") or get("CONFIGURATION_SET"),
             sender_identity=get("SENDER_IDENTITY"),
             default_from=get("DEFAULT_FROM_ADDRESS"),
             tracking_retention_days=int(get("TRACKING_RETENTION_DAYS")),
@@ -125,6 +128,13 @@ class Settings:
             fault_crash_after_sends=int(crash) if crash else None,
             local_stack=get("SESFLOW_LOCAL_STACK") == "1",
         )
+
+    def configuration_set_for(self, tracked: bool) -> str:
+        """The set a message goes through: without open/click tracking when ``tracked`` is false."""
+        return self.configuration_set if tracked else self.untracked_configuration_set
+
+    def is_ours(self, configuration_set: str) -> bool:
+        return configuration_set in (self.configuration_set, self.untracked_configuration_set)
 
     def expires_at(self, now: float | None = None) -> int:
         """When a tracking item written now expires (DynamoDB TTL, epoch seconds)."""

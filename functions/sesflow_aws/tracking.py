@@ -119,6 +119,7 @@ def record_event(
     extra: dict[str, str] | None = None,
     *,
     pending: bool = False,
+    count: tuple[str, str] | None = None,
 ) -> Applied:
     """Apply one event: one conditional write in the common case.
 
@@ -147,6 +148,11 @@ def record_event(
         sets.append(f"#x{i} = :x{i}")
     fresh = "attribute_exists(emailId) AND NOT contains(#k, :k)"
     adds = ["#k :kset"]
+    if count:  # an engagement (opens, clicks): counted once per event, the first time kept
+        names["#cn"], names["#cf"] = count
+        values[":one1"] = {"N": "1"}
+        adds.append("#cn :one1")
+        sets.append("#cf = if_not_exists(#cf, :now)")
     if pending:
         names["#p"] = PENDING
         adds.append("#p :kset")
@@ -181,7 +187,7 @@ def _known(ddb: Any, table: str, email_id: str, event_key: str, new_status: str 
         TableName=table,
         Key={"emailId": {"S": email_id}},
         ConsistentRead=True,
-        ProjectionExpression="emailId, #p, #pp, #ps, messageId, template, topic, campaignId",
+        ProjectionExpression="emailId, #p, #pp, #ps, messageId, template, topic, campaignId, opens, clicks",
         ExpressionAttributeNames={"#p": PENDING, "#pp": previous_name, "#ps": sequence_name},
     ).get("Item")
     if item is None:

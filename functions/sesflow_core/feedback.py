@@ -118,7 +118,23 @@ class FeedbackEvent:
                 facts["diagnosticCode"] = "; ".join(sorted(set(self.diagnostics.values())))[:1000]
         if self.complaint_type:
             facts["complaintFeedbackType"] = self.complaint_type
+        if self.kind == "Open":
+            facts["lastOpenedAt"] = self.timestamp
+        if self.kind == "Click":
+            facts["lastClickedAt"] = self.timestamp
+            if self.link:
+                facts["lastClickedLink"] = self.link
         return facts
+
+    @property
+    def link(self) -> str | None:
+        """A click's link (without its query: tokens and personal data stay out of the item)."""
+        link = self.detail.get("link")
+        return str(link).split("?", 1)[0][:500] if link else None
+
+    def engagement(self) -> tuple[str, str] | None:
+        """(count attribute, first-time attribute) for an Open or a Click; None otherwise."""
+        return {"Open": ("opens", "firstOpenedAt"), "Click": ("clicks", "firstClickedAt")}.get(self.kind)
 
     def summary(self) -> dict[str, Any]:
         """A compact timeline entry (no recipient addresses: they are on the item already)."""
@@ -128,6 +144,7 @@ class FeedbackEvent:
             ("bounceSubType", self.bounce_subtype),
             ("complaintFeedbackType", self.complaint_type),
             ("reason", self.reason),
+            ("link", self.link if self.kind == "Click" else None),
         ):
             if value:
                 entry[name] = value

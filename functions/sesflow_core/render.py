@@ -49,6 +49,7 @@ class Rendered:
     template_version: str = ""
     topic: str | None = None
     locale: str | None = None  # the locale it was rendered in (the variant's, else metadata "locale")
+    tracking: bool = True  # metadata "tracking": false keeps SES from tracking opens and clicks
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -205,6 +206,7 @@ class CompiledTemplate:
             self.source.version,
             meta.get("topic"),
             locale,
+            meta.get("tracking") is not False,
         )
 
 

@@ -59,6 +59,7 @@ KNOWN_FIELDS = frozenset(
         "scheduledFor",
         "locale",
         "attachments",
+        "tracking",
     }
 )
 #: a BCP 47 language tag as templates are localised: language, optional script, optional
@@ -102,6 +103,11 @@ class SendRequest:
     locale: str | None = None  # BCP 47 (normalised: pt-BR): the template variant and formatting
     #: validated attachments (``sesflow_core.attachments``): S3 keys or small inline content
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    #: open/click tracking: False never tracks; None follows the template (default: tracked)
+    tracking: bool | None = None
+
+    def tracked(self, template_tracking: bool) -> bool:
+        return template_tracking if self.tracking is None else self.tracking
 
     @property
     def transactional(self) -> bool:
@@ -116,7 +122,7 @@ class SendRequest:
         """The request as a producer would send it (contract fields only, nothing empty):
         what a later execution of the send machine gets when this one is deferred."""
         d = self.to_dict()
-        return {k: v for k, v in d.items() if (k in KNOWN_FIELDS and v not in (None, {}, [], 0)) or k == "sendRound"}
+        return {k: v for k, v in d.items() if (k in KNOWN_FIELDS and _given(v)) or k == "sendRound"}
 
     def scheduled_input(self) -> dict[str, Any]:
         """What the one-time schedule of a scheduled send starts: the request without
@@ -267,6 +273,17 @@ def _timing(raw: dict[str, Any], now: datetime) -> tuple[str | None, str | None]
     return (scheduling.iso(at), None) if ahead else (None, scheduling.iso(at))
 
 
+def _given(value: Any) -> bool:
+    """Not empty: None, {}, [] and 0 are left out of a request; False (tracking) is kept."""
+    return value is False or value not in (None, {}, [], 0)
+
+
+def _tracking(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise _reject("tracking must be true or false")
+
+
 def parse_locale(value: Any, name: str = "locale") -> str | None:
     """A language tag, normalised (``pt_br`` -> ``pt-BR``, ``zh-hant-tw`` -> ``zh-Hant-TW``); None
     when absent. Whether templates have that locale does not matter here (they fall back)."""
@@ -314,6 +331,7 @@ def validate(
         scheduledFor=scheduled_for,
         locale=parse_locale(raw.get("locale")),
         attachments=[a.as_dict() for a in attachments.parse(raw.get("attachments"))],
+        tracking=_tracking(raw.get("tracking")),
     )
 
 

@@ -215,6 +215,9 @@ _LOCAL_DEFAULTS = {
     # the local interpreter runs no EXPRESS child executions in a Distributed Map
     "CampaignChildExecutionType": "STANDARD",
     "CampaignPauseCheckSeconds": "1",
+    # open/click tracking on: the local mailbox simulator's success+open@ / success+click@
+    # labels publish Open and Click events (and the untracked configuration set is deployed)
+    "EngagementTracking": "true",
 }
 
 

@@ -19,11 +19,13 @@ Every other recipient is delivered.
 from __future__ import annotations
 
 import base64
+import email
 import itertools
 import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -328,6 +330,61 @@ def _mailbox_behaviour(address: str) -> str:
     return local.split("+", 1)[0]
 
 
+def _engagements(address: str, raw: bytes, mail: dict[str, Any]) -> list[dict[str, Any]]:
+    """Open and Click events for a simulator address whose label asks for them
+    (``success+open@``, ``success+click@``, ``success+open-click@``), as SES publishes them
+    when open/click tracking is on: :func:`_publish` drops them for a configuration set whose
+    event destination does not match open/click (SES adds no pixel and rewrites no link then).
+    A click takes the message's first http(s) link without ``ses:no-track``."""
+    local, _, domain = address.lower().rpartition("@")
+    if domain != SIMULATOR_DOMAIN or "+" not in local:
+        return []
+    wanted = set(local.split("+", 1)[1].split("-"))
+    agent = "Mozilla/5.0 (sesflow local mailbox simulator)"
+    out: list[dict[str, Any]] = []
+    if "open" in wanted:
+        out.append(
+            {
+                "eventType": "Open",
+                "mail": mail,
+                "open": {"ipAddress": "127.0.0.1", "timestamp": _now_iso(), "userAgent": agent},
+            }
+        )
+    link = _first_tracked_link(raw) if "click" in wanted else None
+    if link:
+        out.append(
+            {
+                "eventType": "Click",
+                "mail": mail,
+                "click": {
+                    "ipAddress": "127.0.0.1",
+                    "timestamp": _now_iso(),
+                    "userAgent": agent,
+                    "link": link,
+                    "linkTags": {},
+                },
+            }
+        )
+    return out
+
+
+_LINK = re.compile(r"<a\b([^>]*)>", re.IGNORECASE)
+_HREF = re.compile(r"""href\s*=\s*["']?(https?://[^"'\s>]+)""", re.IGNORECASE)
+
+
+def _first_tracked_link(raw: bytes) -> str | None:
+    message = email.message_from_bytes(raw)
+    for part in message.walk():
+        if part.get_content_type() != "text/html":
+            continue
+        html = part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8", "replace")  # type: ignore[union-attr]
+        for attrs in _LINK.findall(html):
+            found = _HREF.search(attrs)
+            if found and "ses:no-track" not in attrs.lower():
+                return found.group(1)
+    return None
+
+
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
 
@@ -428,6 +485,8 @@ def _simulate(
                 },
             )
         )
+        for engagement in _engagements(rcpt, raw, mail):
+            events.append((0.1, config_set, engagement))
         if kind == "complaint":
             events.append(
                 (

@@ -296,3 +296,31 @@ def test_suppressions_reach_the_account_list_when_configured(
     run(ctx, eventbridge(ses_event("Bounce")))
     run(ctx, eventbridge(ses_event("Complaint")))
     assert calls == [{"EmailAddress": ADDRESS, "Reason": "BOUNCE"}, {"EmailAddress": ADDRESS, "Reason": "COMPLAINT"}]
+
+
+def test_opens_and_clicks_are_counted_once_each_without_a_status_change(aws: Aws, ctx: LambdaContext) -> None:
+    tracked(aws, campaignId="camp-1", status="delivered")
+    first_open = ses_event("Open", campaign=("camp-1", "0"), timestamp="2026-11-23T11:00:00.000Z")
+    second_open = ses_event("Open", campaign=("camp-1", "0"), timestamp="2026-11-23T12:00:00.000Z")
+    click = ses_event(
+        "Click", campaign=("camp-1", "0"), timestamp="2026-11-23T12:01:00.000Z", link="https://acme.example/a?t=secret"
+    )
+    for obj in (first_open, second_open, first_open, click):  # the first open arrives twice
+        run(ctx, eventbridge(obj))
+    item = aws.item("f-1")
+    assert (item["status"], item["opens"], item["clicks"]) == ("delivered", 2, 1)
+    assert item["lastOpenedAt"] == "2026-11-23T12:00:00.000Z" and item["lastClickedLink"] == "https://acme.example/a"
+    assert item["firstOpenedAt"] and item["firstClickedAt"]
+    # the stage counts unique opens and clicks: this email once each
+    stage = aws.item("campaign#camp-1#stage#0")
+    assert (stage["opened"], stage["clicked"]) == (1, 1)
+    assert aws.events("Email Status Changed") == []
+
+
+def test_an_event_of_the_untracked_configuration_set_is_ours(
+    aws: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNTRACKED_CONFIGURATION_SET", "sesflow-untracked")
+    tracked(aws)
+    [result] = run(ctx, eventbridge(ses_event("Delivery", configuration_set="sesflow-untracked")))
+    assert "ignored" not in result and aws.item("f-1")["status"] == "delivered"

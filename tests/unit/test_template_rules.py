@@ -34,6 +34,16 @@ def _patterns(resource: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+#: this stack's configuration sets: the main one, and with EngagementTracking the untracked one
+OUR_SETS = {
+    "Fn::If": [
+        "UseEngagementTracking",
+        [{"Ref": "ConfigurationSet"}, {"Ref": "UntrackedConfigurationSet"}],
+        [{"Ref": "ConfigurationSet"}],
+    ]
+}
+
+
 def test_every_ses_event_rule_matches_only_this_stacks_configuration_set() -> None:
     """The default bus carries every stack's SES events: a rule without the
     configuration-set filter lets a dev stack's bounce suppress an address in prod."""
@@ -43,7 +53,7 @@ def test_every_ses_event_rule_matches_only_this_stacks_configuration_set() -> No
             if pattern.get("source") != ["aws.ses"]:
                 continue
             tags = pattern.get("detail", {}).get("mail", {}).get("tags", {})
-            assert tags.get("ses:configuration-set") == [{"Ref": "ConfigurationSet"}], lid
+            assert tags.get("ses:configuration-set") == OUR_SETS, lid
             checked += 1
     assert checked >= 4
 
@@ -51,7 +61,7 @@ def test_every_ses_event_rule_matches_only_this_stacks_configuration_set() -> No
 def test_the_sns_feedback_subscription_filters_on_the_configuration_set() -> None:
     sub = RESOURCES["FeedbackTopicSubscription"]["Properties"]
     assert sub["FilterPolicyScope"] == "MessageBody"
-    assert sub["FilterPolicy"]["mail"]["tags"]["ses:configuration-set"] == [{"Ref": "ConfigurationSet"}]
+    assert sub["FilterPolicy"]["mail"]["tags"]["ses:configuration-set"] == OUR_SETS
 
 
 @pytest.mark.parametrize("topic", sorted(of_type("AWS::SNS::Topic")))
@@ -87,10 +97,12 @@ def test_sandbox_accounts_may_authorise_sends_against_recipient_identities(funct
     assert {
         "Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SenderIdentity}"
     } in resources
-    [conditional] = [r for r in resources if "Fn::If" in r]
-    assert conditional["Fn::If"][0] == "IsSesSandbox"
+    [conditional] = [r for r in resources if "Fn::If" in r and r["Fn::If"][0] == "IsSesSandbox"]
     assert conditional["Fn::If"][1]["Fn::Sub"].endswith(":identity/*")
     assert conditional["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    # and the untracked configuration set, only when it exists (EngagementTracking)
+    [untracked] = [r for r in resources if "Fn::If" in r and r["Fn::If"][0] == "UseEngagementTracking"]
+    assert untracked["Fn::If"][1]["Fn::Sub"].endswith(":configuration-set/${UntrackedConfigurationSet}")
 
 
 def _async_invoked_functions() -> set[str]:
