@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from sesflow_core import campaign as cp
 from sesflow_core import ids, ses_errors
+from sesflow_core.campaign import abtest
 from sesflow_core.campaign.planner import part_key
 from sesflow_core.campaign.schedule import SendSchedule
 from sesflow_core.campaign.schedule import iso as schedule_iso
@@ -37,6 +39,7 @@ from sesflow_core.errors import (
     SesThrottled,
     TemplateRenderError,
 )
+from sesflow_core.render import CompiledTemplate
 from sesflow_core.request import validate
 from sesflow_core.status import FAILED, SENDING
 
@@ -145,7 +148,16 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
     template = templates.load_template(
         client("s3"), settings.templates_bucket, spec.template, settings.template_cache_ttl
     )
-    planner = cp.Planner(spec, workdir=settings.plan_workdir, preview=lambda data: template.render(data, spec.topic))
+    # each A/B variant's template and subject must render for this list too (a variant that
+    # cannot render fails the plan, before anyone is mailed)
+    variant_templates = [(v, variant_template(client, settings, spec.template, v.as_dict())) for v in spec.variants]
+
+    def preview(data: dict[str, Any]) -> None:
+        template.render(data, spec.topic)
+        for v, compiled in variant_templates:
+            compiled.render({**data, **v.data}, spec.topic)
+
+    planner = cp.Planner(spec, workdir=settings.plan_workdir, preview=preview)
     body = client("s3").get_object(Bucket=spec.recipients_bucket, Key=spec.recipients_key)["Body"]
     started = time.time()
     manifests, rejects = planner.plan(
@@ -210,6 +222,9 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
         "schedule": spec.schedule.as_dict(),
         "clock": spec.clock.as_dict(),
     }
+    if spec.variants and spec.ab_test:
+        plan_doc["variants"] = [v.as_dict() for v in spec.variants]
+        plan_doc["abTest"] = spec.ab_test.as_dict()
     update_campaign(
         client,
         spec.campaign_id,
@@ -272,10 +287,15 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
         counts["skipped"] = len(batch["recipients"])
         _add_counters(client, settings, campaign_id, stage, counts)
         return {"batch": batch["batch"], "control": control, **counts}
-    template_for = _batch_templates(client, settings, event["template"])
+    plan_doc = item.get("plan") or {}
+    variants = {str(v["id"]): v for v in plan_doc.get("variants") or []}
+    # the A/B sample (stage 0) sends each recipient's variant; the stages after it the winner
+    winner = (item.get("abDecision") or {}).get("winner") or next(iter(variants), None) if stage else None
+    template_for = _batch_templates(client, settings, event["template"], variants)
     topic = event["topic"]
     owner = batch_owner(campaign_id, stage, batch["batch"])
-    requests = _batch_requests(event, settings, counts)
+    requests = _batch_requests(event, settings, counts, variants, winner)
+    by_variant: dict[str, int] = {}
     # suppressed since planning (the canary's bounces, unsubscribes): checked per batch
     blocked = _suppressed_lookup(client, settings, topic)([r.recipient for r in requests]) if requests else set()
     pacer = cp.Pacer(float(event.get("workerRate") or 0))
@@ -308,7 +328,9 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
             # a claim is held only around the SES call itself.
             unsubscribe = sending.unsubscribe_url(client, settings, req)
             try:
-                rendered = template_for(req.locale).render(sending.template_data(req, unsubscribe), req.topic)
+                rendered = template_for(req.locale, req.variant or winner).render(
+                    sending.template_data(req, unsubscribe), req.topic
+                )
             except TemplateRenderError as exc:
                 # not sent: a resumed campaign with a fixed template may send it
                 if _record_render_failure(ddb, table, req, campaign_id, stage, settings.expires_at(), exc):
@@ -365,55 +387,103 @@ def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Se
                 logger.error("sent, but not recorded", extra={"emailId": req.emailId, "messageId": message_id})
                 raise
             counts["accepted"] += 1
+            if req.variant:
+                by_variant[req.variant] = by_variant.get(req.variant, 0) + 1
             sent_in_call += 1
             _fault_check(client, campaign_id, sent_in_call)
     finally:
         if allowance is not None and allowance > attempts:
             _release_day(client, settings, campaign_id, day, allowance - attempts)
-        added = {k: v for k, v in counts.items() if k != "unknown"}  # counted as they happened
-        window = (started, time.time()) if counts["accepted"] else None
-        _add_counters(client, settings, campaign_id, stage, added, window)
-        if batch.get("slot") is not None and counts["accepted"]:
-            # localTime: the slot's own sent count and send times (the report's spread per slot)
-            _add_counters(
-                client, settings, campaign_id, f"{stage}#slot#{batch['slot']}", {"accepted": counts["accepted"]}, window
-            )
+        _batch_counters(client, settings, batch, counts, by_variant, started)
     return {"batch": batch["batch"], "control": control, **counts}
 
 
-def _batch_templates(client: Client, settings: Settings, name: str) -> Callable[[str | None], Any]:
-    """The batch's template per recipient locale (the variant with its fallback, loaded once);
-    the default is loaded at once, so a missing template fails the batch before any claim."""
-    by_locale: dict[str | None, Any] = {}
+def _batch_counters(
+    client: Client,
+    settings: Settings,
+    batch: dict[str, Any],
+    counts: dict[str, int],
+    by_variant: dict[str, int],
+    started: float,
+) -> None:
+    """The batch's counts on its stage's counter (one write), and its sends per A/B variant
+    and per local-time slot on theirs."""
+    campaign_id, stage = batch["campaignId"], int(batch["stage"])
+    added = {k: v for k, v in counts.items() if k != "unknown"}  # counted as they happened
+    window = (started, time.time()) if counts["accepted"] else None
+    _add_counters(client, settings, campaign_id, stage, added, window)
+    for vid, n in by_variant.items():  # the A/B sample's sends per variant (the winner's denominator)
+        _add_counters(client, settings, campaign_id, f"{stage}#variant#{vid}", {"accepted": n}, window)
+    if batch.get("slot") is not None and counts["accepted"]:
+        # localTime: the slot's own sent count and send times (the report's spread per slot)
+        _add_counters(
+            client, settings, campaign_id, f"{stage}#slot#{batch['slot']}", {"accepted": counts["accepted"]}, window
+        )
 
-    def template_for(locale: str | None) -> Any:
-        if locale not in by_locale:
-            by_locale[locale] = templates.load_template(
-                client("s3"), settings.templates_bucket, name, settings.template_cache_ttl, locale
+
+def _batch_templates(
+    client: Client, settings: Settings, name: str, variants: dict[str, dict[str, Any]] | None = None
+) -> Callable[[str | None, str | None], Any]:
+    """The batch's template per (recipient locale, A/B variant), each loaded once: the
+    locale's variant with its fallback; an A/B variant's own template and/or subject. The
+    default is loaded at once, so a missing template fails the batch before any claim."""
+    loaded: dict[tuple[str | None, str | None], Any] = {}
+
+    def template_for(locale: str | None, variant: str | None = None) -> Any:
+        if (locale, variant) not in loaded:
+            loaded[(locale, variant)] = variant_template(
+                client, settings, name, (variants or {}).get(variant or ""), locale
             )
-        return by_locale[locale]
+        return loaded[(locale, variant)]
 
     template_for(None)
     return template_for
 
 
-def _batch_requests(event: dict[str, Any], settings: Settings, counts: dict[str, int]) -> list[Any]:
-    """The batch's recipients as validated send requests (an invalid one is counted failed)."""
+def variant_template(
+    client: Client, settings: Settings, name: str, variant: dict[str, Any] | None, locale: str | None = None
+) -> Any:
+    """The compiled template an A/B variant renders with: its own template (else the
+    campaign's), its own subject (else the template's)."""
+    base = templates.load_template(
+        client("s3"),
+        settings.templates_bucket,
+        (variant or {}).get("template") or name,
+        settings.template_cache_ttl,
+        locale,
+    )
+    subject = (variant or {}).get("subject")
+    if not subject:
+        return base
+    return CompiledTemplate(replace(base.source, metadata={**base.source.metadata, "subject": subject}))
+
+
+def _batch_requests(
+    event: dict[str, Any],
+    settings: Settings,
+    counts: dict[str, int],
+    variants: dict[str, dict[str, Any]] | None = None,
+    winner: str | None = None,
+) -> list[Any]:
+    """The batch's recipients as validated send requests (an invalid one is counted failed).
+    Data: the campaign's, then the A/B variant's, then the row's."""
     batch = event["batch"]
     campaign_id, stage = batch["campaignId"], int(batch["stage"])
     requests = []
     for r in batch["recipients"]:
+        variant = (variants or {}).get(r.get("variant") or winner or "") or {}
         try:
             req = validate(
                 {
                     "to": r["to"],
                     "toName": r.get("toName"),
-                    "template": event["template"],
+                    "template": variant.get("template") or event["template"],
                     "topic": event["topic"],
-                    "data": {**event.get("data", {}), **(r.get("data") or {})},
+                    "data": {**event.get("data", {}), **(variant.get("data") or {}), **(r.get("data") or {})},
                     "campaignId": campaign_id,
                     "stage": stage,
                     "locale": r.get("locale"),
+                    "variant": r.get("variant"),
                 },
                 identity=settings.sender_identity,
                 default_email_id=cp.email_id_for(campaign_id, r["to"].lower()),
@@ -734,6 +804,14 @@ def ready(client: Client, event: dict[str, Any], settings: Settings) -> dict[str
     if control == PAUSED:
         update_campaign(client, campaign_id, status="paused")
         return {**out, "action": "wait", "waitSeconds": max(1, settings.campaign_pause_check_seconds)}
+    ab_wait = _ab_decision(client, settings, campaign_id, item, int(stage["index"]))
+    if ab_wait is not None:
+        # the A/B sample is out: the rest of the list waits for the winner
+        seconds = min(MAX_WAIT_SECONDS, max(1, int(ab_wait + 0.999)))
+        resume = schedule_iso(time.time() + seconds)
+        if item.get("status") != "waiting" or item.get("waitReason") != "abTest":
+            update_campaign(client, campaign_id, status="waiting", resumeAt=resume, waitReason="abTest")
+        return {**out, "action": "wait", "waitSeconds": seconds, "resumeAt": resume}
     now = clock.now()
     used = sent_on(client, settings, campaign_id, schedule.day_key(now)) if schedule.daily_cap else 0
     at, why = schedule.resume_at(now, used)
@@ -763,6 +841,68 @@ def ready(client: Client, event: dict[str, Any], settings: Settings) -> dict[str
         extra={"campaignId": campaign_id, "until": schedule_iso(at), "for": reasons[why], "realSeconds": seconds},
     )
     return {**out, "action": "wait", "waitSeconds": seconds, "resumeAt": schedule_iso(at)}
+
+
+def variant_counters(
+    client: Client, settings: Settings, campaign_id: str, ids_: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The A/B sample's counters per variant (stage 0)."""
+    return {vid: _numbers(stage_item(client, settings, campaign_id, f"0#variant#{vid}")) for vid in ids_}
+
+
+def _ab_decision(
+    client: Client, settings: Settings, campaign_id: str, item: dict[str, Any], stage: int
+) -> float | None:
+    """Before the first stage after the A/B sample: None once the winner is known (decided
+    now when the sample's observation time is over), else the real seconds to wait (manual
+    pick: until ``sesflow campaign pick-winner``, which ends the wait)."""
+    plan_doc = item.get("plan") or {}
+    ab = plan_doc.get("abTest")
+    if not ab or stage < 1 or item.get("abDecision"):
+        return None
+    if ab.get("pick") == "manual":
+        return float(MAX_WAIT_SECONDS)
+    last = stage_item(client, settings, campaign_id, 0).get("lastSendAt")
+    decide_at = (float(last) if last else time.time()) + int(ab.get("observeSeconds", 0))
+    if time.time() < decide_at:
+        return decide_at - time.time()
+    ids_ = [str(v["id"]) for v in plan_doc.get("variants") or []]
+    decision = abtest.choose(
+        variant_counters(client, settings, campaign_id, ids_), ids_, str(ab["metric"]), int(ab["minSample"])
+    )
+    record_ab_decision(
+        client("dynamodb"),
+        client("events"),
+        _campaigns_table(client),
+        settings.event_bus,
+        campaign_id,
+        {**decision, "by": "auto"},
+    )
+    return None
+
+
+def record_ab_decision(
+    ddb: Any, events_client: Any, campaigns_table: str, event_bus: str, campaign_id: str, decision: dict[str, Any]
+) -> bool:
+    """Keep the A/B decision on the campaign (once: a manual pick or the first automatic
+    decision wins) and announce it (``Campaign Variant Chosen``). The CLI's pick-winner uses
+    it too, with the caller's credentials."""
+    decision = {**decision, "decidedAt": now_iso()}
+    try:
+        ddb.update_item(
+            TableName=campaigns_table,
+            Key={"campaignId": {"S": campaign_id}},
+            UpdateExpression="SET abDecision = :d",
+            ConditionExpression="attribute_not_exists(abDecision)",
+            ExpressionAttributeValues={":d": dynamo.to_value(json.loads(json.dumps(decision)))},
+        )
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return False
+    logger.info(
+        "A/B winner", extra={"campaignId": campaign_id, "winner": decision["winner"], "reason": decision["reason"]}
+    )
+    events.put(events_client, event_bus, "Campaign Variant Chosen", {"campaignId": campaign_id, **decision})
+    return True
 
 
 def _slot_order(
@@ -1122,6 +1262,14 @@ def summarize(client: Client, event: dict[str, Any], settings: Settings) -> dict
         "throttledPercent": round(100 * totals.get("throttled", 0) / max(1, totals.get("accepted", 0)), 3),
         "error": event.get("error"),
     }
+    if plan_doc.get("variants"):
+        ids_ = [str(v["id"]) for v in plan_doc["variants"]]
+        report["abTest"] = {
+            **plan_doc.get("abTest", {}),
+            "decision": item.get("abDecision"),
+            # the sample's numbers now (opens and clicks keep coming after the decision)
+            "variants": abtest.rates(variant_counters(client, settings, campaign_id, ids_), ids_),
+        }
     key = f"campaigns/{campaign_id}/report.json"
     client("s3").put_object(
         Bucket=plan_doc.get("bucket") or settings.campaigns_bucket,

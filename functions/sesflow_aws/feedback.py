@@ -124,6 +124,9 @@ def plan(
     update = counter_update(settings, event) if counter else None
     if update:
         out.updates.append(update)
+        if event.variant:  # an A/B sample's email: its variant's counter too (the winner's numbers)
+            variant_key = ids.stage_counter_key(str(event.campaign_id), f"{event.stage}#variant#{event.variant}")
+            out.updates.append({**update, "Key": {"emailId": {"S": variant_key}}})
     for decision in todo:
         if decision.action == "count-soft-bounce":
             soft = suppression.soft_bounce(ddb, settings.suppression_table, decision.address, policy(settings))

@@ -62,6 +62,7 @@ class FeedbackEvent:
     email_id: str | None = None
     campaign_id: str | None = None
     stage: str | None = None
+    variant: str | None = None  # an A/B sample's variant (its SES tag)
     topic: str | None = None
     bounce_type: str | None = None
     bounce_subtype: str | None = None
@@ -195,6 +196,7 @@ def parse_ses_event(obj: dict[str, Any]) -> FeedbackEvent:
         email_id=_tag(tags, "emailId"),
         campaign_id=_tag(tags, "campaignId"),
         stage=_tag(tags, "stage"),
+        variant=_tag(tags, "variant"),
         topic=_tag(tags, "topic"),
         bounce_type=detail.get("bounceType"),
         bounce_subtype=detail.get("bounceSubType"),

@@ -141,6 +141,8 @@ def ses_tags(request: SendRequest, extra: dict[str, str] | None = None) -> list[
         tags["campaignId"] = request.campaignId
     if request.stage:
         tags["stage"] = request.stage
+    if request.variant:
+        tags["variant"] = request.variant
     tags.update(request.tags)
     tags.update(extra or {})
     return [{"Name": k, "Value": v} for k, v in tags.items()]

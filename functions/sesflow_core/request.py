@@ -34,7 +34,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_NAME_CHARS = 200
 MAX_TAGS = 10
 TRANSACTIONAL = "transactional"
-RESERVED_TAGS = frozenset({"emailId", "template", "topic", "campaignId", "stage"})
+RESERVED_TAGS = frozenset({"emailId", "template", "topic", "campaignId", "stage", "variant"})
 
 _TEMPLATE_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 _TOPIC_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
@@ -60,6 +60,7 @@ KNOWN_FIELDS = frozenset(
         "locale",
         "attachments",
         "tracking",
+        "variant",
     }
 )
 #: a BCP 47 language tag as templates are localised: language, optional script, optional
@@ -105,6 +106,7 @@ class SendRequest:
     attachments: list[dict[str, Any]] = field(default_factory=list)
     #: open/click tracking: False never tracks; None follows the template (default: tracked)
     tracking: bool | None = None
+    variant: str | None = None  # set by campaigns: the A/B variant (an SES tag, for feedback)
 
     def tracked(self, template_tracking: bool) -> bool:
         return template_tracking if self.tracking is None else self.tracking
@@ -278,6 +280,14 @@ def _given(value: Any) -> bool:
     return value is False or value not in (None, {}, [], 0)
 
 
+def _variant(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,20}", value):
+        raise _reject("variant must match [A-Za-z0-9_-]{1,20} (set by campaigns)")
+    return value
+
+
 def _tracking(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
@@ -332,6 +342,7 @@ def validate(
         locale=parse_locale(raw.get("locale")),
         attachments=[a.as_dict() for a in attachments.parse(raw.get("attachments"))],
         tracking=_tracking(raw.get("tracking")),
+        variant=_variant(raw.get("variant")),
     )
 
 

@@ -53,7 +53,7 @@ def campaign(target: Target, campaign_id: str) -> dict[str, Any]:
     return to_plain(item)
 
 
-def counters(target: Target, campaign_id: str, stage: int) -> dict[str, int | float]:
+def counters(target: Target, campaign_id: str, stage: int | str) -> dict[str, int | float]:
     """A stage's counters (accepted, suppressed, failed, ..., firstSendAt, lastSendAt); {} before its first batch."""
     item = (
         target.clients.client("dynamodb")
@@ -115,6 +115,8 @@ def progress(target: Target, campaign_id: str) -> dict[str, Any]:
         "resumeAt": item.get("resumeAt") if item.get("status") == "waiting" else None,
         "waitReason": item.get("waitReason") if item.get("status") == "waiting" else None,
         "schedule": plan.get("schedule") or {},
+        "variants": [v["id"] for v in plan.get("variants") or []],
+        "abDecision": item.get("abDecision"),
         # recipients whose batches failed in every pass (the summary counts them at the end)
         "unaccounted": int((item.get("summary") or {}).get("unaccounted") or 0),
         "planned": total_planned,
@@ -166,6 +168,11 @@ def status_text(p: dict[str, Any]) -> str:
             f"  {p['unaccounted']} recipient(s) have no outcome: their batches failed in every pass "
             "(never attempted, not sent)"
         )
+    ab = p.get("abDecision")
+    if ab:
+        lines.append(f"  A/B winner {ab['winner']} ({ab.get('by')}): {ab.get('reason')}")
+    elif p.get("variants"):
+        lines.append(f"  A/B test of {', '.join(p['variants'])}: the winner is not chosen yet")
     for g in p.get("gates", []):
         lines.append(
             f"  gate after stage {g['stage']}: {g['action']} - {g['reason']}"
@@ -424,6 +431,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.max_send_rate:
         payload["maxSendRate"] = args.max_send_rate
     payload.update(schedule_options(args))
+    if args.variants:
+        payload["variants"] = inputs.load_json_arg(args.variants, "--variants")
+        payload["abTest"] = inputs.load_json_object(args.ab_test, "--ab-test") if args.ab_test else {}
     sfn = target.clients.client("stepfunctions")
     arn = sfn.start_execution(
         stateMachineArn=target.outputs["CampaignStateMachineArn"], name=campaign_id, input=json.dumps(payload)
@@ -586,6 +596,49 @@ def answer_approval(args: argparse.Namespace, approve: bool) -> int:
     return EXIT_OK
 
 
+def cmd_pick_winner(args: argparse.Namespace) -> int:
+    """Pick the A/B winner by hand (``abTest.pick: manual``, or before the automatic decision):
+    the rest of the list gets it; the campaign's wait ends at once."""
+    from sesflow_aws import campaign_flow
+    from sesflow_core.campaign import abtest
+
+    target = inputs.resolve_target(args)
+    item = campaign(target, args.campaign_id)
+    plan = item.get("plan") or {}
+    ids_ = [str(v["id"]) for v in plan.get("variants") or []]
+    if not ids_:
+        raise UsageError(f"campaign {args.campaign_id} has no A/B variants")
+    if args.variant not in ids_:
+        raise UsageError(f"variant {args.variant!r} is not one of {', '.join(ids_)}")
+    if item.get("abDecision"):
+        raise UsageError(f"campaign {args.campaign_id}: {item['abDecision']['winner']} was chosen already")
+    counters_ = {vid: dict(counters(target, args.campaign_id, f"0#variant#{vid}")) for vid in ids_}
+    decision = {
+        "winner": args.variant,
+        "by": "manual",
+        "reason": args.reason or "picked by an operator",
+        "metric": (plan.get("abTest") or {}).get("metric"),
+        "variants": abtest.rates(counters_, ids_),
+    }
+    chosen = campaign_flow.record_ab_decision(
+        target.clients.client("dynamodb"),
+        target.clients.client("events"),
+        target.outputs["CampaignsTableName"],
+        target.outputs["EventBusName"],
+        args.campaign_id,
+        decision,
+    )
+    if not chosen:
+        raise UsageError(f"campaign {args.campaign_id}: a winner was chosen meanwhile")
+    wake(target, args.campaign_id)
+    emit(
+        args,
+        {"campaignId": args.campaign_id, "winner": args.variant},
+        f"campaign {args.campaign_id}: {args.variant} wins",
+    )
+    return EXIT_OK
+
+
 def cmd_approve(args: argparse.Namespace) -> int:
     return answer_approval(args, approve=True)
 
@@ -659,6 +712,16 @@ def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callabl
     )
     q.add_argument("--timezone", help="IANA zone of the window and the daily cap (default UTC)")
     q.add_argument("--daily-cap", type=int, help="at most this many emails per calendar day in --timezone")
+    q.add_argument(
+        "--variants",
+        help='A/B variants (JSON or @file): [{"id": "A", "subject": "..."}, '
+        '{"id": "B", "template": "...", "data": {...}}]',
+    )
+    q.add_argument(
+        "--ab-test",
+        help='with --variants: {"sample": 10, "metric": "open|click|lowest_complaint", "observeSeconds": 3600, '
+        '"minSample": 100, "pick": "auto|manual"}',
+    )
     q.add_argument("--time-scale", type=float, help="local stack only: seconds of campaign time per real second")
     q.add_argument("--clock-start", help="local stack only, with --time-scale: the campaign clock's start instant")
     q.set_defaults(func=cmd_start)
@@ -677,6 +740,11 @@ def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callabl
         q.add_argument("campaign_id")
         q.add_argument("--reason")
         q.set_defaults(func=func)
+    q = sub.add_parser("pick-winner", help="pick the A/B winner for the rest of the list", parents=[common()])
+    q.add_argument("campaign_id")
+    q.add_argument("variant")
+    q.add_argument("--reason")
+    q.set_defaults(func=cmd_pick_winner)
     q = sub.add_parser("report", help="report JSON and a CSV of failures", parents=[common()])
     q.add_argument("campaign_id")
     q.add_argument("--out", default=".")

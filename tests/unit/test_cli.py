@@ -48,6 +48,7 @@ COMMANDS: dict[str, list[str]] = {
     "campaign cancel": ["c1"],
     "campaign approve": ["c1"],
     "campaign reject": ["c1"],
+    "campaign pick-winner": ["c1", "B"],
     "campaign report": ["c1"],
     "doctor": [],
 }

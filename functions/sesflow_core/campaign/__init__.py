@@ -17,8 +17,9 @@ from .planner import (
     parse_row,
     part_key,
     stage_for,
+    variant_for,
 )
-from .spec import DEFAULT_STAGES, MAX_BATCH_SIZE, CampaignSpec, GateSettings
+from .spec import DEFAULT_STAGES, MAX_BATCH_SIZE, AbTest, CampaignSpec, GateSettings, Variant
 
 __all__ = [
     "BUCKETS",
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_BATCH_SIZE",
     "MAX_ROW_DATA_BYTES",
     "SUPPRESSION_LOOKUP",
+    "AbTest",
     "CampaignSpec",
     "GateDecision",
     "GateSettings",
@@ -34,6 +36,7 @@ __all__ = [
     "PlanCounts",
     "Planner",
     "Recipient",
+    "Variant",
     "backoff_delay",
     "concurrency_for",
     "email_id_for",
@@ -42,4 +45,5 @@ __all__ = [
     "parse_row",
     "part_key",
     "stage_for",
+    "variant_for",
 ]

@@ -48,6 +48,13 @@ def stage_for(campaign_id: str, address: str, stages: tuple[float, ...]) -> int:
     return len(stages) - 1
 
 
+def variant_for(campaign_id: str, address: str, variants: int) -> int:
+    """The A/B variant (index) of a sample recipient: a stable, uniform draw of its own (not
+    the stage's: the stage hash decided the recipient is in the sample)."""
+    digest = hashlib.sha256(f"{campaign_id}\x01variant\x00{address}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % variants
+
+
 def email_id_for(campaign_id: str, address: str) -> str:
     """The emailId of one campaign recipient: the per-(campaign, recipient) ledger key."""
     return ids.campaign_email_id(campaign_id, address)
@@ -253,6 +260,10 @@ class Planner:
             entry = {"to": to, "toName": name, "data": data}
             if locale:
                 entry["locale"] = locale
+            if stage == 0 and self.spec.variants:  # the A/B sample
+                entry["variant"] = self.spec.variants[
+                    variant_for(self.spec.campaign_id, address, len(self.spec.variants))
+                ].id
             writers.writer(stage, zone).add(entry)
         pending.clear()
 
