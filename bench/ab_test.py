@@ -93,6 +93,12 @@ def main(argv: list[str] | None = None) -> None:
         target = local_target(ROOT, sdir)
         cid = f"bench-ab-{int(time.time())}"
         addresses = ab_list(cid, args.recipients, args.sample, OPEN_RATES, args.seed)
+        in_list = {v["id"]: [0, 0] for v in VARIANTS}  # the list's own sample: [recipients, openers]
+        for a in addresses:
+            if cp.stage_for(cid, a, (args.sample, 100.0)) == 0:
+                row = in_list[VARIANTS[cp.variant_for(cid, a, len(VARIANTS))]["id"]]
+                row[0] += 1
+                row[1] += "+open" in a
         arn = start_ab(
             target, cid, addresses, {"sample": args.sample, "metric": "open", "observeSeconds": 5, "minSample": 50}
         )
@@ -103,7 +109,11 @@ def main(argv: list[str] | None = None) -> None:
         control.down(ROOT, sdir=sdir)
     decision = (report.get("abTest") or {}).get("decision") or {}
     print(f"A/B test, {args.recipients} recipients, sample {args.sample:g} %, seed {args.seed} (local stack): {status}")
-    print(f"  simulated open rates: A {OPEN_RATES['A']:.0%}, B {OPEN_RATES['B']:.0%}")
+    print(
+        f"  simulated open rates: A {OPEN_RATES['A']:.0%}, B {OPEN_RATES['B']:.0%} (drawn for this list: "
+        + ", ".join(f"{v} {o}/{n}" for v, (n, o) in in_list.items())
+        + ")"
+    )
     print(
         f"  winner {decision.get('winner')} ({decision.get('by')}): {decision.get('reason')}; z = {decision.get('z')}"
     )

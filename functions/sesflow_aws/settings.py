@@ -40,6 +40,8 @@ DEFAULTS: dict[str, str] = {
     "CAMPAIGNS_TABLE": "",
     "CAMPAIGNS_BUCKET": "",
     "ATTACHMENTS_BUCKET": "",
+    "SEQUENCES_TABLE": "",
+    "SEND_STATE_MACHINE_ARN": "",
     "CAMPAIGN_PAUSE_CHECK_SECONDS": "30",
     "CAMPAIGN_DELIVERY_TRACKING": "false",
     "CAMPAIGN_APPROVAL_TIMEOUT_SECONDS": str(72 * 3600),
@@ -79,6 +81,8 @@ class Settings:
     campaigns_table: str
     campaigns_bucket: str
     attachments_bucket: str
+    sequences_table: str
+    send_state_machine_arn: str
     campaign_pause_check_seconds: int
     campaign_delivery_tracking: bool
     campaign_approval_timeout_seconds: int
@@ -121,6 +125,8 @@ class Settings:
             campaigns_table=get("CAMPAIGNS_TABLE"),
             campaigns_bucket=get("CAMPAIGNS_BUCKET"),
             attachments_bucket=get("ATTACHMENTS_BUCKET"),
+            sequences_table=get("SEQUENCES_TABLE"),
+            send_state_machine_arn=get("SEND_STATE_MACHINE_ARN"),
             campaign_pause_check_seconds=int(get("CAMPAIGN_PAUSE_CHECK_SECONDS")),
             campaign_delivery_tracking=get("CAMPAIGN_DELIVERY_TRACKING").lower() == "true",
             campaign_approval_timeout_seconds=int(get("CAMPAIGN_APPROVAL_TIMEOUT_SECONDS")),

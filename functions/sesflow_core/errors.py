@@ -76,6 +76,10 @@ class CampaignWorkerCrashed(SesflowError):
     """Fault injection (FAULT_CRASH_AFTER_SENDS): a batch worker dies mid-batch."""
 
 
+class InvalidSequence(InvalidEmailRequest):
+    """A drip sequence definition or enrollment that cannot be used; the message says why."""
+
+
 class CampaignWoken(SesflowError):
     """A campaign about to wait (window, daily cap, start time, pause) whose control word changed
     since it decided to: it does not wait, it decides again (``WaitForWindow``'s Catch)."""
@@ -105,6 +109,7 @@ ASL_ERROR_NAMES = tuple(
         CampaignRejected,
         CampaignWorkerCrashed,
         CampaignWoken,
+        InvalidSequence,
         AwsThrottled,
     )
 )

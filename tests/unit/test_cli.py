@@ -49,6 +49,11 @@ COMMANDS: dict[str, list[str]] = {
     "campaign approve": ["c1"],
     "campaign reject": ["c1"],
     "campaign pick-winner": ["c1", "B"],
+    "sequence deploy": ["sequences/onboarding.yaml"],
+    "sequence enroll": ["onboarding", "--to", "a@example.org"],
+    "sequence list": ["onboarding"],
+    "sequence status": ["onboarding", "k"],
+    "sequence exit": ["onboarding", "k"],
     "campaign report": ["c1"],
     "doctor": [],
 }
@@ -96,9 +101,9 @@ def test_the_flag_nearest_the_end_wins() -> None:
 
 
 def test_every_command_module_is_registered_explicitly() -> None:
-    from sesflow.cli import doctor, invoke, local, suppression
+    from sesflow.cli import doctor, invoke, local, sequence, suppression
 
-    assert set(app.COMMANDS) == {local, invoke, send, suppression, campaign, doctor}
+    assert set(app.COMMANDS) == {local, invoke, send, suppression, campaign, sequence, doctor}
     assert cli.main is app.main
 
 

@@ -45,7 +45,7 @@ def worst(definition: dict[str, Any], **kwargs: Any) -> tuple[float, list[str]]:
 
 def test_substituted_definitions_resolve_every_placeholder(static_stack: sc.Stack) -> None:
     defs = sc.substituted_definitions(ROOT)
-    assert set(defs) == {"SendStateMachine", "CampaignStateMachine"}
+    assert set(defs) == {"SendStateMachine", "CampaignStateMachine", "SequenceStateMachine"}
     for lid, definition in defs.items():
         assert "${" not in json.dumps(definition), lid
     send = defs["SendStateMachine"]["States"]
