@@ -311,30 +311,14 @@ class Runner:
         return dynamo.to_plain(item) if item else {}
 
     def _finish(self, name: str, key: str, status: str, reason: str, cursor: dict[str, Any]) -> dict[str, Any]:
-        try:
-            self.ddb.update_item(
-                TableName=self.table,
-                Key=enrollment_item_key(name, key),
-                UpdateExpression="SET #s = :s, reason = :r, endedAt = :now",
-                ConditionExpression="#s = :active",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":s": {"S": status},
-                    ":r": {"S": reason},
-                    ":now": {"S": now_iso()},
-                    ":active": {"S": "active"},
-                },
-            )
+        if end_enrollment(self.ddb, self.table, name, key, status, reason):
             detail_type = "Sequence Completed" if status == "completed" else "Sequence Exited"
             self.emit(detail_type, {"sequence": name, "enrollment": key, "reason": reason})
-        except self.ddb.exceptions.ConditionalCheckFailedException:
-            pass  # ended already (a retry, or sesflow sequence exit)
-        return {**cursor, "action": "done"}
+        return {**cursor, "action": "done"}  # ended already: a retry, or sesflow sequence exit
 
 
-def exit_enrollment(ddb: Any, events_client: Any, table: str, bus: str, name: str, key: str, reason: str) -> bool:
-    """``sesflow sequence exit``: record ``exited`` (only while active) and announce it; the
-    caller then stops the execution. False when it had ended already."""
+def end_enrollment(ddb: Any, table: str, name: str, key: str, status: str, reason: str) -> bool:
+    """``active`` -> ``status`` with the reason; False when it had ended already."""
     try:
         ddb.update_item(
             TableName=table,
@@ -343,7 +327,7 @@ def exit_enrollment(ddb: Any, events_client: Any, table: str, bus: str, name: st
             ConditionExpression="#s = :active",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
-                ":s": {"S": "exited"},
+                ":s": {"S": status},
                 ":r": {"S": reason},
                 ":now": {"S": now_iso()},
                 ":active": {"S": "active"},
@@ -351,10 +335,14 @@ def exit_enrollment(ddb: Any, events_client: Any, table: str, bus: str, name: st
         )
     except ddb.exceptions.ConditionalCheckFailedException:
         return False
-    events.put(
-        events_client,
-        bus,
-        "Sequence Exited",
-        {"sequence": name, "enrollment": key, "reason": reason, "timestamp": now_iso()},
-    )
+    return True
+
+
+def exit_enrollment(ddb: Any, events_client: Any, table: str, bus: str, name: str, key: str, reason: str) -> bool:
+    """``sesflow sequence exit``: record ``exited`` (only while active) and announce it; the
+    caller then stops the execution. False when it had ended already."""
+    if not end_enrollment(ddb, table, name, key, "exited", reason):
+        return False
+    detail = {"sequence": name, "enrollment": key, "reason": reason, "timestamp": now_iso()}
+    events.put(events_client, bus, "Sequence Exited", detail)
     return True
