@@ -1,4 +1,7 @@
-"""Render + MIME throughput per core for the starter templates (target >= 2,000 emails/s).
+"""Render + MIME throughput per core for the starter templates (target >= 2,000 emails/s),
+then the same with a locale variant and its Babel filters (order-receipt in de: currency,
+numbers, a date) and with attachments (a 100 KB PDF, and a 1 MB PDF plus an inline logo),
+against the plain case.
 
 python -m bench.render_mime [--seconds 3]
 """
@@ -18,8 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = 2000.0
 
 
-def load(name: str) -> CompiledTemplate:
-    d = ROOT / "templates" / name
+def load(name: str, locale: str | None = None) -> CompiledTemplate:
+    d = ROOT / "templates" / name / (locale or "")
     txt = d / "template.txt"
     return CompiledTemplate(
         TemplateSource(
@@ -28,8 +31,56 @@ def load(name: str) -> CompiledTemplate:
             txt.read_text() if txt.exists() else None,
             parse_metadata(name, (d / "metadata.json").read_text()),
             "bench",
+            locale,
         )
     )
+
+
+def rate_of(
+    req: object, tpl: CompiledTemplate, seconds: float, files: list[tuple[object, bytes]] | None = None
+) -> float:
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() < start + seconds:
+        rendered = tpl.render(req.data, req.topic)  # type: ignore[attr-defined]
+        mime.build_message(req, rendered, sender=("no-reply@example.com", "Acme"), files=files or [])  # type: ignore[arg-type]
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def variants(seconds: float) -> dict[str, float]:
+    """order-receipt: plain, in German with Babel filters, with attachments."""
+    import os
+
+    from sesflow_core.attachments import parse
+
+    raw = json.loads((ROOT / "events" / "send-order-receipt.json").read_text())
+    raw["data"]["order_date"] = "2026-11-24"
+    req = validate(raw, identity="example.com")
+    pdf = parse([{"filename": "invoice.pdf", "contentType": "application/pdf", "s3": {"key": "k"}}])[0]
+    logo = parse(
+        [
+            {
+                "filename": "l.png",
+                "contentType": "image/png",
+                "content": "iVBORw0K",
+                "disposition": "inline",
+                "contentId": "l",
+            }
+        ]
+    )[0]
+    small, big = os.urandom(100_000), os.urandom(1_000_000)
+    cases = {
+        "order-receipt (en, no attachment)": (load("order-receipt"), None),
+        "order-receipt de (Babel filters)": (load("order-receipt", "de"), None),
+        "+ 100 KB PDF attached": (load("order-receipt"), [(pdf, small)]),
+        "+ 1 MB PDF and an inline logo": (load("order-receipt"), [(pdf, big), (logo, b"\x89PNG" * 200)]),
+    }
+    out = {}
+    print("locales and attachments, one core")
+    for name, (tpl, files) in cases.items():
+        out[name] = rate_of(req, tpl, seconds / len(cases), files)
+        print(f"  {name:<36} {out[name]:8.0f} emails/s")
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -68,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"  {'all templates':<16} {overall:8.0f} emails/s   (target >= {TARGET:.0f}: "
         f"{'met' if overall >= TARGET else 'NOT met'})"
     )
+    results.update(variants(args.seconds))
     return results
 
 

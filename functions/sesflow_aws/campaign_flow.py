@@ -939,19 +939,16 @@ def hold(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
     to wait (the operator's command came in between): then :class:`CampaignWoken`, and the
     machine decides again. (The command writes the control word, then reads the token: one of
     the two sees the other.)"""
-    ddb = client("dynamodb")
+    ddb, seen = client("dynamodb"), str(event.get("control") or RUN)
     try:
         ddb.update_item(
             TableName=_campaigns_table(client),
             Key={"campaignId": {"S": event["campaignId"]}},
             UpdateExpression="SET waitToken = :t",
-            ConditionExpression="#c = :c OR (attribute_not_exists(#c) AND :c = :run)",
+            # (no control word reads as "run"; two values are never compared in a condition)
+            ConditionExpression="#c = :c" + (" OR attribute_not_exists(#c)" if seen == RUN else ""),
             ExpressionAttributeNames={"#c": "control"},
-            ExpressionAttributeValues={
-                ":t": {"S": event["taskToken"]},
-                ":c": {"S": str(event.get("control") or RUN)},
-                ":run": {"S": RUN},
-            },
+            ExpressionAttributeValues={":t": {"S": event["taskToken"]}, ":c": {"S": seen}},
         )
     except ddb.exceptions.ConditionalCheckFailedException:
         raise CampaignWoken("the campaign's control word changed: deciding again") from None
