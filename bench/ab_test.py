@@ -15,7 +15,6 @@ import argparse
 import json
 import random
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     control.up(ROOT, port=0, sdir=sdir)
     try:
         target = local_target(ROOT, sdir)
-        cid = f"bench-ab-{int(time.time())}"
+        cid = f"bench-ab-seed{args.seed}"  # the same list for the same seed (a fresh stack each run)
         addresses = ab_list(cid, args.recipients, args.sample, OPEN_RATES, args.seed)
         in_list = {v["id"]: [0, 0] for v in VARIANTS}  # the list's own sample: [recipients, openers]
         for a in addresses:
