@@ -103,6 +103,14 @@ def test_invoke_every_function_with_its_event(
             Key="samples/recipients.csv",
             Body=(EVENTS / "sample-recipients.csv").read_bytes(),
         )
+    if event_file == "fn-sequence.json":  # its sequence (onboarding, version 1) must be deployed
+        import yaml  # type: ignore[import-untyped]
+        from sesflow_aws import sequences
+
+        ddb, table = stack.clients.client("dynamodb"), stack.outputs["SequencesTableName"]
+        if sequences.latest_version(ddb, table, "onboarding") is None:
+            definition = yaml.safe_load((ROOT / "sequences" / "onboarding.yaml").read_text())
+            sequences.deploy(ddb, stack.clients.client("s3"), table, stack.outputs["TemplatesBucketName"], definition)
     function = event_file.removeprefix("fn-").removesuffix(".json")
     logical_id = "".join(part.title() for part in function.split("-")) + "Function"
     code, out, err = run_cli(capsys, stack, "invoke", logical_id, "-e", str(EVENTS / event_file), "--json")
