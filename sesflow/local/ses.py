@@ -67,6 +67,7 @@ _recent: deque[tuple[float, int]] = deque()
 #: configuration set name -> its event destinations (CloudFormation EventDestination shape)
 EVENT_DESTINATIONS: dict[str, list[dict[str, Any]]] = {}
 SIMULATOR_DOMAIN = "simulator.amazonses.com"
+MAX_MESSAGE_BYTES = 40 * 1024 * 1024
 _EVENT_TYPES = {
     "send": "Send",
     "reject": "Reject",
@@ -224,6 +225,17 @@ def _write_outbox(message_id: str, raw: bytes, meta: dict[str, Any]) -> Path | N
 _ORIGINAL_SEND_EMAIL = SESV2Response.send_email
 
 
+def _check_message(recipients: list[str], raw: bytes | None) -> None:
+    """What SES refuses of any message: no recipient, more than 50, more than 40 MB (SES v2:
+    attachments and their encoding included)."""
+    if not recipients:
+        raise SesError("BadRequestException", "Missing required header 'To'.")
+    if len(recipients) > RECIPIENT_LIMIT:
+        raise SesError("MessageRejected", "Recipient count exceeds 50.")
+    if raw is not None and len(raw) > MAX_MESSAGE_BYTES:
+        raise SesError("MessageRejected", f"Message length is more than {MAX_MESSAGE_BYTES} bytes long: {len(raw)}.")
+
+
 def _send_email(self: SESV2Response) -> str:
     params = json.loads(self.body)
     destination = params.get("Destination", {})
@@ -243,10 +255,7 @@ def _send_email(self: SESV2Response) -> str:
     planned = faults.ses_send_email(recipients, params.get("EmailTags", []))
     if planned is not None and planned[0] != "sesAcceptThenFail":
         raise SesError(*planned[1:])
-    if not recipients:
-        raise SesError("BadRequestException", "Missing required header 'To'.")
-    if len(recipients) > RECIPIENT_LIMIT:
-        raise SesError("MessageRejected", "Recipient count exceeds 50.")
+    _check_message(recipients, raw)
 
     from moto.ses.models import ses_backends
 

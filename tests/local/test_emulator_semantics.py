@@ -193,3 +193,18 @@ def test_lambda_refuses_requests_over_its_payload_limits(stack: Target) -> None:
     with pytest.raises(ClientError) as async_err:
         lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"blob": "z" * 300_000}).encode())
     assert async_err.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+
+
+def test_ses_refuses_a_message_over_40_mb(stack: Target) -> None:
+    """SES v2's size limit (attachments included, after encoding): our MIME builder refuses
+    such a message before the call; the local SES refuses it too, as SES does."""
+    sesv2 = stack.clients.client("sesv2")
+    raw = b"From: no-reply@example.com\r\nTo: success@simulator.amazonses.com\r\nSubject: big\r\n\r\n"
+    raw += b"x" * (40 * 1024 * 1024 + 1 - len(raw))
+    with pytest.raises(ClientError) as caught:
+        sesv2.send_email(
+            FromEmailAddress="no-reply@example.com",
+            Destination={"ToAddresses": ["success@simulator.amazonses.com"]},
+            Content={"Raw": {"Data": raw}},
+        )
+    assert caught.value.response["Error"]["Code"] == "MessageRejected"
