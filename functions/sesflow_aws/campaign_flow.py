@@ -790,15 +790,14 @@ def ready(client: Client, event: dict[str, Any], settings: Settings) -> dict[str
     stage, part = current["stage"], int(current.get("part") or 0)
     item = campaign_item(client, campaign_id)
     schedule, clock = _schedule_of(item.get("plan") or {})
-    target = None
-    if stage.get("slots"):
-        # localTime: the parts go in the order their slots' times come round after the stage
-        # starts (fixed at its first pass); each waits for its own time
-        order = _slot_order(client, settings, campaign_id, stage, schedule, clock.now())
-        part, target = order[part]
-    key = part_key(str(stage["key"]), part)
     control = item.get("control", RUN)
-    out = {"action": "send", "key": key, "waitSeconds": 0, "control": control, "resumeAt": None}
+    out = {
+        "action": "send",
+        "key": part_key(str(stage["key"]), part),
+        "waitSeconds": 0,
+        "control": control,
+        "resumeAt": None,
+    }
     if control == CANCELLED:
         return {**out, "action": "cancelled"}
     if control == PAUSED:
@@ -815,8 +814,14 @@ def ready(client: Client, event: dict[str, Any], settings: Settings) -> dict[str
     now = clock.now()
     used = sent_on(client, settings, campaign_id, schedule.day_key(now)) if schedule.daily_cap else 0
     at, why = schedule.resume_at(now, used)
-    if target is not None and target > at:
-        at, why = target, "localTime"
+    if stage.get("slots"):
+        # localTime: the parts go in the order their slots' times come round once the stage may
+        # start (fixed at its first pass past pause, the A/B pick and startAt); each waits for its time
+        order = _slot_order(client, settings, campaign_id, stage, schedule, schedule.next_open(now))
+        part, target = order[part]
+        out["key"] = part_key(str(stage["key"]), part)
+        if target > at:
+            at, why = target, "localTime"
     if not why:
         if item.get("status") in ("waiting", "paused"):
             update_campaign(client, campaign_id, status="running", resumeAt=None, waitReason=None)
