@@ -219,8 +219,9 @@ class Runner:
         cursor = inp["cursor"]
         name, key = inp["sequence"], inp["key"]
         seq = definition(self.ddb, self.table, name, int(inp["version"]))
-        current = enrollment(self.ddb, self.table, name, key) or {}
-        if current.get("status") == "exited":
+        current = enrollment(self.ddb, self.table, name, key)
+        if current is None or current.get("status") != "active":
+            # exited (sesflow sequence exit) or ended; or never started: nothing to do
             return {**cursor, "action": "done"}
         step_id = cursor.get("step")
         if step_id is None:

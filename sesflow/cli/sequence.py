@@ -137,7 +137,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         }
         for e in enrollments(inputs.resolve_target(args), args.sequence)
     ]
-    text = "\n".join(f"{r['key']}  {r['status']:<9} step {r['step']}  v{r['version']}  {r['startedAt']}" for r in rows)
+    text = "\n".join(
+        f"{r['key']}  {r['status']!s:<9} step {r['step']}  v{r['version']}  {r['startedAt']}" for r in rows
+    )
     emit(args, rows, text or f"no enrollments in {args.sequence}")
     return EXIT_OK
 
