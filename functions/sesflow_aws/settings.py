@@ -46,6 +46,10 @@ DEFAULTS: dict[str, str] = {
     "CAMPAIGN_DELIVERY_TRACKING": "false",
     "CAMPAIGN_APPROVAL_TIMEOUT_SECONDS": str(72 * 3600),
     "PLAN_WORKDIR": "/tmp",
+    "WEBHOOK_SECRET_ARN": "",
+    "WEBHOOK_QUEUE_URL": "",
+    "WEBHOOK_DEAD_LETTER_QUEUE_URL": "",
+    "WEBHOOK_RETRY_SCHEDULE": "10,60,300,1800,7200,21600,43200",  # as template.yaml's WebhookRetrySchedule
     "FAULT_CRASH_AFTER_SENDS": "",  # test hook: a campaign worker dies after N sends
     # set by the embedded local AWS only (never by template.yaml): allows a campaign's or an
     # enrollment's ``clock`` (a time scale for tests, ``sesflow_core.clock``)
@@ -88,6 +92,10 @@ class Settings:
     campaign_approval_timeout_seconds: int
     plan_workdir: str
     fault_crash_after_sends: int | None
+    webhook_secret_arn: str = ""
+    webhook_queue_url: str = ""
+    webhook_dead_letter_queue_url: str = ""
+    webhook_retry_schedule: str = DEFAULTS["WEBHOOK_RETRY_SCHEDULE"]
     local_stack: bool = False
 
     @classmethod
@@ -132,6 +140,10 @@ class Settings:
             campaign_approval_timeout_seconds=int(get("CAMPAIGN_APPROVAL_TIMEOUT_SECONDS")),
             plan_workdir=get("PLAN_WORKDIR"),
             fault_crash_after_sends=int(crash) if crash else None,
+            webhook_secret_arn=get("WEBHOOK_SECRET_ARN"),
+            webhook_queue_url=get("WEBHOOK_QUEUE_URL"),
+            webhook_dead_letter_queue_url=get("WEBHOOK_DEAD_LETTER_QUEUE_URL"),
+            webhook_retry_schedule=get("WEBHOOK_RETRY_SCHEDULE"),
             local_stack=get("SESFLOW_LOCAL_STACK") == "1",
         )
 

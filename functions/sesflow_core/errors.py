@@ -80,6 +80,10 @@ class InvalidSequence(InvalidEmailRequest):
     """A drip sequence definition or enrollment that cannot be used; the message says why."""
 
 
+class InvalidWebhook(SesflowError):
+    """A webhook subscription that cannot be used (URL, events, unknown id); the message says why."""
+
+
 class CampaignWoken(SesflowError):
     """A campaign about to wait (window, daily cap, start time, pause) whose control word changed
     since it decided to: it does not wait, it decides again (``WaitForWindow``'s Catch)."""

@@ -218,6 +218,10 @@ _LOCAL_DEFAULTS = {
     # open/click tracking on: the local mailbox simulator's success+open@ / success+click@
     # labels publish Open and Click events (and the untracked configuration set is deployed)
     "EngagementTracking": "true",
+    # signed webhooks on, retried after 1, 2 and 3 seconds (a test receiver sees the retries
+    # and the dead-letter queue within seconds)
+    "Webhooks": "true",
+    "WebhookRetrySchedule": "1,2,3",
 }
 
 

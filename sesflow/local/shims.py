@@ -606,6 +606,106 @@ def _send_sns_message(
     ASYNC.submit(fn, event)
 
 
+# ---------------------------------------------------------------- SQS event sources
+class _SqsPollers:
+    """Lambda's SQS poller, one thread per event source mapping: receive (SQS's own delays,
+    visibility timeouts and redrive apply), invoke the function synchronously, delete what
+    succeeded — all of the batch, or (``ReportBatchItemFailures``) all but the reported items;
+    a function error deletes nothing (the batch comes back after its visibility timeout).
+    moto's own mapping invokes once, when a message is sent, and never again: no delayed
+    message, no retry, no partial failure would ever run."""
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return self._busy
+
+    def start(self, esm: Any) -> None:
+        threading.Thread(target=self._run, args=(esm,), name=f"sqs-poller-{esm.uuid[:8]}", daemon=True).start()
+
+    @staticmethod
+    def _record(message: dict[str, Any], arn: str) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": arn,
+            "awsRegion": arn.split(":")[3],
+        }
+
+    def _run(self, esm: Any) -> None:
+        from moto.awslambda.models import lambda_backends
+
+        arn = str(esm.event_source_arn)
+        sqs = ses.local_client("sqs", esm.region)
+        url = ses.queue_url_from_arn(arn)
+        partial = "ReportBatchItemFailures" in (esm.function_response_types or [])
+        while True:
+            try:
+                fn = lambda_backends[esm.account_id][esm.region].get_function(esm.function_arn)
+                if str(esm.enabled).lower() == "false":
+                    time.sleep(1)
+                    continue
+                messages = sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=min(10, int(esm.batch_size or 10)),
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception as exc:  # the queue or the function is gone (stack deleted)
+                log.info("sqs poller for %s stops: %s", arn, exc)
+                return
+            if not messages:
+                continue
+            with self._lock:
+                self._busy += 1
+            try:
+                event = {"Records": [self._record(m, arn) for m in messages]}
+                result = lambda_runtime.invoke(function_spec(fn), event)
+                if result.failed:
+                    continue
+                payload = result.payload if isinstance(result.payload, dict) else {}
+                failed = (
+                    {str(f.get("itemIdentifier")) for f in payload.get("batchItemFailures") or []} if partial else set()
+                )
+                done = [
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                    if m["MessageId"] not in failed
+                ]
+                if done:
+                    sqs.delete_message_batch(QueueUrl=url, Entries=done)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+
+POLLERS: _SqsPollers | None = None
+_ORIGINAL_CREATE_ESM: Any = None
+
+
+def _create_event_source_mapping(self: Any, spec: dict[str, Any]) -> Any:
+    esm = _ORIGINAL_CREATE_ESM(self, spec)
+    if ":sqs:" in str(esm.event_source_arn):
+        from moto.sqs.models import sqs_backends
+
+        for q in sqs_backends[self.account_id][self.region_name].queues.values():
+            if q.queue_arn == esm.event_source_arn:
+                q.lambda_event_source_mappings.pop(esm.function_arn, None)  # ours polls instead
+        assert POLLERS is not None
+        POLLERS.start(esm)
+    return esm
+
+
 def _send_to_targets(self: Rule, original_event: dict[str, Any], transform_input: bool = True) -> None:
     if not self.event_pattern.matches_event(original_event):
         return
@@ -945,7 +1045,7 @@ _installed = False
 
 def install() -> None:
     """Apply every patch above (idempotent). Call before the server takes requests."""
-    global _installed, DELIVERY, ASYNC, CLOCK
+    global _installed, DELIVERY, ASYNC, CLOCK, POLLERS, _ORIGINAL_CREATE_ESM
     if _installed:
         return
     from moto.core.config import default_user_config
@@ -970,6 +1070,9 @@ def install() -> None:
     CLOCK = _Clock()
     from moto.awslambda.models import LambdaBackend
 
+    POLLERS = _SqsPollers()
+    _ORIGINAL_CREATE_ESM = LambdaBackend.create_event_source_mapping
+    LambdaBackend.create_event_source_mapping = _create_event_source_mapping  # type: ignore[method-assign]
     LambdaBackend.send_sns_message = _send_sns_message  # type: ignore[method-assign]
     Rule.send_to_targets = _send_to_targets  # type: ignore[method-assign,assignment]
     ses.install()

@@ -37,6 +37,12 @@ COMMANDS: dict[str, list[str]] = {
     "send": ["--template", "welcome", "--to", "a@example.org"],
     "status": ["email-1"],
     "cancel": ["email-1"],
+    "webhook add": ["https://hooks.example.org/x", "--events", "Email Status Changed"],
+    "webhook list": [],
+    "webhook remove": ["wh_0123456789ab"],
+    "webhook test": ["wh_0123456789ab"],
+    "webhook rotate-secret": ["wh_0123456789ab"],
+    "webhook replay": [],
     "suppression list": [],
     "suppression add": ["a@example.org", "--reason", "r"],
     "suppression remove": ["a@example.org", "--reason", "r"],
@@ -101,9 +107,9 @@ def test_the_flag_nearest_the_end_wins() -> None:
 
 
 def test_every_command_module_is_registered_explicitly() -> None:
-    from sesflow.cli import doctor, invoke, local, sequence, suppression
+    from sesflow.cli import doctor, invoke, local, sequence, suppression, webhook
 
-    assert set(app.COMMANDS) == {local, invoke, send, suppression, campaign, sequence, doctor}
+    assert set(app.COMMANDS) == {local, invoke, send, suppression, campaign, sequence, webhook, doctor}
     assert cli.main is app.main
 
 
