@@ -171,3 +171,31 @@ def test_a_key_given_twice_is_refused_as_cloudformation_does(tmp_path: Path) -> 
     (tmp_path / "t.yaml").write_text(broken)
     with pytest.raises(ValueError, match=r"duplicate keys: line [0-9]+: SendFailuresAlarm"):
         load_template(tmp_path / "t.yaml")
+
+
+def test_sqs_event_sources_fit_lambdas_rules() -> None:
+    """Lambda refuses an SQS event source whose queue's visibility timeout is below the
+    function's timeout (AWS advises 6 x); partial batch responses must be switched on for a
+    handler that returns ``batchItemFailures``. The local stack checks neither."""
+    functions = of_type("AWS::Serverless::Function")
+    found = 0
+    for name, fn in functions.items():
+        for event in (fn["Properties"].get("Events") or {}).values():
+            if event["Type"] != "SQS":
+                continue
+            found += 1
+            queue = TEMPLATE["Resources"][event["Properties"]["Queue"]["Fn::GetAtt"][0]]
+            timeout = int(fn["Properties"].get("Timeout", TEMPLATE["Globals"]["Function"]["Timeout"]))
+            assert int(queue["Properties"]["VisibilityTimeout"]) >= 6 * timeout, name
+            assert event["Properties"].get("FunctionResponseTypes") == ["ReportBatchItemFailures"], name
+            assert "RedrivePolicy" in queue["Properties"], f"{name}: a message that kills the function must end somewhere"
+    assert found >= 1
+
+
+def test_the_webhook_rule_may_write_to_its_queues_and_nothing_else_may() -> None:
+    policy = TEMPLATE["Resources"]["WebhookQueuePolicy"]["Properties"]["PolicyDocument"]
+    [statement] = policy["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["WebhookEventsRule", "Arn"]}}}
+    rule = TEMPLATE["Resources"]["WebhookEventsRule"]["Properties"]
+    assert rule["EventPattern"]["source"] == ["sesflow"]  # never SES's or another stack's events
