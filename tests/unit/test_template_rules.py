@@ -188,7 +188,9 @@ def test_sqs_event_sources_fit_lambdas_rules() -> None:
             timeout = int(fn["Properties"].get("Timeout", TEMPLATE["Globals"]["Function"]["Timeout"]))
             assert int(queue["Properties"]["VisibilityTimeout"]) >= 6 * timeout, name
             assert event["Properties"].get("FunctionResponseTypes") == ["ReportBatchItemFailures"], name
-            assert "RedrivePolicy" in queue["Properties"], f"{name}: a message that kills the function must end somewhere"
+            assert "RedrivePolicy" in queue["Properties"], (
+                f"{name}: a message that kills the function must end somewhere"
+            )
     assert found >= 1
 
 
