@@ -149,6 +149,36 @@ def check_header_safe(name: str, value: str) -> None:
         raise _reject(f"{name} must not contain CR, LF or NUL characters")
 
 
+# The fast path: a plain ASCII address (dot-atom local part, letters/digits/hyphen labels, an
+# alphabetic TLD) is what most rows of a list are, and email-validator spends ~30 µs on it
+# (IDNA, Unicode normalisation, special cases): a planner validating 10 million rows would pay
+# that for nothing. The pattern accepts a strict subset of what email-validator accepts
+# (check_deliverability=False, allow_smtputf8=False) and gives the same normalized result;
+# anything else (IDNA, quoted or non-ASCII local parts, special-use domains, edge lengths and
+# every invalid address) goes to email-validator, so rejections keep its reasons.
+# tests/unit/test_address_fast_path.py checks the two against each other over a corpus.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_PLAIN_ADDRESS = re.compile(
+    rf"({_ATEXT}+(?:\.{_ATEXT}+)*)@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+[A-Za-z]{{2,63}})"
+)
+#: a label with "--" at positions 3-4 (IDNA's reserved form) or a special-use name: the slow path
+_SLOW_DOMAIN = re.compile(
+    r"(?:^|\.)..--|(?:^|\.)(?:arpa|invalid|local|localhost|onion|test|internal|alt)$", re.IGNORECASE
+)
+
+
+def plain_ascii_address(value: str) -> Address | None:
+    """The validated address when ``value`` is plainly valid ASCII, else None (ask the validator)."""
+    m = _PLAIN_ADDRESS.fullmatch(value)
+    if m is None:
+        return None
+    local, domain = m.group(1), m.group(2)
+    if len(local) > 64 or len(domain) > 253 or len(value) > 254 or _SLOW_DOMAIN.search(domain):
+        return None
+    normalized = f"{local}@{domain.lower()}"
+    return Address(ascii=normalized, display=normalized)
+
+
 def parse_address(value: Any, name: str) -> Address:
     """Syntax-check an address (no DNS at send time); SES needs an ASCII local part."""
     if not isinstance(value, str) or not value.strip():
@@ -156,6 +186,9 @@ def parse_address(value: Any, name: str) -> Address:
     check_header_safe(name, value)
     if len(value) > 320:
         raise _reject(f"{name} is longer than 320 characters")
+    fast = plain_ascii_address(value.strip())
+    if fast is not None:
+        return fast
     # imported here: ~15 ms of regex compilation that a cold start pays only when needed
     from email_validator import EmailNotValidError, validate_email
 
