@@ -75,11 +75,23 @@ def iter_rows(stream: IO[bytes], key: str) -> Iterator[tuple[int, dict[str, Any]
                 continue
             yield n, row if isinstance(row, dict) else {"__error__": "not a JSON object"}
         return
-    reader = csv.DictReader(text)
-    if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
+    # csv.reader + zip over the stripped header, as csv.DictReader would give them (blank lines
+    # skipped, short rows padded with None, extra fields dropped) without a second dict per row
+    reader = csv.reader(text)
+    header = next(reader, None)
+    names = [f.strip() for f in header or []]
+    if "email" not in [f.lower() for f in names]:
         raise InvalidCampaign("the CSV header must contain an 'email' column")
-    for n, row in enumerate(reader, start=2):
-        yield n, {(k or "").strip(): v for k, v in row.items() if k is not None}
+    n = 1
+    for values in reader:
+        if not values:
+            continue
+        n += 1
+        row: dict[str, Any] = dict(zip(names, values, strict=False))
+        if len(values) < len(names):
+            for k in names[len(values) :]:
+                row[k] = None
+        yield n, row
 
 
 @dataclass
@@ -90,6 +102,7 @@ class Recipient:
     name: str | None = None
     zone: str | None = None  # the ``timezone`` column (IANA), for ``localTime`` campaigns
     locale: str | None = None  # the ``locale`` column: the template variant (fallback, never an error)
+    data_bound: int = 1 << 62  # an upper bound of ``data``'s JSON size (``_json_bound``)
 
 
 def _json_bound(data: dict[str, Any]) -> int:
@@ -126,10 +139,11 @@ def parse_row(row: dict[str, Any]) -> Recipient:
             str(k): v for k, v in row.items() if str(k).lower() not in ("email", "name", "toname", "timezone", "locale")
         }
     )
-    if _json_bound(data) > MAX_ROW_DATA_BYTES and len(json.dumps(data, default=str)) > MAX_ROW_DATA_BYTES:
+    bound = _json_bound(data)
+    if bound > MAX_ROW_DATA_BYTES and len(json.dumps(data, default=str)) > MAX_ROW_DATA_BYTES:
         raise InvalidEmailRequest(f"row data is larger than {MAX_ROW_DATA_BYTES} bytes")
     locale = parse_locale(lowered.get("locale"))
-    return Recipient(addr.ascii, addr.normalized, data, str(name) if name else None, zone_name or None, locale)
+    return Recipient(addr.ascii, addr.normalized, data, str(name) if name else None, zone_name or None, locale, bound)
 
 
 # ---------------------------------------------------------------- planner
@@ -173,7 +187,7 @@ class Planner:
     def _check_merged_data(self, r: Recipient) -> None:
         """A recipient's template data is the campaign's data with the row's on top: it must fit
         the send request's limit, or every send to this row would be refused."""
-        if not r.data or self._spec_data_bytes + _json_bound(r.data) <= MAX_DATA_BYTES:
+        if not r.data or self._spec_data_bytes + r.data_bound <= MAX_DATA_BYTES:
             return
         merged = len(
             json.dumps({**self.spec.data, **r.data}, separators=(",", ":"), ensure_ascii=False, default=str).encode()
@@ -224,7 +238,7 @@ class Planner:
                         self.preview({**self.spec.data, **r.data})
                     except Exception as exc:
                         raise type(exc)(f"the template cannot render for this list (row {n}): {exc}") from None
-                b = int(hashlib.blake2b(r.address.encode(), digest_size=2).hexdigest(), 16) % BUCKETS
+                b = int.from_bytes(hashlib.blake2b(r.address.encode(), digest_size=2).digest(), "big") % BUCKETS
                 buckets[b].write(json.dumps([n, r.to, r.address, r.name, r.data, r.zone, r.locale]) + "\n")
         for f in buckets:
             f.close()
