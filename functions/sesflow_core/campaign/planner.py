@@ -87,11 +87,11 @@ def iter_rows(stream: IO[bytes], key: str) -> Iterator[tuple[int, dict[str, Any]
         if not values:
             continue
         n += 1
-        row: dict[str, Any] = dict(zip(names, values, strict=False))
+        record: dict[str, Any] = dict(zip(names, values, strict=False))
         if len(values) < len(names):
             for k in names[len(values) :]:
-                row[k] = None
-        yield n, row
+                record[k] = None
+        yield n, record
 
 
 @dataclass
