@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one after the other."""
 
-from bench import cold_import, feedback, local_stack, otel_import, render_mime
+from bench import cold_import, feedback, local_stack, otel_import, planner, render_mime
 
 render_mime.main([])
 print()
@@ -11,3 +11,5 @@ print()
 local_stack.main([])
 print()
 feedback.main([])
+print()
+planner.main([])
