@@ -311,6 +311,16 @@ class Runner:
         ).get("Item")
         return dynamo.to_plain(item) if item else {}
 
+    def fail(self, event: dict[str, Any]) -> dict[str, Any]:
+        """A step failed past its retries: the enrollment is ``failed`` (not left ``active`` for
+        ever) with the error, and ``Sequence Failed`` is announced; the execution then fails."""
+        inp, error = event["input"], event.get("error") or {}
+        name, key = inp["sequence"], inp["key"]
+        reason = f"{error.get('Error', 'error')}: {str(error.get('Cause', ''))[:300]}"
+        if end_enrollment(self.ddb, self.table, name, key, "failed", reason):
+            self.emit("Sequence Failed", {"sequence": name, "enrollment": key, "reason": reason})
+        return {"status": "failed"}
+
     def _finish(self, name: str, key: str, status: str, reason: str, cursor: dict[str, Any]) -> dict[str, Any]:
         if end_enrollment(self.ddb, self.table, name, key, status, reason):
             detail_type = "Sequence Completed" if status == "completed" else "Sequence Exited"

@@ -65,6 +65,7 @@ KNOWN_EVENTS = (
     "Sequence Step",
     "Sequence Completed",
     "Sequence Exited",
+    "Sequence Failed",
 )
 TEST_EVENT = "Webhook Test"
 _ID = re.compile(r"^wh_[0-9a-f]{12}$")

@@ -19,4 +19,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return runner.start(event)
     if mode == "step":
         return runner.step(event)
+    if mode == "fail":
+        return runner.fail(event)
     raise ValueError(f"unknown mode {mode!r}")

@@ -121,6 +121,38 @@ def test_exit_stops_an_enrollment_in_its_wait(stack: Target, onboarding: int) ->
     assert any(r["key"] == out["key"] and r["status"] == "exited" for r in listed)
 
 
+def test_a_step_failing_past_its_retries_ends_the_enrollment_failed(stack: Target, onboarding: int) -> None:
+    """The machine's Step catches every error into RecordFailure (mode ``fail``), then fails:
+    the enrollment says ``failed`` with the error instead of staying ``active`` for ever."""
+    definition = json.loads((ROOT / "statemachines" / "sequence.asl.json").read_text())["States"]
+    assert definition["Step"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+    ]
+    assert (
+        definition["RecordFailure"]["Next"] == "EnrollmentFailed" and definition["EnrollmentFailed"]["Type"] == "Fail"
+    )
+    to = f"success+fail{uuid.uuid4().hex[:6]}@simulator.amazonses.com"
+    code, out = cli_json(
+        stack, "sequence", "enroll", "onboarding", "--to", to, "--data", json.dumps(DATA), "--time-scale", "3600"
+    )
+    assert code == 0, out
+    poll(lambda: enrollment(stack, out["key"]).get("status") == "active", 30, what="enrolled")
+    error = {"Error": "Sandbox.Timedout", "Cause": "Task timed out after 15.00 seconds"}
+    payload = {
+        "mode": "fail",
+        "input": {"sequence": "onboarding", "key": out["key"], "version": onboarding},
+        "error": error,
+    }
+    lam = stack.clients.client("lambda")
+    for _ in range(2):  # a retried RecordFailure changes nothing
+        answer = lam.invoke(FunctionName=stack.function_name("SequenceFunction"), Payload=json.dumps(payload).encode())
+        assert "FunctionError" not in answer
+    item = enrollment(stack, out["key"])
+    assert item["status"] == "failed" and item["reason"].startswith("Sandbox.Timedout: Task timed out"), item
+    sfn = stack.clients.client("stepfunctions")
+    sfn.stop_execution(executionArn=out["executionArn"], cause="test cleanup")
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
