@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -155,32 +153,10 @@ def single_sends(target: Target, n: int = 20) -> dict[str, Any]:
 
 
 def planner_memory(n: int) -> dict[str, float]:
-    code = f"""
-import io, json, resource, tracemalloc, time, tempfile
-from sesflow_core import campaign as cp
-class Rows(io.RawIOBase):
-    def __init__(self, n):
-        self.lines = (f"r{{i}}@example.org,R{{i}},x\\n".encode() for i in range(n)); self.buf = b"email,name,plan\\n"
-    def readable(self): return True
-    def readinto(self, b):
-        while len(self.buf) < len(b):
-            try: self.buf += next(self.lines)
-            except StopIteration: break
-        k = min(len(b), len(self.buf)); b[:k] = self.buf[:k]; self.buf = self.buf[k:]; return k
-raw = {{"campaignId": "m", "template": "t", "recipients": {{"bucket": "b", "key": "r.csv"}}}}
-spec = cp.CampaignSpec.from_input(raw)
-tracemalloc.start()
-t = time.perf_counter()
-p = cp.Planner(spec, workdir=tempfile.gettempdir())
-manifests, _ = p.plan(cp.iter_rows(io.BufferedReader(Rows({n}), 1 << 16), "r.csv"), lambda a: set())
-peak = tracemalloc.get_traced_memory()[1] / 2**20
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"seconds": time.perf_counter() - t, "tracemalloc_peak_mb": peak, "maxrss_mb": rss,
-                  "planned": sum(p.counts.planned)}}))
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    result: dict[str, float] = json.loads(out.stdout)
-    return result
+    """Time and peak memory of planning n rows in a fresh process (``bench.planner``'s list)."""
+    from bench import planner
+
+    return planner.run(n, fast=True, trace=True)
 
 
 def main(argv: list[str] | None = None) -> None:

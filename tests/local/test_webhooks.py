@@ -5,13 +5,11 @@ The local stack retries after 1, 2 and 3 seconds (its WebhookRetrySchedule)."""
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,8 +20,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from sesflow.target import Target
 
 from ..helpers import poll
-from .test_campaigns import cli_run
 from .test_send_machine import WELCOME, run
+from .test_sequences import cli_json
 
 pytestmark = pytest.mark.local
 
@@ -71,14 +69,6 @@ def receiver() -> Iterator[Receiver]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield rec
     server.shutdown()
-
-
-def cli_json(stack: Target, *argv: str) -> tuple[int, Any]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cli_run(stack, *argv, "--json")
-    text = out.getvalue().strip()
-    return code, (json.loads(text) if text.startswith(("{", "[")) else err.getvalue())
 
 
 @pytest.fixture
