@@ -510,68 +510,52 @@ def wake(target: Target, campaign_id: str) -> None:
         pass
 
 
-def cmd_pause(args: argparse.Namespace) -> int:
-    target = inputs.resolve_target(args)
-    set_control(target, args.campaign_id, "paused")
-    wake(target, args.campaign_id)
-    emit(
-        args,
-        {"campaignId": args.campaign_id, "control": "paused"},
-        f"campaign {args.campaign_id}: pausing at the next batch boundary",
-    )
-    return EXIT_OK
+def pause(target: Target, campaign_id: str) -> dict[str, Any]:
+    """Pause at the next batch boundary (a wait ends at once to see it)."""
+    set_control(target, campaign_id, "paused")
+    wake(target, campaign_id)
+    return {"campaignId": campaign_id, "control": "paused"}
 
 
-def cmd_cancel(args: argparse.Namespace) -> int:
-    target = inputs.resolve_target(args)
-    item = set_control(target, args.campaign_id, "cancelled")
-    wake(target, args.campaign_id)
+def cancel(target: Target, campaign_id: str) -> dict[str, Any]:
+    """Cancel: it stops at the next batch boundary and ends with a summary (an approval wait is answered)."""
+    item = set_control(target, campaign_id, "cancelled")
+    wake(target, campaign_id)
     if item.get("status") == "awaiting-approval" and item.get("taskToken"):
         target.clients.client("stepfunctions").send_task_failure(
             taskToken=item["taskToken"], error="CampaignRejected", cause="cancelled by an operator"
         )
-    emit(
-        args,
-        {"campaignId": args.campaign_id, "control": "cancelled"},
-        f"campaign {args.campaign_id}: cancelling (it ends with a summary)",
-    )
-    return EXIT_OK
+    return {"campaignId": campaign_id, "control": "cancelled"}
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
-    target = inputs.resolve_target(args)
-    item = campaign(target, args.campaign_id)
+def resume(target: Target, campaign_id: str) -> dict[str, Any]:
+    """Resume a paused campaign; one whose execution died resumes in a new execution (same plan and ledger)."""
+    item = campaign(target, campaign_id)
     sfn = target.clients.client("stepfunctions")
     execution = sfn.describe_execution(executionArn=item["executionArn"])
     if execution["status"] == "RUNNING":
-        set_control(target, args.campaign_id, "run", "running")
-        wake(target, args.campaign_id)
-        emit(args, {"campaignId": args.campaign_id, "control": "run"}, f"campaign {args.campaign_id}: resumed")
-        return EXIT_OK
+        set_control(target, campaign_id, "run", "running")
+        wake(target, campaign_id)
+        return {"campaignId": campaign_id, "control": "run"}
     if item.get("status") in TERMINAL - {"failed"}:  # a failed one (a stage failed, a set-up error) may resume
-        raise UsageError(f"campaign {args.campaign_id} is {item['status']}; nothing to resume")
+        raise UsageError(f"campaign {campaign_id} is {item['status']}; nothing to resume")
     # the execution died (failed, timed out, aborted): a new one re-uses the plan and the ledger
-    name = f"{args.campaign_id}-resume-{int(time.time())}"
+    name = f"{campaign_id}-resume-{int(time.time())}"
     arn = sfn.start_execution(
         stateMachineArn=target.outputs["CampaignStateMachineArn"], name=name, input=execution["input"]
     )["executionArn"]
-    emit(
-        args,
-        {"campaignId": args.campaign_id, "executionArn": arn},
-        f"campaign {args.campaign_id}: resumed in a new execution {name}",
-    )
-    return EXIT_OK
+    return {"campaignId": campaign_id, "executionArn": arn}
 
 
-def answer_approval(args: argparse.Namespace, approve: bool) -> int:
-    target = inputs.resolve_target(args)
-    item = campaign(target, args.campaign_id)
+def answer(target: Target, campaign_id: str, approve: bool, reason: str | None = None) -> dict[str, Any]:
+    """Approve or reject a campaign waiting for approval (anything else is bad input)."""
+    item = campaign(target, campaign_id)
     if item.get("status") != "awaiting-approval" or not item.get("taskToken"):
-        raise UsageError(f"campaign {args.campaign_id} is not waiting for approval ({item.get('status')})")
+        raise UsageError(f"campaign {campaign_id} is not waiting for approval ({item.get('status')})")
     sfn = target.clients.client("stepfunctions")
     table = target.outputs["CampaignsTableName"]
     ddb = target.clients.client("dynamodb")
-    key = {"campaignId": {"S": args.campaign_id}}
+    key = {"campaignId": {"S": campaign_id}}
     if approve:
         ddb.update_item(
             TableName=table,
@@ -582,7 +566,7 @@ def answer_approval(args: argparse.Namespace, approve: bool) -> int:
         )
         sfn.send_task_success(taskToken=item["taskToken"], output=json.dumps({"approved": True}))
     else:
-        reason = args.reason or "rejected by an operator"
+        reason = reason or "rejected by an operator"
         ddb.update_item(
             TableName=table,
             Key=key,
@@ -591,8 +575,35 @@ def answer_approval(args: argparse.Namespace, approve: bool) -> int:
             ExpressionAttributeValues={":s": {"S": "rejected"}, ":r": {"S": reason}},
         )
         sfn.send_task_failure(taskToken=item["taskToken"], error="CampaignRejected", cause=reason)
+    return {"campaignId": campaign_id, "approved" if approve else "rejected": True}
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    result = pause(inputs.resolve_target(args), args.campaign_id)
+    emit(args, result, f"campaign {args.campaign_id}: pausing at the next batch boundary")
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    result = cancel(inputs.resolve_target(args), args.campaign_id)
+    emit(args, result, f"campaign {args.campaign_id}: cancelling (it ends with a summary)")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    result = resume(inputs.resolve_target(args), args.campaign_id)
+    if "executionArn" in result:
+        name = result["executionArn"].rsplit(":", 1)[-1]
+        emit(args, result, f"campaign {args.campaign_id}: resumed in a new execution {name}")
+    else:
+        emit(args, result, f"campaign {args.campaign_id}: resumed")
+    return EXIT_OK
+
+
+def answer_approval(args: argparse.Namespace, approve: bool) -> int:
+    result = answer(inputs.resolve_target(args), args.campaign_id, approve, getattr(args, "reason", None))
     verb = "approved" if approve else "rejected"
-    emit(args, {"campaignId": args.campaign_id, verb: True}, f"campaign {args.campaign_id}: {verb}")
+    emit(args, result, f"campaign {args.campaign_id}: {verb}")
     return EXIT_OK
 
 

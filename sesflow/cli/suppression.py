@@ -74,33 +74,34 @@ def cmd_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_remove(args: argparse.Namespace) -> int:
-    """Exit 2 when there is no such entry. JSON: ``{removed, topic, reason}``."""
-    target = inputs.resolve_target(args)
-    address = normalized_address(args.address)
+def remove(target: Target, address: str, topic: str, reason: str) -> dict[str, Any]:
+    """Lift one suppression, keeping who lifted it and why (``#removed:<topic>``); none is bad input."""
     ddb = target.clients.client("dynamodb")
     table = target.outputs["SuppressionTableName"]
     old = ddb.delete_item(
-        TableName=table, Key={"address": {"S": address}, "topic": {"S": args.topic}}, ReturnValues="ALL_OLD"
+        TableName=table, Key={"address": {"S": address}, "topic": {"S": topic}}, ReturnValues="ALL_OLD"
     ).get("Attributes")
     if old is None:
-        raise UsageError(f"{address} is not suppressed for {args.topic}")
+        raise UsageError(f"{address} is not suppressed for {topic}")
     # keep who lifted it and why, next to the address (not matched by CheckSuppression)
     ddb.put_item(
         TableName=table,
         Item={
             "address": {"S": address},
-            "topic": {"S": f"#removed:{args.topic}"},
-            "reason": {"S": args.reason},
+            "topic": {"S": f"#removed:{topic}"},
+            "reason": {"S": reason},
             "removedAt": {"S": now_iso()},
             "previous": {"S": json.dumps(to_plain(old), default=str)},
         },
     )
-    emit(
-        args,
-        {"removed": address, "topic": args.topic, "reason": args.reason},
-        f"removed {address} ({args.topic}) from the suppression list: {args.reason}",
-    )
+    return {"removed": address, "topic": topic, "reason": reason}
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    """Exit 2 when there is no such entry. JSON: ``{removed, topic, reason}``."""
+    address = normalized_address(args.address)
+    result = remove(inputs.resolve_target(args), address, args.topic, args.reason)
+    emit(args, result, f"removed {address} ({args.topic}) from the suppression list: {args.reason}")
     return EXIT_OK
 
 
