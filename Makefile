@@ -9,7 +9,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 .PHONY: help venv demo test test-unit test-cloud lint check build bench chaos requirements clean local-up local-down
 
 help:
-	@echo "make demo   - run the main job on the embedded local AWS (no AWS account needed)"
+	@echo "make demo   - run the main job on the embedded local AWS (no AWS account needed), then serve the console until Ctrl-C (DEMO_ARGS=--no-console: end at once)"
 	@echo "make test   - unit, state-machine and end-to-end tests on the local stack"
 	@echo "make lint   - ruff, mypy (domain package), static checks (asl-validator, Express worst case, IAM grants), sam validate --lint"
 	@echo "make check  - every guard rail: lint (ruff check + format, mypy strict, static checks, sam validate) and test"
@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/python -m sesflow.demo
+	$(BIN)/python -m sesflow.demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

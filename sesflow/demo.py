@@ -4,11 +4,13 @@ Starts a local stack (SES limited to 2 emails/s so throttling shows), then: a we
 mail, a newsletter with one-click unsubscribe headers (and a one-click unsubscribe), the
 feedback loop (a bounce suppresses the address; the next send is skipped), a bad request
 rejected with its reason, and a burst of sends that SES throttles and the state machine
-recovers. Stops the stack it started.
+recovers. Then it serves the console (``sesflow console``) on the demo's stack until Ctrl-C
+(``--no-console``: it ends at once, for CI), and stops the stack it started.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -195,18 +197,47 @@ def run_demo(target: Target) -> bool:
     return bool(ok)
 
 
-def main() -> int:
+def console(target: Target, port: int) -> None:
+    """Serve the console on the demo's stack until Ctrl-C (any free port when ``port`` is taken)."""
+    from sesflow.console.server import serve
+
+    try:
+        server, url = serve(target, port)
+    except OSError:
+        server, url = serve(target, 0)
+    _say("The console: every run, email and campaign of this demo")
+    print(f"   {url}   (open it in a browser; Ctrl-C stops the console and the local stack)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sesflow.demo", description=__doc__)
+    parser.add_argument(
+        "--no-console", action="store_true", help="end after the demo (CI) instead of serving the console"
+    )
+    parser.add_argument("--port", type=int, default=8765, help="the console's port on 127.0.0.1 (default 8765)")
+    args = parser.parse_args(argv)
     root = find_root()
     sdir = Path(tempfile.mkdtemp(prefix="sesflow-demo-"))
     print(f"Starting the embedded local AWS (template.yaml -> SAM translator -> CloudFormation), state in {sdir}")
     state, _ = control.up(root, port=0, ses_max_send_rate=RATE, sdir=sdir)
     print(f"   endpoint {state['endpoint']}, stack {state['stackName']}, ready in {state['startupSeconds']} s")
     try:
-        ok = run_demo(local_target(root, sdir))
+        target = local_target(root, sdir)
+        ok = run_demo(target)
+        print("DEMO OK" if ok else "DEMO FAILED", flush=True)
+        if not args.no_console:
+            console(target, args.port)
     finally:
         control.down(root, sdir=sdir)
         print("\nLocal stack stopped (the outbox stays for you to read).")
-    print("DEMO OK" if ok else "DEMO FAILED")
     return 0 if ok else 1
 
 

@@ -16,12 +16,12 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from sesflow.cli import campaign, doctor, invoke, local, send, sequence, suppression, webhook
+from sesflow.cli import campaign, console, doctor, invoke, local, send, sequence, suppression, webhook
 from sesflow.cli.output import EXIT_FAILED, EXIT_USAGE, UsageError, error
 from sesflow.target import TargetError
 
 #: every command module, in the order ``sesflow --help`` lists them
-COMMANDS = (local, invoke, send, suppression, campaign, sequence, webhook, doctor)
+COMMANDS = (local, invoke, send, suppression, campaign, sequence, webhook, doctor, console)
 
 
 def common_flags(top_level: bool = False) -> argparse.ArgumentParser:

@@ -62,6 +62,7 @@ COMMANDS: dict[str, list[str]] = {
     "sequence exit": ["onboarding", "k"],
     "campaign report": ["c1"],
     "doctor": [],
+    "console": ["--port", "0"],
 }
 
 
@@ -107,9 +108,9 @@ def test_the_flag_nearest_the_end_wins() -> None:
 
 
 def test_every_command_module_is_registered_explicitly() -> None:
-    from sesflow.cli import doctor, invoke, local, sequence, suppression, webhook
+    from sesflow.cli import console, doctor, invoke, local, sequence, suppression, webhook
 
-    assert set(app.COMMANDS) == {local, invoke, send, suppression, campaign, sequence, webhook, doctor}
+    assert set(app.COMMANDS) == {local, invoke, send, suppression, campaign, sequence, webhook, doctor, console}
     assert cli.main is app.main
 
 
