@@ -749,6 +749,9 @@ class _Clock:
     def __init__(self, tick: float = 0.1) -> None:
         self.tick = tick
         self.express_limit = float(os.environ.get("SESFLOW_LOCAL_EXPRESS_LIMIT_SECONDS", EXPRESS_LIMIT_SECONDS))
+        #: per machine: the index of its oldest execution that may still run (executions are
+        #: appended in start order; every tick looks from there on, not at all of them)
+        self._oldest_running: dict[str, int] = {}
         threading.Thread(target=self._run, name="local-clock", daemon=True).start()
 
     def _run(self) -> None:
@@ -818,7 +821,14 @@ class _Clock:
                 for machine in list(backend.state_machines):
                     if machine.arn not in express:
                         continue
-                    for ex in list(machine.executions):
+                    runs = list(machine.executions)
+                    start = self._oldest_running.get(machine.arn, 0)
+                    if start > len(runs):
+                        start = 0
+                    while start < len(runs) and runs[start].exec_status != ExecutionStatus.RUNNING:
+                        start += 1
+                    self._oldest_running[machine.arn] = start
+                    for ex in runs[start:]:
                         if ex.exec_status != ExecutionStatus.RUNNING or ex.exec_worker is None:
                             continue
                         if (now - ex.start_date).total_seconds() > self.express_limit:
@@ -1043,6 +1053,86 @@ def _dynamodb_fault(handler: Any) -> Any:
 _installed = False
 
 
+def _parse_each_definition_once() -> None:
+    """moto parses a machine's ASL (ANTLR, pure Python) at the start of every execution: about a
+    third of the local stack's CPU when many executions run. The parsed program is shared
+    already by the iterations of a Map within one execution (what an execution changes lives
+    in its ``Environment``: retry counters in its heap, keyed by the component), so one parse
+    per definition serves every execution of it."""
+    import functools
+
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    @functools.lru_cache(maxsize=256)
+    def parse(definition: str) -> Any:
+        return AmazonStateLanguageParser.parse(definition)[0]
+
+    def entrypoint(self: Any) -> Any:
+        return parse(self._evaluation_details.state_machine_details.definition)
+
+    ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign]
+
+    # the same for JSONPath expressions: jsonpath_ng builds a new (PLY) parser for every path it
+    # reads, on every state's every InputPath/Parameters/ResultPath; a parsed path is not changed
+    # by finding or updating with it
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    json_path.parse = functools.lru_cache(maxsize=4096)(json_path.parse)  # type: ignore[attr-defined]
+    result_path.parse = functools.lru_cache(maxsize=1024)(result_path.parse)  # type: ignore[attr-defined]
+    import jsonpath_ng.ext  # EventBridge input transformers import it at each call
+
+    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)
+
+
+def _index_executions() -> None:
+    """moto finds an execution by scanning its machine's list (``DescribeExecution``, the history,
+    ``StartExecution``'s name check): O(executions) per call, seconds per second of CPU once a
+    machine has run 10,000. An index by ARN and by name, brought up to date from the
+    append-only list on each lookup, makes them O(1)."""
+    import weakref
+
+    from moto.stepfunctions.exceptions import ExecutionAlreadyExists, ExecutionDoesNotExist
+    from moto.stepfunctions.models import StepFunctionBackend
+
+    lock = threading.Lock()
+    # beside the machine, not in it: StartExecution deep-copies the machine (its executions
+    # excepted), and an index would drag them (and their locks) into the copy
+    indexes: weakref.WeakKeyDictionary[Any, tuple[dict[str, Any], dict[str, Any], int]] = weakref.WeakKeyDictionary()
+
+    def index(machine: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        with lock:
+            runs = machine.executions
+            by_arn, by_name, seen = indexes.get(machine, ({}, {}, 0))
+            if seen > len(runs):  # executions were removed: start again
+                by_arn, by_name, seen = {}, {}, 0
+            for ex in runs[seen:]:
+                by_arn[ex.execution_arn] = ex
+                by_name.setdefault(ex.name, ex)
+            indexes[machine] = (by_arn, by_name, len(runs))
+            return by_arn, by_name
+
+    def describe_execution(self: Any, execution_arn: str) -> Any:
+        self._validate_execution_arn(execution_arn)
+        machine = self._get_state_machine_for_execution(execution_arn)
+        found = index(machine)[0].get(execution_arn)
+        if found is None:
+            raise ExecutionDoesNotExist("Execution Does Not Exist: '" + execution_arn + "'")
+        return found
+
+    def idempotency(self: Any, name: str, execution_input: str) -> Any:
+        execution = index(self)[1].get(name)
+        if execution is None:
+            return None
+        if execution_input == execution.execution_input and execution.status == "RUNNING":
+            return execution  # same name and input: the same execution (as moto's own check)
+        raise ExecutionAlreadyExists("Execution Already Exists: '" + execution.execution_arn + "'")
+
+    StepFunctionBackend.describe_execution = describe_execution  # type: ignore[method-assign]
+    StateMachine._handle_name_input_idempotency = idempotency  # type: ignore[method-assign]
+
+
 def install() -> None:
     """Apply every patch above (idempotent). Call before the server takes requests."""
     global _installed, DELIVERY, ASYNC, CLOCK, POLLERS, _ORIGINAL_CREATE_ESM
@@ -1055,6 +1145,8 @@ def install() -> None:
     lambda_runtime.install_call_guard()
     lambda_runtime.CALL_HOOK = faults.lambda_call
     _serialize_dynamodb()
+    _parse_each_definition_once()
+    _index_executions()
     _enforce_payload_limits()
     _result_writer_reads_the_map_input()
     LambdaFunction.invoke = _invoke_in_process  # type: ignore[method-assign,assignment]
