@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one after the other."""
 
-from bench import cold_import, feedback, local_stack, otel_import, planner, render_mime
+from bench import cold_import, console_pages, feedback, local_stack, otel_import, planner, render_mime
 
 render_mime.main([])
 print()
@@ -13,3 +13,5 @@ print()
 feedback.main([])
 print()
 planner.main([])
+print()
+console_pages.main([])

@@ -250,7 +250,7 @@ class Outbox:
                         "stem": stem,
                         "messageId": meta.get("messageId") or stem.split("-", 1)[-1],
                         "emailId": (meta.get("tags") or {}).get("emailId", ""),
-                        "to": ", ".join(meta.get("destination") or []) or str(head["To"] or ""),
+                        "to": ", ".join(meta.get("destinations") or []) or str(head["To"] or ""),
                         "subject": str(head["Subject"] or ""),
                         "date": str(head["Date"] or ""),
                         "configurationSet": meta.get("configurationSet", ""),
@@ -261,7 +261,8 @@ class Outbox:
     def stems_for(self, email_id: str) -> list[str]:
         with self._lock:
             self._refresh()
-            return list(self._index.get(email_id, []))
+            assert self.folder is not None or not self._index
+            return [s for s in self._index.get(email_id, []) if self.folder and (self.folder / f"{s}.eml").is_file()]
 
     def message(self, stem: str, headers_only: bool = False) -> EmailMessage:
         if self.folder is None or "/" in stem or not (self.folder / f"{stem}.eml").is_file():

@@ -222,7 +222,8 @@ def svg(g: Graph, visits: dict[str, Visit] | None = None, taken: set[tuple[str, 
     parts = [
         f'<svg class="graph" role="img" aria-label="{label} graph" viewBox="0 0 {width:.0f} {height:.0f}" '
         f'width="{width:.0f}" height="{height:.0f}" xmlns="http://www.w3.org/2000/svg">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="9" markerHeight="9" markerUnits="userSpaceOnUse" '
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="9" markerHeight="9" '
+        'markerUnits="userSpaceOnUse" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="arrowhead"/></marker></defs>',
     ]
     for e in g.edges:
