@@ -126,6 +126,7 @@ in-process caches                       a value one function fetched (e.g. the u
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import os
@@ -439,7 +440,18 @@ def _endpoint() -> str:
 
 def client_as(role_arn: str | None, service: str, region: str, config: Any = None) -> Any:
     """A client of this server signed as ``role_arn`` (the ``local`` key when IAM is off or
-    there is no role)."""
+    there is no role); without ``config``, one per role, service and region (reused)."""
+    if config is None:
+        return _cached_client_as(role_arn, service, region, _endpoint(), _INSTALLED)
+    return _new_client_as(role_arn, service, region, config)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_client_as(role_arn: str | None, service: str, region: str, endpoint: str, enforced: bool) -> Any:
+    return _new_client_as(role_arn, service, region, None)  # (endpoint, enforced): the cache key
+
+
+def _new_client_as(role_arn: str | None, service: str, region: str, config: Any) -> Any:
     import boto3
 
     if _INSTALLED and role_arn:

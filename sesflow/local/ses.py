@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import email
+import functools
 import itertools
 import json
 import logging
@@ -95,13 +96,19 @@ def configure(outbox: Path, max_send_rate: float | None) -> None:
 
 
 def local_client(service: str, region: str = "us-east-1") -> Any:
-    """A boto3 client for this very server (used by code running inside it)."""
+    """A boto3 client for this very server (used by code running inside it); one per service,
+    region and port (boto3 clients are thread-safe; making one costs milliseconds of CPU)."""
+    return _local_client(service, region, os.environ["MOTO_PORT"])
+
+
+@functools.lru_cache(maxsize=64)
+def _local_client(service: str, region: str, port: str) -> Any:
     import boto3
 
     return boto3.client(
         service,
         region_name=region,
-        endpoint_url=f"http://127.0.0.1:{os.environ['MOTO_PORT']}",
+        endpoint_url=f"http://127.0.0.1:{port}",
         aws_access_key_id="local",
         aws_secret_access_key="local",  # noqa: S106 - the local emulator accepts any key
     )

@@ -1,0 +1,107 @@
+"""A burst of single sends on the embedded local AWS: ``Email Requested`` events, each delivered
+twice (EventBridge delivers at least once; the fault plan's ``eventDuplicate``).
+
+    python -m bench.local_burst [--emails 300]
+
+Puts ``--emails`` events on the stack's bus (10 per PutEvents), waits until every email has a
+terminal status and the stack is quiet, and prints the wall time, emails/s, executions/s (two
+per email: the duplicate's execution ends at once, same name) and the server's peak memory.
+Target (issue #13): >= 20 emails/s for 300 (was ~1.4 emails/s, ~215 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from sesflow.cli.send import tracking_item
+from sesflow.local import control
+from sesflow.target import Target, local_target
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMINAL = {"sent", "delivered", "suppressed", "rejected", "failed", "bounced", "complained"}
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _http(target: Target, path: str, doc: Any = None) -> Any:
+    req = urllib.request.Request(
+        f"{target.state['endpoint']}{path}",
+        method="POST" if doc is not None else "GET",
+        data=None if doc is None else json.dumps(doc).encode(),
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the local endpoint
+        return json.loads(resp.read() or b"null")
+
+
+def run(target: Target, n: int) -> dict[str, float]:
+    _http(target, "/_sesflow/faults", {"seed": 1, "rules": [{"kind": "eventDuplicate", "p": 1.0}]})
+    events = target.clients.client("events")
+    bus = target.outputs["EventBusName"]
+    ids = [f"burst-{i:05d}" for i in range(n)]
+    started = time.perf_counter()
+    for i in range(0, n, 10):
+        entries = [
+            {
+                "EventBusName": bus,
+                "Source": "com.example.bench",
+                "DetailType": "Email Requested",
+                "Detail": json.dumps(
+                    {
+                        "emailId": email_id,
+                        "template": "welcome",
+                        "to": f"{email_id}@example.org",
+                        "data": {"name": "Ada", "product": "Acme"},
+                    }
+                ),
+            }
+            for email_id in ids[i : i + 10]
+        ]
+        assert not events.put_events(Entries=entries).get("FailedEntryCount")
+    pending = set(ids)
+    while pending:
+        pending = {e for e in pending if (tracking_item(target, e) or {}).get("status") not in TERMINAL}
+        if time.perf_counter() - started > 1800:
+            raise TimeoutError(f"{len(pending)} emails without a terminal status after 1800 s")
+        time.sleep(0.2)
+    wall = time.perf_counter() - started
+    sfn = target.clients.client("stepfunctions")
+    runs = 0
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=target.outputs["SendStateMachineArn"]):
+        runs += len(page["executions"])
+    _http(target, "/_sesflow/faults", {"seed": 1, "rules": []})
+    return {"emails": n, "seconds": wall, "emailsPerSecond": n / wall, "executions": runs}
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--emails", type=int, default=300)
+    args = parser.parse_args(argv)
+    sdir = Path(tempfile.mkdtemp(prefix="sesflow-bench-burst-"))
+    state, _ = control.up(ROOT, port=0, sdir=sdir)
+    try:
+        result = run(local_target(ROOT, sdir), args.emails)
+        result["peakRssMb"] = peak_rss_mb(int(state["pid"]))
+    finally:
+        control.down(ROOT, sdir=sdir)
+    print(
+        f"local burst: {args.emails} Email Requested events, each delivered twice: all terminal in "
+        f"{result['seconds']:.1f} s = {result['emailsPerSecond']:.1f} emails/s "
+        f"({result['executions']:.0f} send executions started); server peak RSS {result['peakRssMb']:.0f} MB "
+        "(target >= 20 emails/s; before: ~1.4 emails/s, ~215 s)"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()
