@@ -1,6 +1,16 @@
 """`make bench`: every benchmark, one after the other."""
 
-from bench import cold_import, console_pages, feedback, local_stack, otel_import, planner, render_mime
+from bench import (
+    campaign,
+    cold_import,
+    console_pages,
+    feedback,
+    local_burst,
+    local_stack,
+    otel_import,
+    planner,
+    render_mime,
+)
 
 render_mime.main([])
 print()
@@ -10,8 +20,12 @@ otel_import.main([])
 print()
 local_stack.main([])
 print()
+local_burst.main([])
+print()
 feedback.main([])
 print()
 planner.main([])
+print()
+campaign.main(["--skip-memory"])  # the planner's memory: bench.planner above
 print()
 console_pages.main([])

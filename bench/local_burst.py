@@ -40,7 +40,7 @@ def _http(target: Target, path: str, doc: Any = None) -> Any:
         method="POST" if doc is not None else "GET",
         data=None if doc is None else json.dumps(doc).encode(),
     )
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the local endpoint
+    with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read() or b"null")
 
 
