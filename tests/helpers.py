@@ -167,3 +167,12 @@ def status_events(
         return events if until(statuses(events)) else []
 
     return poll(found, timeout, what=f"status events of {email_id}")
+
+
+def canary_bounces(campaign_id: str, stages: tuple[float, ...], n: int) -> list[str]:
+    """``n`` bouncing mailbox-simulator addresses that fall in a campaign's first stage, of this
+    campaign only (a bounce suppresses its address for every later test of the shared stack)."""
+    from sesflow_core import campaign as cp
+
+    candidates = (f"bounce+{campaign_id}-{i}@simulator.amazonses.com" for i in range(40 * n))
+    return [a for a in candidates if cp.stage_for(campaign_id, a, stages) == 0][:n]

@@ -258,21 +258,29 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     # ------------------------------------------------------------ actions (POST, CSRF checked)
+    def _confirm(
+        self, action: str, what: str, post: str, back: str, fields: dict[str, str], reason: bool, default: str = ""
+    ) -> None:
+        """The page that asks before an action: the same POST again with ``confirm=yes``."""
+        self._page(
+            "confirm.html",
+            title=f"{action.title()} {what}?",
+            action=action,
+            what=what,
+            post=post,
+            back=back,
+            fields=fields,
+            reason=reason,
+            default_reason=default,
+        )
+
     def post_campaign(self, match: re.Match[str], form: dict[str, str]) -> None:
         campaign_id, action = urllib.parse.unquote(match["id"]), match["action"]
         if action not in CAMPAIGN_ACTIONS:
             raise LookupError(f"no action {action}")
         if form.get("confirm") != "yes":
-            self._page(
-                "confirm.html",
-                title=f"{action.title()} campaign {campaign_id}?",
-                action=action,
-                what=f"campaign {campaign_id}",
-                post=f"/campaigns/{_quote(campaign_id)}/{action}",
-                back=f"/campaigns/{_quote(campaign_id)}",
-                fields={},
-                reason=action == "reject",
-            )
+            back = f"/campaigns/{_quote(campaign_id)}"
+            self._confirm(action, f"campaign {campaign_id}", f"{back}/{action}", back, {}, action == "reject")
             return
         data.campaign_action(self.console.target, campaign_id, action, form.get("reason") or None)
         self._redirect(f"/campaigns/{_quote(campaign_id)}?done={action}")
@@ -287,16 +295,9 @@ class Handler(BaseHTTPRequestHandler):
         topic = form.get("topic") or "*"
         reason = form.get("reason") or f"{'added' if action == 'add' else 'removed'} in the console"
         if form.get("confirm") != "yes":
-            self._page(
-                "confirm.html",
-                title=f"{action.title()} {address} ({topic})?",
-                action=action,
-                what=f"{address} for {topic}",
-                post=f"/suppression/{action}",
-                back="/suppression",
-                fields={"address": address, "topic": topic},
-                reason=True,
-                default_reason=reason,
+            fields = {"address": address, "topic": topic}
+            self._confirm(
+                action, f"{address} for {topic}", f"/suppression/{action}", "/suppression", fields, True, reason
             )
             return
         target = self.console.target

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sesflow_core import campaign as cp
 
 from sesflow import executions
 from sesflow.cli.campaign import progress
 from sesflow.cli.send import tracking_item
 from sesflow.target import Target
 
-from ..helpers import THROTTLED, inject_ses_faults, poll
+from ..helpers import THROTTLED, canary_bounces, inject_ses_faults, poll
 from .conftest import Page
 
 pytestmark = pytest.mark.local
@@ -95,10 +94,15 @@ def test_a_successful_send_highlights_exactly_the_states_visited(stack: Target, 
     no_console_errors(page)
 
 
+def send_with_fault(stack: Target, fault: dict[str, Any], times: int, name: str) -> executions.ExecutionReport:
+    """A send whose SES calls fail ``times`` times with ``fault`` (its own recipient)."""
+    to = f"ui{name}{uuid.uuid4().hex[:6]}@example.org"
+    inject_ses_faults(stack.state["endpoint"], fault | {"times": times, "recipient": to})
+    return send(stack, WELCOME | {"to": to, "emailId": f"ui-{name}-{uuid.uuid4().hex[:8]}"})
+
+
 def test_a_throttled_send_shows_its_retries_on_the_state(stack: Target, page: Page) -> None:
-    to = f"uithrottle{uuid.uuid4().hex[:6]}@example.org"
-    inject_ses_faults(stack.state["endpoint"], THROTTLED | {"times": 2, "recipient": to})
-    rep = send(stack, WELCOME | {"to": to, "emailId": f"ui-throttled-{uuid.uuid4().hex[:8]}"})
+    rep = send_with_fault(stack, THROTTLED, 2, "throttled")
     [row] = [s for s in rep.states if s.name == "SendEmail"]
     assert row.retries == 2
     page.go(execution_path(rep))
@@ -110,9 +114,7 @@ def test_a_throttled_send_shows_its_retries_on_the_state(stack: Target, page: Pa
 
 
 def test_a_failed_send_marks_the_state_that_failed(stack: Target, page: Page) -> None:
-    to = f"uireject{uuid.uuid4().hex[:6]}@example.org"
-    inject_ses_faults(stack.state["endpoint"], REJECTED | {"times": 1, "recipient": to})
-    rep = send(stack, WELCOME | {"to": to, "emailId": f"ui-failed-{uuid.uuid4().hex[:8]}"})
+    rep = send_with_fault(stack, REJECTED, 1, "failed")
     assert rep.output["status"] == "failed"
     page.go(execution_path(rep))
     assert graph_states(page, "caught") == {"SendEmail"}  # it failed there; the Catch took it on
@@ -258,12 +260,7 @@ def test_pause_and_resume_from_the_page_take_effect(stack: Target, page: Page) -
 def test_a_campaign_halted_by_its_gate_says_why(stack: Target, page: Page) -> None:
     cid = f"uihalt{uuid.uuid4().hex[:8]}"
     stages = (10.0, 100.0)
-    bounces = [
-        # addresses of this test only: a bounce suppresses its address for every later test
-        a
-        for a in (f"bounce+{cid}-{i}@simulator.amazonses.com" for i in range(400))
-        if cp.stage_for(cid, a, stages) == 0
-    ][:6]
+    bounces = canary_bounces(cid, stages, 6)
     _, arn = start_campaign(
         stack,
         [f"{a},B" for a in bounces] + [f"uih{i}@example.org,G" for i in range(150)],
@@ -335,3 +332,29 @@ def test_keyboard_navigation_and_labels(stack: Target, page: Page) -> None:
         )
         assert unlabelled == [], (path, unlabelled)
     no_console_errors(page)
+
+
+def test_against_a_deployed_stack_there_is_no_outbox_and_no_message_copy(stack: Target) -> None:
+    """``--stack NAME``: the same pages from the same API calls; what only the local SES has
+    (the outbox, the message as sent) is said to be absent, not broken."""
+    import urllib.error
+    import urllib.request
+
+    from sesflow.console.server import serve
+
+    deployed = Target(stack.clients, stack.stack_name, stack.outputs, stack.resources, local=False)
+    email_id = f"ui-deployed-{uuid.uuid4().hex[:8]}"
+    send(stack, WELCOME | {"emailId": email_id})
+    server, url = serve(deployed, 0)
+    try:
+        with urllib.request.urlopen(f"{url}emails/{email_id}", timeout=30) as resp:
+            body = resp.read().decode()
+        assert "SES keeps no copy of a message" in body and 'href="/outbox"' not in body
+        with urllib.request.urlopen(f"{url}executions?q={email_id}", timeout=30) as resp:
+            assert f"/emails/{email_id}" in resp.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{url}outbox", timeout=30)
+        assert err.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -19,7 +19,7 @@ from sesflow.cli.output import UsageError
 from sesflow.local.ses import outbox_entries
 from sesflow.target import Target
 
-from ..helpers import poll
+from ..helpers import canary_bounces, poll
 
 pytestmark = pytest.mark.local
 
@@ -142,12 +142,7 @@ def test_canary_with_bounces_halts_the_campaign(stack: Target) -> None:
     feedback_settled(stack)  # earlier tests' feedback must not delay this canary's bounces
     cid = f"halt{uuid.uuid4().hex[:8]}"
     stages = (10.0, 100.0)
-    bounces = [
-        # addresses of this test only: an earlier test's bounce would have suppressed a shared one
-        a
-        for a in (f"bounce+{cid}-{i}@simulator.amazonses.com" for i in range(400))
-        if cp.stage_for(cid, a, stages) == 0
-    ][:8]
+    bounces = canary_bounces(cid, stages, 8)
     good = [f"h{i}@example.org" for i in range(200)]
     _, arn = start(
         stack,
