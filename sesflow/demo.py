@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -207,6 +208,14 @@ def console(target: Target, port: int) -> None:
         server, url = serve(target, 0)
     _say("The console: every run, email and campaign of this demo")
     print(f"   {url}   (open it in a browser; Ctrl-C stops the console and the local stack)", flush=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C, and a plain `kill` too, end it cleanly (the local stack is stopped); a shell that
+    # starts it in the background leaves SIGINT ignored, so its handler is set here
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             time.sleep(3600)
