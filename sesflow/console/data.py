@@ -21,6 +21,7 @@ from sesflow import executions
 from sesflow.cli import campaign as campaign_cli
 from sesflow.cli import send as send_cli
 from sesflow.cli import suppression as suppression_cli
+from sesflow.cli.output import UsageError
 from sesflow.console import graph
 from sesflow.target import Target
 
@@ -90,17 +91,15 @@ def find(target: Target, name: str) -> list[dict[str, str]]:
         candidate = arn.replace(":stateMachine:", ":execution:") + ":" + name
         try:
             sfn.describe_execution(executionArn=candidate)
-        except sfn.exceptions.ExecutionDoesNotExist:
-            continue
-        except Exception:  # noqa: S112 - a name that is not a valid execution name: no such execution
-            continue
+        except (sfn.exceptions.ExecutionDoesNotExist, sfn.exceptions.InvalidArn):
+            continue  # none; or a name no execution can have
         found.append({"kind": f"{machine_label(logical)} execution", "name": name, "arn": candidate})
     if send_cli.tracking_item(target, name) is not None:
         found.append({"kind": "email", "name": name})
     try:
         campaign_cli.campaign(target, name)
         found.append({"kind": "campaign", "name": name})
-    except Exception:  # noqa: S110 - no such campaign
+    except UsageError:  # no such campaign
         pass
     return found
 
@@ -314,9 +313,9 @@ def email(target: Target, email_id: str, outbox: Outbox) -> dict[str, Any] | Non
     if recipient:
         try:
             address = suppression_cli.normalized_address(recipient)
-            suppression = suppression_cli.entries(target, address)
-        except Exception:  # noqa: S110 - a recipient that is not an address (a rejected request)
-            pass
+        except UsageError:  # a recipient that is not an address (a rejected request)
+            address = ""
+        suppression = suppression_cli.entries(target, address) if address else []
     timeline = _timeline(view, runs, suppression)
     stems = outbox.stems_for(email_id)
     return {

@@ -131,6 +131,9 @@ def test_executions_are_listed_searched_and_paged(stack: Target, page: Page) -> 
     page.page.get_by_label("Search").fill(email_id)
     page.page.get_by_role("button", name="Show").click()
     assert page.page.get_by_role("link", name=email_id).count() >= 2  # the execution and the email
+    page.go("/executions?q=" + urllib.parse.quote("no such/name <x>"))  # no execution can have it
+    assert "No execution, email or campaign has exactly this name" in page.page.inner_text("main")
+    page.go("/executions")
     page.page.get_by_label("Status").select_option("SUCCEEDED")
     page.page.get_by_role("button", name="Show").click()
     assert page.page.locator("table.list tbody tr").count() >= 1
@@ -167,7 +170,7 @@ def test_markup_and_template_syntax_in_the_data_never_run(stack: Target, page: P
     text = page.page.frame_locator("iframe#preview").locator("body").inner_text()
     assert "{{ 7*7 }}" in text and "49" not in text  # data is data: not evaluated by the renderer
     page.go(execution_path(rep))  # the probe is in the input shown on the page: escaped, inert
-    time.sleep(0.3)
+    page.page.wait_for_load_state("networkidle")  # anything the page would fetch, it has asked for
     assert not [u for u in page.loaded if "pwned" in u], page.loaded
     no_console_errors(page)
 
@@ -202,7 +205,7 @@ def test_a_script_in_a_message_does_not_run_in_the_preview(stack: Target, page: 
         page.go(f"/emails/{email_id}")
         frame = page.page.frame_locator("iframe#preview")
         assert frame.locator("h1").inner_text() == "probe"
-        time.sleep(0.5)
+        page.page.wait_for_load_state("networkidle")  # anything the preview would fetch, it has asked for
         assert not [u for u in page.loaded if "pwned" in u or "tracker.example" in u], page.loaded
         assert any(b.startswith("https://tracker.example/") and b.endswith("csp") for b in page.blocked), page.blocked
         assert not [u for u in page.requests if "pwned-script" in u or "pwned-link" in u]  # no script ran
