@@ -204,7 +204,58 @@ def _make_server(port: int, region: str) -> Any:
     from werkzeug.serving import make_server
 
     app = FunctionUrls(DomainDispatcherApplication(create_backend_app), region)
+    if os.environ.get("SESFLOW_LOCAL_IN_PROCESS_CALLS", "on") != "off":
+        _serve_own_calls_in_process(app, f"http://127.0.0.1:{port}")
     return make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+def _serve_own_calls_in_process(app: Any, endpoint: str) -> None:
+    """AWS calls made inside this process (the functions, the Step Functions interpreter, event
+    deliveries, the local SES) to this process's own endpoint are handed to the same WSGI app
+    on the calling thread, as moto's in-memory mode does, instead of a loopback HTTP request:
+    no socket, no HTTP parsing on either side, no thread per request. The request is the one
+    botocore signed (the local IAM reads its credentials), it passes through the same app
+    (counters, IAM, faults, moto), and the client parses the answer as it would off the wire.
+    ``SESFLOW_LOCAL_IN_PROCESS_CALLS=off`` sends them over HTTP again."""
+    from botocore import handlers
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import MockRawResponse
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    prefix = endpoint + "/"
+
+    def before_send(request: Any, **kwargs: Any) -> Any:
+        url: str = request.url
+        if not (url.startswith(prefix) or url == endpoint):
+            return None  # not ours: the real network
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        builder = EnvironBuilder(
+            base_url=endpoint,
+            path=url[len(endpoint) :].split("?", 1)[0] or "/",
+            query_string=url.split("?", 1)[1] if "?" in url else "",
+            method=request.method,
+            headers={k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in request.headers.items()},
+            data=body or b"",
+        )
+        try:
+            environ = builder.get_environ()
+        finally:
+            builder.close()
+        app_iter, status, headers = run_wsgi_app(app, environ)
+        try:
+            content = b"".join(app_iter)
+        finally:
+            if hasattr(app_iter, "close"):
+                app_iter.close()
+        return AWSResponse(url, int(status.split(" ", 1)[0]), dict(headers.items()), MockRawResponse(content))
+
+    handlers.BUILTIN_HANDLERS.append(("before-send", before_send))  # every session made from now on
+    import boto3
+
+    if boto3.DEFAULT_SESSION is not None:  # and the default one, if it was made already
+        boto3.DEFAULT_SESSION.events.register("before-send", before_send)
 
 
 _LOCAL_DEFAULTS = {
