@@ -22,18 +22,12 @@ from typing import Any
 
 from sesflow_aws.dynamo import batch_get, to_plain
 
+from bench.local_stack import peak_rss_mb
 from sesflow.local import control
 from sesflow.target import Target, local_target
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = {"sent", "delivered", "suppressed", "rejected", "failed", "bounced", "complained"}
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _http(target: Target, path: str, doc: Any = None) -> Any:

@@ -185,7 +185,7 @@ def _state_row(row: executions.StateRow, events: list[dict[str, Any]]) -> dict[s
 
 
 def _event_row(ev: dict[str, Any], first: Any) -> dict[str, Any]:
-    det = next((v for k, v in ev.items() if k.endswith("EventDetails") and isinstance(v, dict)), {})
+    det = executions._details(ev)
     summary = {k: v for k, v in det.items() if k in ("name", "error", "cause", "resource", "resourceType")}
     return {
         "id": ev["id"],
