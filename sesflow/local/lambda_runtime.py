@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -163,6 +164,92 @@ def _record(spec: FunctionSpec, duration_ms: float, error_type: str | None = Non
             errors[error_type] = errors.get(error_type, 0) + 1
 
 
+# ---------------------------------------------------------------- log meter
+# What each function writes to stdout during its invocations (Powertools Logger JSON lines,
+# EMF metric lines, prints): the log events Lambda would ingest into CloudWatch Logs, counted
+# by bytes (UTF-8, newline included) and events (lines), per function and per kind: the
+# Powertools level (DEBUG/INFO/WARNING/ERROR/CRITICAL), ``EMF`` or ``other``. Handlers run in
+# threads of one process: a line is attributed by the writing thread's invocation.
+_LOG_STATS: dict[str, dict[str, int]] = {}
+_log_lock = threading.Lock()
+_log_line = threading.local()
+_LEVEL = re.compile(r'"level"\s*:\s*"([A-Z]+)"')
+
+
+def _line_kind(line: str) -> str:
+    if line.startswith("{"):
+        if '"_aws"' in line:
+            return "EMF"
+        match = _LEVEL.search(line)
+        if match:
+            return match.group(1)
+    return "other"
+
+
+def _count_lines(function_name: str, lines: list[str]) -> None:
+    with _log_lock:
+        entry = _LOG_STATS.setdefault(function_name, {"invocations": 0, "events": 0, "bytes": 0})
+        for line in lines:
+            size = len(line.encode("utf-8"))
+            kind = _line_kind(line)
+            entry["events"] += 1
+            entry["bytes"] += size
+            entry[f"{kind}.events"] = entry.get(f"{kind}.events", 0) + 1
+            entry[f"{kind}.bytes"] = entry.get(f"{kind}.bytes", 0) + size
+
+
+def _flush_log_line(function_name: str) -> None:
+    """Count a last line written without a newline (at the end of an invocation)."""
+    pending: str = getattr(_log_line, "pending", "")
+    _log_line.pending = ""
+    if pending:
+        _count_lines(function_name, [pending])
+
+
+class _MeteredStdout:
+    """``sys.stdout`` wrapper: counts what invocation threads write, passes everything on."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        inv = current_invocation()
+        if inv is not None and text:
+            pending: str = getattr(_log_line, "pending", "") + text
+            *lines, rest = pending.split("\n")
+            _log_line.pending = rest
+            if lines:
+                _count_lines(inv.function_name, [line + "\n" for line in lines])
+        written: int = self._stream.write(text)
+        return written
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def install_log_meter() -> None:
+    """Wrap ``sys.stdout`` once per process (before any handler module creates its logger)."""
+    if not isinstance(sys.stdout, _MeteredStdout):
+        sys.stdout = _MeteredStdout(sys.stdout)
+
+
+def _count_invocation(function_name: str) -> None:
+    with _log_lock:
+        entry = _LOG_STATS.setdefault(function_name, {"invocations": 0, "events": 0, "bytes": 0})
+        entry["invocations"] += 1
+
+
+def log_stats(reset: bool = False) -> dict[str, dict[str, int]]:
+    """Function name -> ``invocations``, ``events``, ``bytes`` written to stdout by its
+    invocations, and ``<kind>.events``/``<kind>.bytes`` per kind (a Powertools level, ``EMF``,
+    ``other``). Platform lines (START/END/REPORT) are not written by handlers: not counted."""
+    with _log_lock:
+        snapshot = {name: dict(entry) for name, entry in _LOG_STATS.items()}
+        if reset:
+            _LOG_STATS.clear()
+    return snapshot
+
+
 # ---------------------------------------------------------------- invocations: end, freeze
 class InvocationEnded(BaseException):
     """Raised in a handler's thread at an AWS call once its invocation has ended (timed out,
@@ -250,9 +337,44 @@ def _error_payload(exc: BaseException) -> dict[str, Any]:
     }
 
 
+_thread_start = threading.Thread.start
+
+
+def _start_in_invocation(self: threading.Thread) -> None:
+    """``Thread.start`` for threads a handler starts (a worker's senders): the new thread runs
+    in the invocation, as it would in Lambda's process: the function's environment, its
+    faults and timeout (``InvocationEnded`` at its next AWS call), its log lines."""
+    inv = current_invocation()
+    environ = _environ
+    if inv is not None and environ is not None:
+        overlay = environ._overlay()  # the same dict: one process environment per function
+        target = self.run
+
+        def run() -> None:
+            _current.invocation = inv
+            _log_line.pending = ""
+            environ.set_overlay(overlay)
+            try:
+                target()
+            finally:
+                _flush_log_line(inv.function_name)
+                environ.set_overlay(None)
+                _current.invocation = None
+
+        self.run = run  # type: ignore[method-assign]
+    _thread_start(self)
+
+
+def install_thread_inheritance() -> None:
+    """Threads started by a handler inherit its invocation (once per process)."""
+    if threading.Thread.start is not _start_in_invocation:
+        threading.Thread.start = _start_in_invocation  # type: ignore[method-assign]
+
+
 def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
     """Invoke ``spec``'s handler with ``event`` in a worker thread, enforcing Timeout."""
     environ = install_environ_overlay()
+    install_thread_inheritance()
     result: dict[str, Any] = {}
     context = LambdaContext(
         function_name=spec.function_name,
@@ -276,8 +398,12 @@ def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
     hook = CALL_HOOK
     invocation = Invocation(spec.function_name, _subject(event) if hook is not None else "")
 
+    install_log_meter()
+    _count_invocation(spec.function_name)
+
     def run() -> None:
         _current.invocation = invocation
+        _log_line.pending = ""
         environ.set_overlay(dict(env))
         try:
             fn = load_handler(spec.code_dir, spec.handler)
@@ -288,6 +414,7 @@ def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
         except BaseException as exc:
             result["error"] = exc
         finally:
+            _flush_log_line(spec.function_name)
             environ.set_overlay(None)
             _current.invocation = None
             invocation.done.set()

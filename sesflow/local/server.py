@@ -92,6 +92,253 @@ def function_url_event(environ: dict[str, Any], function: str, path: str) -> dic
 REQUESTS: dict[str, int] = {}
 
 
+#: table -> {"wru", "rru", "indexWru": {index: wru}}: the request units DynamoDB on-demand would
+#: bill for the requests served (:mod:`sesflow.local.capacity`), for ``GET /_sesflow/stats``
+DYNAMODB: dict[str, dict[str, Any]] = {}
+_DYNAMODB_METER_LOCK = threading.Lock()
+_METER_ORIGINALS: dict[tuple[Any, str], Any] = {}
+_METER_FAILED: set[str] = set()
+log = logging.getLogger(__name__)
+
+
+def _charge(table: str, wru: float = 0.0, rru: float = 0.0, index_wru: dict[str, float] | None = None) -> None:
+    with _DYNAMODB_METER_LOCK:
+        entry = DYNAMODB.setdefault(table, {"wru": 0.0, "rru": 0.0, "indexWru": {}})
+        entry["wru"] += wru
+        entry["rru"] += rru
+        for name, units in (index_wru or {}).items():
+            entry["indexWru"][name] = entry["indexWru"].get(name, 0.0) + units
+
+
+def _dynamodb_stats(reset: bool) -> dict[str, Any]:
+    with _DYNAMODB_METER_LOCK:
+        snapshot = {name: {**entry, "indexWru": dict(entry["indexWru"])} for name, entry in DYNAMODB.items()}
+        if reset:
+            DYNAMODB.clear()
+    return snapshot
+
+
+def _meter_skipped(operation: str) -> None:
+    """A request the meter could not price: logged (in full the first time), never raised."""
+    if operation in _METER_FAILED:
+        log.debug("DynamoDB meter: %s not metered", operation, exc_info=True)
+        return
+    _METER_FAILED.add(operation)
+    log.warning("DynamoDB meter: %s not metered", operation, exc_info=True)
+
+
+def _table_description(table: Any) -> dict[str, Any]:
+    """What :func:`capacity.write_units` reads of a moto table."""
+    return {
+        "KeySchema": table.schema,
+        "GlobalSecondaryIndexes": [
+            {"IndexName": i.name, "KeySchema": i.schema, "Projection": i.projection} for i in table.global_indexes or []
+        ],
+        "LocalSecondaryIndexes": [
+            {"IndexName": i.name, "KeySchema": i.schema, "Projection": i.projection} for i in table.indexes or []
+        ],
+    }
+
+
+def _image(backend: Any, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored item with this key (a copy in DynamoDB JSON), or None."""
+    item = backend.get_item(table, key)
+    image: dict[str, Any] | None = item.to_json()["Attributes"] if item else None
+    return image
+
+
+def _write_targets(operation: str, body: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(kind, table, a dict holding the item's key) of every item a write request names; kind is
+    ``write`` or ``check`` (a transaction's ConditionCheck)."""
+    if operation == "put_item":
+        return [("write", body["TableName"], body["Item"])]
+    if operation in ("update_item", "delete_item"):
+        return [("write", body["TableName"], body["Key"])]
+    targets = []
+    if operation == "batch_write_item":
+        for table, requests in body["RequestItems"].items():
+            for request in requests:
+                if "PutRequest" in request:
+                    targets.append(("write", table, request["PutRequest"]["Item"]))
+                else:
+                    targets.append(("write", table, request["DeleteRequest"]["Key"]))
+        return targets
+    for action in body["TransactItems"]:  # transact_write_items
+        kind, op = next(iter(action.items()))
+        targets.append(("check" if kind == "ConditionCheck" else "write", op["TableName"], op.get("Item") or op["Key"]))
+    return targets
+
+
+_Plan = list[tuple[str, str, str, dict[str, Any], dict[str, Any] | None]]
+
+
+def _before_write(handler: Any, operation: str) -> _Plan | None:
+    """(kind, table name as given, table's own name, key, item before) of each item written."""
+    try:
+        backend = handler.dynamodb_backend
+        plan: _Plan = []
+        for kind, name, key in _write_targets(operation, handler.body):
+            plan.append((kind, name, backend.get_table(name).name, key, _image(backend, name, key)))
+        return plan
+    except Exception:
+        _meter_skipped(operation)
+        return None
+
+
+def _after_write(handler: Any, operation: str, plan: _Plan | None, failed: bool) -> None:
+    from . import capacity
+
+    if plan is None:
+        return
+    transactional = operation == "transact_write_items"
+    try:
+        backend = handler.dynamodb_backend
+        for kind, name, table_name, key, before in plan:
+            description = _table_description(backend.get_table(name))
+            # every index of the table, those this write left alone at 0
+            index_wru = {i["IndexName"]: 0.0 for i in description["GlobalSecondaryIndexes"]}
+            if failed or kind == "check":
+                _charge(table_name, capacity.failed_write_units(before, transactional), index_wru=index_wru)
+                continue
+            wru, written = capacity.write_units(before, _image(backend, name, key), description, transactional)
+            _charge(table_name, wru=wru, index_wru={**index_wru, **written})
+    except Exception:
+        _meter_skipped(operation)
+
+
+def _metered_write(original: Any, operation: str, failures: tuple[type[BaseException], ...]) -> Any:
+    def method(self: Any) -> Any:
+        plan = _before_write(self, operation)
+        try:
+            result = original(self)
+        except failures:  # a failed condition (or cancelled transaction) is billed too
+            _after_write(self, operation, plan, failed=True)
+            raise
+        _after_write(self, operation, plan, failed=False)
+        return result
+
+    return method
+
+
+def _charge_reads(handler: Any, operation: str) -> None:
+    from . import capacity
+
+    backend, body = handler.dynamodb_backend, handler.body
+    if operation == "get_item":
+        size = capacity.item_size(_image(backend, body["TableName"], body["Key"]))
+        table = backend.get_table(body["TableName"]).name
+        _charge(table, rru=capacity.read_units(size, bool(body.get("ConsistentRead"))))
+    elif operation == "batch_get_item":
+        for name, request in body["RequestItems"].items():
+            consistent = bool(request.get("ConsistentRead"))
+            units = sum(
+                capacity.read_units(capacity.item_size(_image(backend, name, key)), consistent)
+                for key in request["Keys"]
+            )
+            _charge(backend.get_table(name).name, rru=units)
+    else:  # transact_get_items
+        for action in body["TransactItems"]:
+            get = action["Get"]
+            size = capacity.item_size(_image(backend, get["TableName"], get["Key"]))
+            _charge(backend.get_table(get["TableName"]).name, rru=capacity.read_units(size, transactional=True))
+
+
+def _metered_read(original: Any, operation: str) -> Any:
+    def method(self: Any) -> Any:
+        result = original(self)
+        try:
+            _charge_reads(self, operation)
+        except Exception:
+            _meter_skipped(operation)
+        return result
+
+    return method
+
+
+class _ReadProbe:
+    """Stands in for a Query's or Scan's filter expression, which moto evaluates on every item
+    the request read (index entries on an index), to add up their sizes; it filters as the
+    expression does (no expression: keeps every item)."""
+
+    def __init__(self, expression: Any) -> None:
+        self.expression = expression
+        self.size = 0
+
+    def expr(self, item: Any) -> bool:
+        try:
+            from . import capacity
+
+            self.size += capacity.item_size(item.to_json()["Attributes"])
+        except Exception:
+            _meter_skipped("query/scan item")
+        return True if self.expression is None else bool(self.expression.expr(item))
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "expression":
+            raise AttributeError(name)
+        return getattr(self.expression, name)
+
+
+def _metered_search(original: Any, operation: str) -> Any:
+    import inspect
+
+    signature = inspect.signature(original)
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from . import capacity
+
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+            probe = _ReadProbe(bound.arguments.get("filter_expression"))
+            bound.arguments["filter_expression"] = probe
+        except Exception:
+            _meter_skipped(operation)
+            return original(self, *args, **kwargs)
+        result = original(*bound.args, **bound.kwargs)
+        try:
+            _charge(self.name, rru=capacity.read_units(probe.size, bool(bound.arguments.get("consistent_read"))))
+        except Exception:
+            _meter_skipped(operation)
+        return result
+
+    return method
+
+
+def install_dynamodb_meter() -> None:
+    """Meter every DynamoDB request served (:data:`DYNAMODB`) without changing any response.
+
+    The handler's write and read operations are wrapped (they run under the lock that serves
+    DynamoDB requests one at a time, :func:`shims._serialize_dynamodb`, so the item before and
+    after a write are those of this request); Query and Scan at the table, where moto evaluates
+    the items read. Idempotent; :func:`uninstall_dynamodb_meter` undoes it."""
+    from moto.dynamodb.exceptions import ConditionalCheckFailed, TransactionCanceledException
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    if _METER_ORIGINALS:
+        return
+    failures = (ConditionalCheckFailed, TransactionCanceledException)
+    for owner, name in [*((DynamoHandler, op) for op in (*_WRITES, *_READS)), (Table, "query"), (Table, "scan")]:
+        original = owner.__dict__[name]
+        _METER_ORIGINALS[(owner, name)] = original
+        if owner is Table:
+            setattr(owner, name, _metered_search(original, name))
+        elif name in _WRITES:
+            setattr(owner, name, _metered_write(original, name, failures))
+        else:
+            setattr(owner, name, _metered_read(original, name))
+
+
+_WRITES = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
+_READS = ("get_item", "batch_get_item", "transact_get_items")
+
+
+def uninstall_dynamodb_meter() -> None:
+    for (owner, name), original in _METER_ORIGINALS.items():
+        setattr(owner, name, original)
+    _METER_ORIGINALS.clear()
+
+
 def _operation(environ: dict[str, Any]) -> str:
     auth = environ.get("HTTP_AUTHORIZATION", "")
     service = auth.split("Credential=", 1)[1].split("/")[3] if "Credential=" in auth else "?"
@@ -120,6 +367,7 @@ class FunctionUrls:
         from . import faults, iam, lambda_runtime, ses, shims
 
         pending = sum(q.pending for q in (shims.DELIVERY, shims.ASYNC) if q is not None)
+        reset = "reset" in environ.get("QUERY_STRING", "")
         body = json.dumps(
             {
                 "requests": REQUESTS,
@@ -129,9 +377,11 @@ class FunctionUrls:
                 "sesEventsPending": ses._PUBLISHER.pending,
                 "iam": iam.stats(),
                 "faults": faults.snapshot()["injected"],
+                "dynamodb": _dynamodb_stats(reset),
+                "logs": lambda_runtime.log_stats(reset),
             }
         ).encode()
-        if "reset" in environ.get("QUERY_STRING", ""):
+        if reset:
             REQUESTS.clear()
             lambda_runtime.STATS.clear()
             lambda_runtime.ERRORS.clear()
@@ -307,6 +557,7 @@ def bring_up(
     from . import iam as local_iam
 
     shims.install()
+    install_dynamodb_meter()  # the request units DynamoDB would bill, for GET /_sesflow/stats
     local_iam.install()  # each function and state machine acts with its own role
     shims.set_project_root(root, deploy.ARTIFACTS_BUCKET)
     ses.configure(state / "outbox", max_send_rate)

@@ -66,6 +66,31 @@ def test_environment_is_per_invocation_thread(tmp_path: Path) -> None:
     assert "TABLE" not in os.environ
 
 
+def test_threads_a_handler_starts_run_in_its_invocation(tmp_path: Path) -> None:
+    """A handler's own threads (a campaign worker's senders) see the function's environment
+    and belong to its invocation, as in Lambda's process; other threads do not."""
+    s = spec(
+        tmp_path,
+        "import os\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from sesflow.local import lambda_runtime as rt\n"
+        "def probe(_):\n"
+        "    inv = rt.current_invocation()\n"
+        "    return (os.environ.get('TABLE'), inv.function_name if inv else None)\n"
+        "def handler(e, c):\n"
+        "    with ThreadPoolExecutor(3) as pool:\n"
+        "        return sorted(set(pool.map(probe, range(6))))\n",
+        env={"TABLE": "mine"},
+    )
+    res = rt.invoke(s, {})
+    assert not res.failed and [list(p) for p in res.payload] == [["mine", "fn"]]
+    seen: list[object] = []
+    t = threading.Thread(target=lambda: seen.append((os.environ.get("TABLE"), rt.current_invocation())))
+    t.start()
+    t.join()
+    assert seen == [(None, None)]
+
+
 def test_unserialisable_result_is_a_marshal_error(tmp_path: Path) -> None:
     s = spec(tmp_path, "def handler(e, c):\n    return object()\n")
     assert rt.invoke(s, {}).error_type == "Runtime.MarshalError"
