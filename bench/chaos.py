@@ -355,6 +355,18 @@ def _accepted(stack: Stack, campaign_id: str, stages: int) -> int:
     return total
 
 
+def _resolved(items: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Campaign claims whose batch result chunk (also in ``items``) holds a messageId say
+    ``sent``, as ``campaign_flow.resolve`` shows them (ADR 0014)."""
+    for item in items.values():
+        slot = _s(item, "result")
+        if slot and _s(item, "status") == "sending" and _s(item, "sendState") == "sending":
+            chunk_key, _, position = slot.rpartition("#")
+            if items.get(chunk_key, {}).get("sent", {}).get("M", {}).get(position):
+                item["status"] = {"S": "sent"}
+    return items
+
+
 def _campaign_status(stack: Stack, campaign_id: str) -> str:
     item = stack.ddb.get_item(
         TableName=stack.outputs["CampaignsTableName"], Key={"campaignId": {"S": campaign_id}}, ConsistentRead=True
@@ -512,7 +524,7 @@ class _Checker:
         self.f = result.figures
         self.outbox = stack.outbox()
         self.per_email: Counter[str] = Counter(str(m["tags"].get("emailId")) for m in self.outbox)
-        self.items = {str(_s(i, "emailId")): i for i in stack.scan("TrackingTableName")}
+        self.items = _resolved({str(_s(i, "emailId")): i for i in stack.scan("TrackingTableName")})
         self.batches = {r.campaign_id: stack.batches(r.campaign_id) for r in campaigns}
         self.dlq_ids: set[str] = set()
         #: emails SES accepted whose tracking item says otherwise (a reply lost, a function dead after the send)

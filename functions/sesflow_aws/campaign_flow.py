@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
@@ -41,7 +44,7 @@ from sesflow_core.errors import (
 )
 from sesflow_core.render import CompiledTemplate
 from sesflow_core.request import validate
-from sesflow_core.status import FAILED, SENDING
+from sesflow_core.status import FAILED, SENDING, SENT
 
 from . import dynamo, events, ledger, sending, ses, suppression, templates
 from .settings import Settings
@@ -123,6 +126,24 @@ def _carry_unaccounted(client: Client, settings: Settings, campaign_id: str, sta
     )
 
 
+def _suppressed_since_plan(
+    client: Client, settings: Settings, topic: str, plan_doc: dict[str, Any], requests: list[Any]
+) -> set[str]:
+    """Recipients of the batch suppressed since the plan looked the list up (the canary's
+    bounces, unsubscribes): one Query of the entries added since then (``bySince``), or,
+    for a plan older than a week (or one planned before the index), a lookup per recipient."""
+    if not requests:
+        return set()
+    since = plan_doc.get("suppressionCheckedAt")
+    added = (
+        suppression.added_since(client("dynamodb"), settings.suppression_table, str(since), topic) if since else None
+    )
+    recipients = [r.recipient for r in requests]
+    if added is None:
+        return _suppressed_lookup(client, settings, topic)(recipients)
+    return added.intersection(recipients)
+
+
 # ---------------------------------------------------------------- plan
 def _suppressed_lookup(client: Client, settings: Settings, topic: str) -> Callable[[list[str]], set[str]]:
     ddb = client("dynamodb")
@@ -145,6 +166,8 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
     if not rate:
         rate = ses.account_max_send_rate(client("sesv2"))
     workers, worker_rate = cp.concurrency_for(rate)
+    if spec.batch_size is None:
+        spec = replace(spec, batch_size=cp.batch_size_for(worker_rate))
     template = templates.load_template(
         client("s3"), settings.templates_bucket, spec.template, settings.template_cache_ttl
     )
@@ -158,11 +181,15 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
             compiled.render({**data, **v.data}, spec.topic)
 
     planner = cp.Planner(spec, workdir=settings.plan_workdir, preview=preview)
-    body = client("s3").get_object(Bucket=spec.recipients_bucket, Key=spec.recipients_key)["Body"]
+    listing = client("s3").get_object(Bucket=spec.recipients_bucket, Key=spec.recipients_key)
     started = time.time()
-    manifests, rejects = planner.plan(
-        cp.iter_rows(body, spec.recipients_key), _suppressed_lookup(client, settings, spec.topic)
+    # entries added from a minute before the lookups on are read again by every batch (clocks
+    # of other functions may be a little behind)
+    checked_at = schedule_iso(started - 60)
+    suppressed = suppression.plan_lookup(
+        client("dynamodb"), settings.suppression_table, spec.topic, int(listing.get("ContentLength") or 0)
     )
+    manifests, rejects = planner.plan(cp.iter_rows(listing["Body"], spec.recipients_key), suppressed)
     s3 = client("s3")
     prefix = f"campaigns/{spec.campaign_id}"
     stages = []
@@ -206,6 +233,7 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
         "maxSendRate": rate,
         "maxConcurrency": workers,
         "workerRate": round(worker_rate, 3),
+        "batchSize": spec.batch_size,
         "gate": {
             "maxBounceRate": spec.gate.max_bounce_rate,
             "maxComplaintRate": spec.gate.max_complaint_rate,
@@ -219,6 +247,7 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
         "pauseCheckSeconds": settings.campaign_pause_check_seconds,
         "counts": planner.counts.as_dict(),
         "rejectsKey": f"{prefix}/rejects.csv",
+        "suppressionCheckedAt": checked_at,
         "schedule": spec.schedule.as_dict(),
         "clock": spec.clock.as_dict(),
     }
@@ -270,132 +299,212 @@ def _fault_check(client: Client, campaign_id: str, sent_in_call: int) -> None:
 def send_batch(client: Client, event: dict[str, Any], context: Any, settings: Settings) -> dict[str, Any]:
     batch = event["batch"]
     campaign_id, stage = batch["campaignId"], int(batch["stage"])
-    counts = {
-        "accepted": 0,
-        "duplicates": 0,
-        "suppressed": 0,
-        "failed": 0,
-        "unknown": 0,
-        "throttled": 0,
-        "skipped": 0,
-    }
     item = campaign_item(client, campaign_id)
     control = item.get("control", RUN)
     schedule, clock = _schedule_of(item.get("plan") or {})
     if control != RUN or not schedule.is_open(clock.now()):
         # paused, cancelled, or outside the start time/window: sent when the stage is sent again
-        counts["skipped"] = len(batch["recipients"])
+        counts = dict.fromkeys(COUNTS, 0) | {"skipped": len(batch["recipients"])}
         _add_counters(client, settings, campaign_id, stage, counts)
         return {"batch": batch["batch"], "control": control, **counts}
-    plan_doc = item.get("plan") or {}
-    variants = {str(v["id"]): v for v in plan_doc.get("variants") or []}
-    # the A/B sample (stage 0) sends each recipient's variant; the stages after it the winner
-    winner = (item.get("abDecision") or {}).get("winner") or next(iter(variants), None) if stage else None
-    template_for = _batch_templates(client, settings, event["template"], variants)
-    topic = event["topic"]
-    owner = batch_owner(campaign_id, stage, batch["batch"])
-    requests = _batch_requests(event, settings, counts, variants, winner)
-    by_variant: dict[str, int] = {}
-    # suppressed since planning (the canary's bounces, unsubscribes): checked per batch
-    blocked = _suppressed_lookup(client, settings, topic)([r.recipient for r in requests]) if requests else set()
-    pacer = cp.Pacer(float(event.get("workerRate") or 0))
-    ddb, table = client("dynamodb"), settings.tracking_table
-    sent_in_call = attempts = 0
-    started = time.time()
-    day = schedule.day_key(clock.now())
+    sender = _BatchSender(client, event, settings, item)
     allowance = (
-        _reserve_day(client, settings, campaign_id, day, len(requests), schedule.daily_cap)
-        if schedule.daily_cap and requests
+        _reserve_day(client, settings, campaign_id, sender.day, len(sender.requests), schedule.daily_cap)
+        if schedule.daily_cap and sender.requests
         else None
     )
+    # a daily cap counts attempts as they are made: one at a time then
+    threads = 1 if allowance is not None else cp.sender_threads(float(event.get("workerRate") or 0))
     try:
-        for n, req in enumerate(requests):
-            if (allowance is not None and attempts >= allowance) or not schedule.is_open(clock.now()):
-                # the daily cap is reached, or the window closed: the rest waits for the next
-                # opening (the stage is sent again then; the ledger skips those sent)
-                counts["skipped"] += len(requests) - n
-                break
-            if _out_of_time(context):
-                # the child execution must end within Express's 5 minutes: the rest of the batch
-                # is "skipped" and sent when the stage is sent again (the ledger skips the sent)
-                counts["skipped"] += len(requests) - n
-                logger.info("batch time budget used up", extra={"campaignId": campaign_id, "left": len(requests) - n})
-                break
-            if req.recipient in blocked:
-                counts["suppressed"] += 1
-                continue
-            # Rendered before the claim: a row the template cannot render takes no claim, and
-            # a claim is held only around the SES call itself.
-            unsubscribe = sending.unsubscribe_url(client, settings, req)
-            try:
-                rendered = template_for(req.locale, req.variant or winner).render(
-                    sending.template_data(req, unsubscribe), req.topic
-                )
-            except TemplateRenderError as exc:
-                # not sent: a resumed campaign with a fixed template may send it
-                if _record_render_failure(ddb, table, req, campaign_id, stage, settings.expires_at(), exc):
-                    counts["failed"] += 1
-                else:
-                    counts["duplicates"] += 1  # sent (or refused) in an earlier pass
-                continue
-            # The claim creates the tracking item as "sending", not "sent": a worker that dies
-            # before the write below must not leave an email recorded sent that never went.
-            fields: dict[str, str | int] = {
-                "recipient": req.recipient,
-                "template": req.template,
-                "topic": req.topic,
-                "campaignId": campaign_id,
-                "stage": str(stage),
-                "createdAt": now_iso(),
-                "expiresAt": settings.expires_at(),
-                "statusSequence": 1,
-            }
-            claim = partial(ledger.take, ddb, table, req.emailId, owner, fields, overwrite={"status": SENDING})
-            holder = _retried(claim)
-            if holder is not None:
-                if _held_by(holder, owner) and _retried(
-                    partial(_record_unknown, ddb, table, req.emailId, owner, WORKER_DIED)
-                ):
-                    # this batch claimed it before and died around the SES call (the Map child
-                    # retried, or the stage sent again): SES may have sent it, so it is never
-                    # sent again (ADR 0002); it is failed with the reason, the ledger stays held
-                    _count_unknown(client, settings, campaign_id, stage, counts)
-                else:
-                    counts["duplicates"] += 1
-                continue
-            attempts += 1  # one of the day's emails (counted against dailyCap), whatever SES answers
-            try:
-                message_id = _send_with_backoff(client, settings, req, rendered, pacer, counts, unsubscribe, owner)
-            except SesThrottled:
-                # throttling outlasted the in-batch retries: stop here, the rest is sent when the
-                # stage is sent again (a slower pass), rather than failing the child execution
-                counts["skipped"] += len(requests) - n
-                break
-            if message_id is None:
-                continue  # counted failed or unknown
-            # A second write per recipient, after SES accepted: the ledger's "sent", the status
-            # "sent", sentAt and the messageId. Cost: one more UpdateItem per email ($0.625 per
-            # million at on-demand prices, what make bench counts); DynamoDB also bills the
-            # index writes it causes, byRecipient (projection ALL) and byMessageId (a new key):
-            # up to 3 write units, about $1.9 per million in all. It is needed because the claim
-            # cannot say "sent" before the SES call: a worker that dies in between would leave
-            # "sent" with nothing sent, and the ledger would never retry it.
-            try:
-                _retried(partial(_record_sent, ddb, table, req.emailId, message_id, rendered))
-            except Exception:
-                # the batch dies and its retry records an unknown outcome: say what SES answered
-                logger.error("sent, but not recorded", extra={"emailId": req.emailId, "messageId": message_id})
-                raise
-            counts["accepted"] += 1
-            if req.variant:
-                by_variant[req.variant] = by_variant.get(req.variant, 0) + 1
-            sent_in_call += 1
-            _fault_check(client, campaign_id, sent_in_call)
+        sender.run(context, allowance, threads)
     finally:
-        if allowance is not None and allowance > attempts:
-            _release_day(client, settings, campaign_id, day, allowance - attempts)
-        _batch_counters(client, settings, batch, counts, by_variant, started)
-    return {"batch": batch["batch"], "control": control, **counts}
+        try:
+            _retried(sender.results.flush)
+        finally:
+            if allowance is not None and allowance > sender.attempts:
+                _release_day(client, settings, campaign_id, sender.day, allowance - sender.attempts)
+            _batch_counters(client, settings, batch, sender.counts, sender.by_variant, sender.started)
+    return {"batch": batch["batch"], "control": control, **sender.counts}
+
+
+COUNTS = ("accepted", "duplicates", "suppressed", "failed", "unknown", "throttled", "skipped")
+
+
+class _StopBatch(Exception):
+    """SES throttling outlasted the in-batch retries: no more recipients in this call."""
+
+
+def _drain(pool: ThreadPoolExecutor, pending: set[Future[None]]) -> None:
+    """Wait for the senders in flight; the first error among them (a stop aside) is raised."""
+    error: BaseException | None = None
+    for f in pending:
+        try:
+            f.result()
+        except _StopBatch:
+            pass  # counted by its sender
+        except BaseException as exc:  # raised below, once every sender has ended
+            error = error or exc
+    pool.shutdown(wait=True)
+    if error is not None:
+        raise error
+
+
+class _BatchSender:
+    """One invocation of a batch: the recipients in order, each rendered, claimed (the only
+    per-recipient write, ADR 0014) and sent, by ``threads`` senders sharing one pacer (a
+    worker waits on SES and DynamoDB most of the time: a few senders per worker keep the
+    function's billed duration per email near the pace's interval, ADR 0014)."""
+
+    def __init__(self, client: Client, event: dict[str, Any], settings: Settings, item: dict[str, Any]) -> None:
+        batch = event["batch"]
+        self.client, self.settings = client, settings
+        self.campaign_id, self.stage = batch["campaignId"], int(batch["stage"])
+        self.counts = dict.fromkeys(COUNTS, 0)
+        plan_doc = item.get("plan") or {}
+        self.schedule, self.clock = _schedule_of(plan_doc)
+        variants = {str(v["id"]): v for v in plan_doc.get("variants") or []}
+        # the A/B sample (stage 0) sends each recipient's variant; the stages after it the winner
+        self.winner = (item.get("abDecision") or {}).get("winner") or next(iter(variants), None) if self.stage else None
+        self.template_for = _batch_templates(client, settings, event["template"], variants)
+        self.owner = batch_owner(self.campaign_id, self.stage, batch["batch"])
+        self.requests = _batch_requests(event, settings, self.counts, variants, self.winner)
+        self.by_variant: dict[str, int] = {}
+        self.blocked = _suppressed_since_plan(client, settings, event["topic"], plan_doc, self.requests)
+        self.pacer = cp.Pacer(float(event.get("workerRate") or 0))
+        self.ddb, self.table = client("dynamodb"), settings.tracking_table
+        self.results = BatchResults(self.ddb, self.table, self.owner, settings.expires_at(), len(self.requests))
+        self.sent_in_call = self.attempts = 0
+        self.started = time.time()
+        self.day = self.schedule.day_key(self.clock.now())
+        self.lock = threading.Lock()
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[key] += n
+
+    def run(self, context: Any, allowance: int | None, threads: int) -> None:
+        """Send the batch's recipients in order; those not reached are counted ``skipped`` (the
+        stage is sent again and the ledger skips whoever was sent)."""
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="sender") if threads > 1 else None
+        pending: set[Future[None]] = set()
+        next_n = 0  # the first recipient neither sent nor handed to a sender
+        try:
+            for n, req in enumerate(self.requests):
+                if (allowance is not None and self.attempts >= allowance) or not self.schedule.is_open(
+                    self.clock.now()
+                ):
+                    break  # the daily cap is reached, or the window closed: the rest waits for the next opening
+                if _out_of_time(context):
+                    # the child execution must end within Express's 5 minutes
+                    left = len(self.requests) - n
+                    logger.info("batch time budget used up", extra={"campaignId": self.campaign_id, "left": left})
+                    break
+                while len(pending) >= threads:  # one recipient per sender in flight
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        f.result()
+                next_n = n + 1
+                if pool is None:
+                    self.one(n, req)
+                else:
+                    pending.add(pool.submit(self.one, n, req))
+            else:
+                next_n = len(self.requests)
+        except _StopBatch:
+            pass  # throttling outlasted the in-batch retries: the stage's next pass sends the rest
+        finally:
+            if pool is not None:
+                _drain(pool, pending)
+            self.count("skipped", len(self.requests) - next_n)
+
+    def one(self, n: int, req: Any) -> None:
+        """Render, claim and send recipient ``n``; its result slot is settled whatever happens."""
+        message_id = None
+        try:
+            message_id = self._one(n, req)
+        finally:
+            self.results.done(n, message_id)
+        if message_id is not None:
+            with self.lock:
+                self.counts["accepted"] += 1
+                if req.variant:
+                    self.by_variant[req.variant] = self.by_variant.get(req.variant, 0) + 1
+                self.sent_in_call += 1
+                sent_in_call = self.sent_in_call
+            _fault_check(self.client, self.campaign_id, sent_in_call)
+
+    def _one(self, n: int, req: Any) -> str | None:
+        if req.recipient in self.blocked:
+            self.count("suppressed")
+            return None
+        # Rendered before the claim: a row the template cannot render takes no claim, and a
+        # claim is held only around the SES call itself.
+        unsubscribe = sending.unsubscribe_url(self.client, self.settings, req)
+        try:
+            rendered = self.template_for(req.locale, req.variant or self.winner).render(
+                sending.template_data(req, unsubscribe), req.topic
+            )
+        except TemplateRenderError as exc:
+            # not sent: a resumed campaign with a fixed template may send it
+            if _record_render_failure(
+                self.ddb, self.table, req, self.campaign_id, self.stage, self.settings.expires_at(), exc
+            ):
+                self.count("failed")
+            else:
+                self.count("duplicates")  # sent (or refused) in an earlier pass
+            return None
+        if not self._claim(n, req, rendered):
+            return None
+        with self.lock:
+            self.attempts += 1  # one of the day's emails (counted against dailyCap), whatever SES answers
+        try:
+            return _send_with_backoff(
+                self.client, self.settings, req, rendered, self.pacer, self, unsubscribe, self.owner
+            )
+        except SesThrottled:
+            self.count("skipped")  # its claim was freed: sent when the stage is sent again
+            raise _StopBatch() from None
+
+    def _claim(self, n: int, req: Any, rendered: Any) -> bool:
+        """Take the recipient's ledger; False (counted) when it is not this call's to send.
+
+        The claim creates the tracking item as "sending" (not "sent": a worker that dies before
+        the SES call must not leave an email recorded sent that never went), naming the result
+        slot SES's answer will take. No createdAt: the indexes byRecipient and byCampaign are
+        sparse (both keys or no entry), so an email that goes well costs no index write (ADR
+        0014); a failure, bounce or complaint adds createdAt and with it the index entries."""
+        fields: dict[str, str | int] = {
+            "recipient": req.recipient,
+            "template": req.template,
+            "topic": req.topic,
+            "campaignId": self.campaign_id,
+            "stage": str(self.stage),
+            "expiresAt": self.settings.expires_at(),
+            "statusSequence": 1,
+        }
+        written: dict[str, str | int] = {
+            "status": SENDING,
+            "result": self.results.slot(n),
+            "templateVersion": str(rendered.template_version),
+        }
+        if rendered.locale:
+            written["locale"] = rendered.locale
+        ddb, table, owner = self.ddb, self.table, self.owner
+        holder = _retried(partial(ledger.take, ddb, table, req.emailId, owner, fields, overwrite=written))
+        if holder is None:
+            return True
+        if _held_by(holder, owner) and _retried(partial(sent_message_id, ddb, table, holder)):
+            self.count("duplicates")  # sent by an earlier attempt of this batch (its result says so)
+        elif _held_by(holder, owner) and _retried(
+            partial(_record_unknown, ddb, table, req.emailId, owner, WORKER_DIED)
+        ):
+            # this batch claimed it before and died around the SES call (the Map child retried,
+            # or the stage sent again): SES may have sent it, so it is never sent again (ADR
+            # 0002); it is failed with the reason, the ledger stays held
+            _count_unknown(self.client, self.settings, self.campaign_id, self.stage, self)
+        else:
+            self.count("duplicates")
+        return False
 
 
 def _batch_counters(
@@ -585,7 +694,7 @@ def _send_with_backoff(
     req: Any,
     rendered: Any,
     pacer: cp.Pacer,
-    counts: dict[str, int],
+    counts: _BatchSender,
     unsubscribe: str | None = None,
     owner: str = "",
 ) -> str | None:
@@ -598,7 +707,7 @@ def _send_with_backoff(
         try:
             return sending.deliver(client, settings, req, rendered, unsubscribe)
         except SesThrottled:
-            counts["throttled"] += 1
+            counts.count("throttled")
             time.sleep(cp.backoff_delay(attempt))
         except SesConfigurationError as exc:
             # every recipient would fail the same way: stop the batch (and, past the tolerated
@@ -614,7 +723,7 @@ def _send_with_backoff(
         except SesflowError as exc:
             state = ledger.RETRYABLE if isinstance(exc, ses_errors.RETRYABLE) else ledger.REJECTED
             _record_failed(client, settings, req.emailId, state, exc)
-            counts["failed"] += 1
+            counts.count("failed")
             return None
     _retried(lambda: ledger.release(ddb, table, req.emailId, ledger.RETRYABLE, reason="throttled"))
     raise SesThrottled("SES throttling outlasted the in-batch retries")
@@ -624,13 +733,13 @@ def _record_failed(client: Client, settings: Settings, email_id: str, state: str
     """Correct the claim (which said "sending") to ``failed`` with the reason; ``state`` frees
     the ledger (``retryable``) or keeps it closed (``rejected``)."""
     ddb, table, reason = client("dynamodb"), settings.tracking_table, str(exc)[:500]
-    _retried(lambda: ledger.release(ddb, table, email_id, state, reason=reason, status=FAILED))
+    _retried(lambda: ledger.release_indexed(ddb, table, email_id, state, reason=reason, status=FAILED))
 
 
-def _count_unknown(client: Client, settings: Settings, campaign_id: str, stage: int, counts: dict[str, int]) -> None:
+def _count_unknown(client: Client, settings: Settings, campaign_id: str, stage: int, counts: _BatchSender) -> None:
     """One more unknown outcome, added to the stage's counter at once: the batch's other
     counters are added when it ends, which a worker that dies (the usual cause) never does."""
-    counts["unknown"] += 1
+    counts.count("unknown")
     _retried(partial(_add_counters, client, settings, campaign_id, stage, {"unknown": 1}))
 
 
@@ -638,32 +747,101 @@ def _held_by(holder: dict[str, Any], owner: str) -> bool:
     return ledger.attr(holder, "sendState") == ledger.SENDING and ledger.attr(holder, "sendOwner") == owner
 
 
-def _record_sent(ddb: Any, table: str, email_id: str, message_id: str, rendered: Any) -> None:
-    """SES accepted it: the ledger says ``sent`` (with the messageId), and so does the status
-    unless feedback already moved it on (a bounce can overtake this write)."""
-    now = now_iso()
-    try:
-        ddb.update_item(
-            TableName=table,
-            Key={"emailId": {"S": email_id}},
-            UpdateExpression="SET sendState = :sent, #s = :sent, sendFinishedAt = :now, sentAt = :now, "
-            "messageId = :mid, templateVersion = :tv"
-            + (", locale = :loc" if rendered.locale else "")
-            + " REMOVE reason",
-            ConditionExpression="#s = :sending",
-            ExpressionAttributeNames={"#s": "status"},
+#: emails per result chunk: 12 entries of ~63 bytes (position -> messageId) keep a chunk item
+#: under 1 KB, one write unit for 12 emails
+RESULTS_PER_CHUNK = 12
+
+
+class BatchResults:
+    """SES's answers (messageIds) of one invocation of a batch, written a chunk at a time.
+
+    A campaign email costs one tracking write, its claim (ADR 0014): the claim names the slot
+    ``<chunk key>#<position>`` its messageId will take, and the chunk item
+    ``r#<owner>#<invocation>#<k>`` (tracking table) maps positions to messageIds. Chunk k holds
+    positions 12k..12k+11 of the batch; it is written once all of them are settled (``done``)
+    and, for what is left, when the invocation ends (``flush``, in ``finally``). A worker that
+    dies between an SES answer and its chunk's write leaves the claim without a result: the
+    batch's retry (or ``batch_failed``) records that claim as an unknown outcome, never sent
+    again (ADR 0002) — at most RESULTS_PER_CHUNK emails per sender of a crashed invocation."""
+
+    def __init__(self, ddb: Any, table: str, owner: str, expires_at: int, positions: int) -> None:
+        self.ddb, self.table, self.expires_at, self.positions = ddb, table, expires_at, positions
+        self.prefix = f"r#{owner}#{uuid.uuid4().hex[:8]}"
+        self.entries: dict[int, dict[str, str]] = {}  # chunk -> position -> messageId, not written yet
+        self.settled: dict[int, int] = {}  # chunk -> positions settled
+        self.lock = threading.Lock()
+
+    def slot(self, position: int) -> str:
+        return f"{self.prefix}#{position // RESULTS_PER_CHUNK}#{position}"
+
+    def done(self, position: int, message_id: str | None) -> None:
+        """Position settled (sent with ``message_id``, or not sent: None); a chunk whose
+        positions are all settled is written."""
+        chunk = position // RESULTS_PER_CHUNK
+        size = min(RESULTS_PER_CHUNK, self.positions - chunk * RESULTS_PER_CHUNK)
+        with self.lock:
+            if message_id is not None:
+                self.entries.setdefault(chunk, {})[str(position)] = message_id
+            self.settled[chunk] = self.settled.get(chunk, 0) + 1
+            ready = self.entries.pop(chunk, None) if self.settled[chunk] >= size else None
+        if ready:
+            _retried(partial(self._write, chunk, ready))
+
+    def flush(self) -> None:
+        """Write what is left (the invocation ends)."""
+        with self.lock:
+            left, self.entries = self.entries, {}
+        for chunk, entries in left.items():
+            if entries:
+                self._write(chunk, entries)
+
+    def _write(self, chunk: int, entries: dict[str, str]) -> None:
+        # UpdateItem (the function's one write action on the table), a whole new item
+        self.ddb.update_item(
+            TableName=self.table,
+            Key={"emailId": {"S": f"{self.prefix}#{chunk}"}},
+            UpdateExpression="SET sent = :sent, #at = :at, expiresAt = :exp",
+            ExpressionAttributeNames={"#at": "at"},
             ExpressionAttributeValues={
-                ":sent": {"S": ledger.SENT},
-                ":sending": {"S": SENDING},
-                ":now": {"S": now},
-                ":mid": {"S": message_id},
-                ":tv": {"S": str(rendered.template_version)},
-                **({":loc": {"S": rendered.locale}} if rendered.locale else {}),
+                ":sent": {"M": {k: {"S": v} for k, v in entries.items()}},
+                ":at": {"S": now_iso()},
+                ":exp": {"N": str(self.expires_at)},
             },
         )
-    except ddb.exceptions.ConditionalCheckFailedException:
-        version = str(rendered.template_version)
-        ledger.release(ddb, table, email_id, ledger.SENT, messageId=message_id, sentAt=now, templateVersion=version)
+
+
+def _result_chunk(ddb: Any, table: str, slot: str) -> tuple[dict[str, Any], str]:
+    chunk_key, _, position = slot.rpartition("#")
+    item = ddb.get_item(TableName=table, Key={"emailId": {"S": chunk_key}}, ConsistentRead=True).get("Item") or {}
+    return item, position
+
+
+def sent_message_id(ddb: Any, table: str, item: dict[str, Any]) -> str | None:
+    """The messageId SES gave a campaign claim (raw item), from its batch's result chunk; None
+    when the claim has no recorded answer (not sent, or sent and its chunk never written)."""
+    slot = ledger.attr(item, "result")
+    if not slot:
+        return None
+    chunk, position = _result_chunk(ddb, table, slot)
+    message_id = chunk.get("sent", {}).get("M", {}).get(position, {}).get("S")
+    return str(message_id) if message_id else None
+
+
+def resolve(ddb: Any, table: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A plain tracking item as readers should see it: a campaign claim whose result chunk
+    holds its messageId was sent (ledger ``sent``, ``messageId``, ``sentAt``, and status
+    ``sent`` unless feedback moved it on). Anything else is returned as it is."""
+    slot = item.get("result")
+    if item.get("sendState") != ledger.SENDING or not isinstance(slot, str):
+        return item
+    chunk, position = _result_chunk(ddb, table, slot)
+    message_id = chunk.get("sent", {}).get("M", {}).get(position, {}).get("S")
+    if not message_id:
+        return item
+    seen = {**item, "sendState": ledger.SENT, "messageId": message_id, "sentAt": ledger.attr(chunk, "at")}
+    if item.get("status") == SENDING:
+        seen["status"] = SENT
+    return seen
 
 
 def _record_unknown(ddb: Any, table: str, email_id: str, owner: str, reason: str) -> bool:
@@ -674,7 +852,8 @@ def _record_unknown(ddb: Any, table: str, email_id: str, owner: str, reason: str
         ddb.update_item(
             TableName=table,
             Key={"emailId": {"S": email_id}},
-            UpdateExpression="SET #s = :failed, reason = :reason, updatedAt = :now",
+            UpdateExpression="SET #s = :failed, reason = :reason, updatedAt = :now, "
+            "createdAt = if_not_exists(createdAt, :now)",
             ConditionExpression="sendState = :sending AND sendOwner = :owner AND #s = :sending",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
@@ -1047,12 +1226,14 @@ def batch_failed(client: Client, event: dict[str, Any], settings: Settings) -> d
             TableName=table,
             Key={"emailId": {"S": email_id}},
             ConsistentRead=True,
-            ProjectionExpression="#s, sendState, sendOwner",
-            ExpressionAttributeNames={"#s": "status"},
+            ProjectionExpression="#s, sendState, sendOwner, #r",
+            ExpressionAttributeNames={"#s": "status", "#r": "result"},
         ).get("Item")
         if item is None:
             unaccounted += 1  # never attempted (or suppressed since planning: no item either)
         elif ledger.attr(item, "status") == SENDING:
+            if _held_by(item, owner) and sent_message_id(ddb, table, item):
+                continue  # sent: its result chunk says so
             if _held_by(item, owner) and _record_unknown(ddb, table, email_id, owner, WORKER_DIED):
                 unknown += 1
             else:

@@ -69,9 +69,22 @@ def take(
 
 def release(ddb: Any, table: str, email_id: str, state: str, **fields: str) -> None:
     """Complete or free the ledger (``state``), recording ``fields`` (messageId, reason...)."""
+    _release(ddb, table, email_id, state, fields, indexed=False)
+
+
+def release_indexed(ddb: Any, table: str, email_id: str, state: str, **fields: str) -> None:
+    """``release``, and ``createdAt`` set when the item has none: a campaign claim has none
+    (ADR 0014), so that it stays out of the byRecipient and byCampaign indexes until something
+    goes wrong with it."""
+    _release(ddb, table, email_id, state, fields, indexed=True)
+
+
+def _release(ddb: Any, table: str, email_id: str, state: str, fields: dict[str, str], indexed: bool) -> None:
     names = {"#st": "sendState"}
     values = {":st": {"S": state}, ":now": {"S": now_iso()}}
     sets = ["#st = :st", "sendFinishedAt = :now"]
+    if indexed:
+        sets.append("createdAt = if_not_exists(createdAt, :now)")
     for i, (k, v) in enumerate(fields.items()):
         names[f"#f{i}"] = k
         values[f":f{i}"] = {"S": v}

@@ -7,7 +7,9 @@ planner and sender, and the CLI.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,9 +80,84 @@ def soft_bounce(ddb: Any, table: str, address: str, rules: sp.PolicySettings) ->
     return SoftBounce(update, exceeded)
 
 
+def _topics(topic: str) -> set[str]:
+    """The entries' topics that keep a send on ``topic`` from an address."""
+    return {sp.ALL_TOPICS, topic, sp.SUBSCRIPTION_TOPICS if topic != "transactional" else sp.TRANSACTIONAL_CLASS}
+
+
 def suppressed_among(ddb: Any, table: str, addresses: list[str], topic: str) -> set[str]:
     """Which of ``addresses`` a send on ``topic`` may not reach (entries for ``*``, the topic,
     or its class), with BatchGetItem (unprocessed keys retried by ``dynamo.batch_get``)."""
     topic_class = sp.SUBSCRIPTION_TOPICS if topic != "transactional" else sp.TRANSACTIONAL_CLASS
     keys = [{"address": {"S": a}, "topic": {"S": t}} for a in addresses for t in (sp.ALL_TOPICS, topic, topic_class)]
     return {item["address"]["S"] for item in dynamo.batch_get(ddb, table, keys, "address")}
+
+
+#: entries added over more days than this since a plan are looked up address by address instead
+SINCE_MAX_DAYS = 7
+
+
+def added_since(ddb: Any, table: str, since: str, topic: str, now: float | None = None) -> set[str] | None:
+    """Addresses suppressed for ``topic`` (entries for ``*``, the topic, or its class) by entries
+    added at or after ``since`` (ISO 8601, UTC), from the ``bySince`` index: a Query per day.
+    None when ``since`` is more than SINCE_MAX_DAYS days ago (look the addresses up instead)."""
+    first = dt.date.fromisoformat(since[:10])
+    today = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC).date()
+    if (today - first).days > SINCE_MAX_DAYS:
+        return None
+    topics = _topics(topic)
+    found: set[str] = set()
+    day = first
+    while day <= today:
+        values = {":d": {"S": day.isoformat()}, ":since": {"S": since}}
+        condition = "firstDay = :d AND firstSeen >= :since" if day == first else "firstDay = :d"
+        pages = ddb.get_paginator("query").paginate(
+            TableName=table,
+            IndexName="bySince",
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values if day == first else {":d": values[":d"]},
+        )
+        for page in pages:
+            found.update(i["address"]["S"] for i in page["Items"] if i["topic"]["S"] in topics)
+        day += dt.timedelta(days=1)
+    return found
+
+
+#: a plan reads the whole list (a Scan) instead of looking recipients up when that reads less
+#: and the list has at most this many entries (the addresses are kept in the plan's memory)
+SNAPSHOT_MAX_ENTRIES = 2_000_000
+#: bytes per row of a recipients file, for the estimate of the lookups a plan would make
+ROW_BYTES_ESTIMATE = 40
+#: read units: a lookup is 3 keys of 0.5 (eventually consistent), a Scan 0.5 per 4 KB read
+LOOKUP_RRU, SCAN_RRU_PER_BYTE = 1.5, 0.5 / 4096
+
+
+def plan_lookup(ddb: Any, table: str, topic: str, list_bytes: int) -> Callable[[list[str]], set[str]]:
+    """What a plan uses to find the suppressed among its recipients: a snapshot of the list
+    (one Scan) when it reads fewer units than 3 keys per recipient would, else BatchGetItem.
+
+    The table's size comes from DescribeTable (refreshed about every 6 hours): a Scan that
+    finds more than SNAPSHOT_MAX_ENTRIES entries stops and the lookups are used instead.
+    Entries added during or after the Scan are read by each batch (``added_since``)."""
+    desc = ddb.describe_table(TableName=table)["Table"]
+    lookups = list_bytes / ROW_BYTES_ESTIMATE * LOOKUP_RRU
+    scan = int(desc.get("TableSizeBytes", 0)) * SCAN_RRU_PER_BYTE
+    if int(desc.get("ItemCount", 0)) <= SNAPSHOT_MAX_ENTRIES and scan < lookups:
+        blocked = snapshot(ddb, table, topic)
+        if blocked is not None:
+            return blocked.intersection
+    return lambda addresses: suppressed_among(ddb, table, addresses, topic)
+
+
+def snapshot(ddb: Any, table: str, topic: str) -> set[str] | None:
+    """Every address suppressed for ``topic``, from one Scan (None past SNAPSHOT_MAX_ENTRIES)."""
+    topics, seen = _topics(topic), 0
+    found: set[str] = set()
+    for page in ddb.get_paginator("scan").paginate(
+        TableName=table, ProjectionExpression="address, topic", PaginationConfig={"PageSize": 1000}
+    ):
+        seen += len(page["Items"])
+        if seen > SNAPSHOT_MAX_ENTRIES:
+            return None
+        found.update(i["address"]["S"] for i in page["Items"] if i["topic"]["S"] in topics)
+    return found

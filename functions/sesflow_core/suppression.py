@@ -103,10 +103,19 @@ def send_topics(topic: str) -> dict[str, str]:
 
 def entry_values(reason: str, source: str, now_iso: str) -> dict[str, Any]:
     """Attribute values of a suppression entry (the handler and the CLI write the same)."""
-    return {":reason": {"S": reason}, ":source": {"S": source}, ":now": {"S": now_iso}, ":one": {"N": "1"}}
+    return {
+        ":reason": {"S": reason},
+        ":source": {"S": source},
+        ":now": {"S": now_iso},
+        ":day": {"S": now_iso[:10]},
+        ":one": {"N": "1"},
+    }
 
 
+#: ``firstDay``/``firstSeen`` are the keys of the ``bySince`` index (KEYS_ONLY, written once per
+#: entry): a campaign batch reads the entries added since its plan looked the list up, one
+#: Query, instead of looking every recipient up again (ADR 0014)
 ENTRY_UPDATE = (
     "SET reason = :reason, sourceEvent = :source, lastSeen = :now, "
-    "firstSeen = if_not_exists(firstSeen, :now) ADD hits :one"
+    "firstSeen = if_not_exists(firstSeen, :now), firstDay = if_not_exists(firstDay, :day) ADD hits :one"
 )

@@ -426,8 +426,9 @@ def cmd_start(args: argparse.Namespace) -> int:
             "observeSeconds": args.observe_seconds,
         },
         "approval": args.approval,
-        "batchSize": args.batch_size,
     }
+    if args.batch_size:
+        payload["batchSize"] = args.batch_size
     if args.max_send_rate:
         payload["maxSendRate"] = args.max_send_rate
     payload.update(schedule_options(args))
@@ -715,7 +716,9 @@ def register(add_parser: Callable[..., argparse.ArgumentParser], common: Callabl
     q.add_argument("--observe-seconds", type=int, default=300)
     q.add_argument("--approval", choices=("auto", "manual"), default="auto")
     q.add_argument("--max-send-rate", type=float, help="default: the SES account's MaxSendRate")
-    q.add_argument("--batch-size", type=int, default=50)
+    q.add_argument(
+        "--batch-size", type=int, help="recipients per child execution (default: what a worker sends in 40 s, <= 250)"
+    )
     q.add_argument("--wait", action="store_true", help="show progress until it ends or waits for approval")
     q.add_argument("--start-at", help="ISO 8601 with an offset, e.g. 2026-12-01T09:00:00+01:00 (at most a year ahead)")
     q.add_argument(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from sesflow_aws import campaign_flow
 from sesflow_aws.dynamo import to_plain
 
 from sesflow.cli import inputs
@@ -97,13 +98,11 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def tracking_item(target: Target, email_id: str) -> dict[str, Any] | None:
-    """The email's tracking item, plain (native numbers), or None."""
-    item = (
-        target.clients.client("dynamodb")
-        .get_item(TableName=target.outputs["TrackingTableName"], Key={"emailId": {"S": email_id}}, ConsistentRead=True)
-        .get("Item")
-    )
-    return None if item is None else to_plain(item)
+    """The email's tracking item, plain (native numbers), or None; a campaign email's claim
+    shows what its batch's result chunk says (``sent`` with the messageId, ADR 0014)."""
+    ddb, table = target.clients.client("dynamodb"), target.outputs["TrackingTableName"]
+    item = ddb.get_item(TableName=table, Key={"emailId": {"S": email_id}}, ConsistentRead=True).get("Item")
+    return None if item is None else campaign_flow.resolve(ddb, table, to_plain(item))
 
 
 def status_view(item: dict[str, Any]) -> dict[str, Any]:

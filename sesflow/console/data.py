@@ -344,7 +344,12 @@ def _timeline(
         if when is not None:
             rows.append({"at": when, "source": source, "what": what, "detail": detail})
 
-    add(view.get("createdAt"), "request", "request recorded", f"template {view.get('template', '')}")
+    add(
+        view.get("createdAt") or view.get("sendStartedAt"),
+        "request",
+        "request recorded",
+        f"template {view.get('template', '')}",
+    )
     for e in view.get("timeline", []):
         extra = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("event", "at"))
         source = "SES" if str(e.get("event", "")).lower() in _SES_EVENTS else "status"

@@ -72,10 +72,15 @@ class Aws:
         return self.clients[service]
 
     # ------------------------------------------------------------ DynamoDB
-    def item(self, email_id: str, table: str = TRACKING) -> dict[str, Any]:
-        """The tracking item (``{}`` when absent), as plain Python."""
-        resp = self.clients["dynamodb"].get_item(TableName=table, Key={"emailId": {"S": email_id}}, ConsistentRead=True)
-        return plain(resp.get("Item", {}))
+    def item(self, email_id: str, table: str = TRACKING, raw: bool = False) -> dict[str, Any]:
+        """The tracking item (``{}`` when absent), as plain Python; a campaign claim as readers
+        see it, through its batch's result chunk (``raw``: as stored; ADR 0014)."""
+        from sesflow_aws import campaign_flow
+
+        ddb = self.clients["dynamodb"]
+        resp = ddb.get_item(TableName=table, Key={"emailId": {"S": email_id}}, ConsistentRead=True)
+        item = plain(resp.get("Item", {}))
+        return item if raw or table != TRACKING or not item else campaign_flow.resolve(ddb, table, item)
 
     def put_item(self, email_id: str, **attrs: Any) -> None:
         from sesflow_aws import dynamo
@@ -171,10 +176,19 @@ def _tables(ddb: Any) -> None:
         TableName=SUPPRESSION,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
-            {"AttributeName": "address", "AttributeType": s},
-            {"AttributeName": "topic", "AttributeType": s},
+            {"AttributeName": n, "AttributeType": s} for n in ("address", "topic", "firstDay", "firstSeen")
         ],
         KeySchema=[{"AttributeName": "address", "KeyType": "HASH"}, {"AttributeName": "topic", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "bySince",
+                "KeySchema": [
+                    {"AttributeName": "firstDay", "KeyType": "HASH"},
+                    {"AttributeName": "firstSeen", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
     )
     ddb.create_table(
         TableName=CAMPAIGNS,

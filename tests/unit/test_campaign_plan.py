@@ -88,7 +88,7 @@ def test_stages_are_a_stable_random_sample() -> None:
         ({"campaignId": "bad id"}, "campaignId"),
         ({"stages": [10, 5, 100]}, "stages"),
         ({"stages": [10, 50]}, "stages"),
-        ({"batchSize": 51}, "batchSize"),
+        ({"batchSize": 251}, "batchSize"),
         ({"approval": "maybe"}, "approval"),
         ({"recipients": {}}, "recipients"),
     ],
@@ -128,11 +128,45 @@ def test_recipients_must_come_from_the_campaigns_bucket() -> None:
 
 
 def test_concurrency_keeps_the_campaign_under_the_rate() -> None:
+    """As few workers as keep up (48/s each: 4 senders of 12/s), paced under the rate."""
     workers, pace = cp.concurrency_for(20)
-    assert workers == 2 and workers * pace <= 20 * 0.95 + 1e-9
+    assert workers == 1 and workers * pace <= 20 * 0.99 + 1e-9 and cp.sender_threads(pace) == 2
+    workers, pace = cp.concurrency_for(200)
+    assert workers == 5 and workers * pace <= 200 * 0.99 + 1e-9 and cp.sender_threads(pace) == 4
     workers, pace = cp.concurrency_for(14)
-    assert workers == 2 and workers * pace <= 14
+    assert workers == 1 and workers * pace <= 14 and cp.sender_threads(pace) == 2
     assert cp.concurrency_for(100000)[0] == 40
+    assert cp.sender_threads(0) == 1  # not paced (tests): one sender
+
+
+def test_batch_size_is_what_a_worker_sends_in_40_seconds() -> None:
+    assert cp.batch_size_for(0.5) == 20
+    assert cp.batch_size_for(6.65) == 266 - 16  # capped at 250
+    assert cp.batch_size_for(0.01) == 1
+
+
+def test_a_paced_worker_with_several_senders_keeps_its_rate() -> None:
+    """Four threads share one pacer: 40 slots at 200/s take >= 0.195 s, never a burst."""
+    import threading
+    import time
+
+    pacer = cp.Pacer(200)
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def sender() -> None:
+        for _ in range(10):
+            pacer.wait()
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stamps.sort()
+    assert len(stamps) == 40 and stamps[-1] - stamps[0] >= 39 / 200 - 0.01
 
 
 def test_wide_rows_are_batched_by_bytes_so_a_child_input_fits_256_kib() -> None:
@@ -171,7 +205,7 @@ def test_a_daily_cap_cuts_each_stage_into_parts_of_about_a_day_s_worth() -> None
 
 
 def test_without_a_cap_a_stage_is_one_part() -> None:
-    planner = cp.Planner(spec(stages=[100]))
+    planner = cp.Planner(spec(stages=[100], batchSize=50))
     rows = "\n".join(["email"] + [f"user{i}@example.org" for i in range(330)])
     planner.plan(cp.iter_rows(io.BytesIO(rows.encode()), "r.csv"), lambda a: set())
     assert [(n, b) for _, n, b, _ in planner.parts[0]] == [(330, 7)]

@@ -7,6 +7,7 @@ import csv
 import email
 import io
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,7 +86,7 @@ def test_plan_writes_a_manifest_per_stage_and_the_rejects(listed: Aws, ctx: Lamb
         "batches": None,
     }
     assert sum(plan["counts"]["planned"]) == len(PLANNED)
-    assert (plan["maxSendRate"], plan["maxConcurrency"], plan["workerRate"]) == (20, 2, 9.5)
+    assert (plan["maxSendRate"], plan["maxConcurrency"], plan["workerRate"]) == (20, 1, 19.8)
     assert [(s["index"], s["percent"], s["isLast"]) for s in plan["stages"]] == [(0, 50.0, False), (1, 100.0, True)]
     planned: list[str] = []
     for stage in plan["stages"]:
@@ -171,7 +172,7 @@ def test_without_a_rate_the_account_rate_is_used(
 ) -> None:
     monkeypatch.setattr(_common.client("sesv2"), "get_account", lambda: {"SendQuota": {"MaxSendRate": 14.0}})
     plan = campaign_plan.handler(plan_input(maxSendRate=None), ctx)
-    assert (plan["maxSendRate"], plan["maxConcurrency"]) == (14.0, 2)
+    assert (plan["maxSendRate"], plan["maxConcurrency"]) == (14.0, 1)
 
 
 def test_an_empty_stage_is_merged_into_the_next(aws: Aws, ctx: LambdaContext) -> None:
@@ -253,12 +254,96 @@ def test_a_batch_sends_each_recipient_once(aws: Aws, ctx: LambdaContext) -> None
 
 
 def test_recipients_suppressed_since_planning_are_skipped(aws: Aws, ctx: LambdaContext) -> None:
+    """A plan made before the bySince index (no suppressionCheckedAt): every recipient is
+    looked up again."""
     running(aws)
     aws.suppress("grace@example.org", "~subscription")  # unsubscribed after the plan
     result = send_batch(ctx)
     assert (result["accepted"], result["suppressed"]) == (2, 1)
     assert "grace@example.org" not in {m.destinations[0] for m in aws.sent()}
     assert aws.item(email_id("grace@example.org")) == {}
+
+
+def test_a_batch_reads_only_the_entries_added_since_its_plan(
+    aws: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan recorded when it looked the list up: the batch reads the entries added since
+    (one Query of bySince), not each recipient; an older entry (the plan saw it) is not read."""
+    from sesflow_aws import suppression
+
+    def iso(seconds_ago: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))
+
+    checked = iso(86_400)  # the plan looked the list up a day ago
+    campaign_flow.update_campaign(
+        _common.client, CID, status="running", control="run", plan={"suppressionCheckedAt": checked}
+    )
+    ddb = _common.client("dynamodb")
+    table = os.environ["SUPPRESSION_TABLE"]
+    monkeypatch.setattr("sesflow_aws.suppression.now_iso", lambda: iso(86_460))
+    suppression.add(ddb, table, "ada@example.org", "*", "permanent bounce", "old")  # before: the plan saw it
+    monkeypatch.setattr("sesflow_aws.suppression.now_iso", lambda: iso(3_600))
+    suppression.add(ddb, table, "grace@example.org", "~subscription", "unsubscribed", "one-click")
+    suppression.add(ddb, table, "linus@example.org", "offers", "unsubscribed", "one-click")  # another topic
+    calls: list[str] = []
+    ddb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    try:
+        result = send_batch(ctx)
+    finally:
+        ddb.meta.events.unregister("before-call.dynamodb.*")
+    assert (result["accepted"], result["suppressed"]) == (2, 1)  # ada was filtered by the plan, not here
+    assert "BatchGetItem" not in calls and calls.count("Query") >= 1
+    assert "grace@example.org" not in {m.destinations[0] for m in aws.sent()}
+
+
+def test_added_since_reads_each_day_and_gives_up_past_a_week(aws: Aws) -> None:
+    from sesflow_aws import suppression
+
+    ddb, table = aws.client("dynamodb"), os.environ["SUPPRESSION_TABLE"]
+    for day, address in (("2026-12-01T09:00:00Z", "a@example.org"), ("2026-12-03T23:59:59Z", "b@example.org")):
+        ddb.update_item(
+            **suppression.entry_update(table, address, "*", "r", "s")
+            | {
+                "ExpressionAttributeValues": {
+                    ":reason": {"S": "r"},
+                    ":source": {"S": "s"},
+                    ":now": {"S": day},
+                    ":day": {"S": day[:10]},
+                    ":one": {"N": "1"},
+                }
+            }
+        )
+    now = 1796688000.0  # 2026-12-04T00:00:00Z
+    assert suppression.added_since(ddb, table, "2026-12-01T08:00:00Z", "news", now) == {
+        "a@example.org",
+        "b@example.org",
+    }
+    assert suppression.added_since(ddb, table, "2026-12-01T10:00:00Z", "news", now) == {"b@example.org"}
+    assert suppression.added_since(ddb, table, "2026-11-20T10:00:00Z", "news", now) is None  # look up instead
+
+
+def test_a_plan_reads_a_small_suppression_list_once_instead_of_each_recipient(aws: Aws) -> None:
+    from sesflow_aws import suppression
+
+    ddb, table = aws.client("dynamodb"), os.environ["SUPPRESSION_TABLE"]
+    aws.suppress("all@example.org", "*")
+    aws.suppress("news@example.org", "newsletter")
+    aws.suppress("offers@example.org", "offers")
+    calls: list[str] = []
+    ddb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    try:
+        lookup = suppression.plan_lookup(ddb, table, "newsletter", list_bytes=40_000)  # ~1,000 rows
+        found = lookup(["all@example.org", "news@example.org", "offers@example.org", "x@example.org"])
+    finally:
+        ddb.meta.events.unregister("before-call.dynamodb.*")
+    assert found == {"all@example.org", "news@example.org"}
+    assert "Scan" in calls and "BatchGetItem" not in calls
+    # a list of 20 rows reads less with lookups than with a Scan of a larger table
+    big = {"Table": {"TableSizeBytes": 10**9, "ItemCount": 10**7}}
+    ddb_big = type("D", (), {"describe_table": lambda self, **_: big, "batch_get_item": ddb.batch_get_item})()
+    assert suppression.plan_lookup(ddb_big, table, "newsletter", list_bytes=800)(["all@example.org"]) == {
+        "all@example.org"
+    }
 
 
 @pytest.mark.parametrize("control", ["paused", "cancelled"])
@@ -325,6 +410,50 @@ def test_ses_throttling_past_the_in_batch_retries_skips_the_rest(
     assert (first["sendState"], first["reason"]) == ("retryable", "throttled")  # the resend may take it
 
 
+def test_four_senders_send_each_recipient_once_and_record_every_answer(aws: Aws, ctx: LambdaContext) -> None:
+    """A worker paced at 1,000/s runs 4 senders (threads) sharing its pacer: every recipient
+    once, every messageId in a result chunk, the counters whole."""
+    running(aws)
+    recipients = [f"s{i}@example.org" for i in range(40)]
+    event = batch_event(recipients) | {"workerRate": 1000}
+    assert cp.sender_threads(1000) == 4
+    result = send_batch(ctx, event)
+    assert (result["accepted"], result["skipped"], result["duplicates"]) == (40, 0, 0)
+    ids = {m.destinations[0]: m.id for m in aws.sent()}
+    assert sorted(ids) == sorted(recipients) and len(aws.sent()) == 40
+    assert all(aws.item(email_id(a))["messageId"] == ids[a] for a in recipients)
+    # a second call (the Map child retried) sends nobody again
+    assert send_batch(ctx, event)["duplicates"] == 40 and len(aws.sent()) == 40
+
+
+def test_four_senders_stop_on_lasting_throttling_and_account_for_everyone(
+    aws: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SES throttles after 10 sends: the senders stop, whoever was not sent is skipped (sent
+    when the stage is sent again), nobody is lost or counted twice."""
+    running(aws)
+    monkeypatch.setattr(cp, "backoff_delay", lambda attempt: 0.0)
+    throttled = ses_client_error("TooManyRequestsException", "Maximum sending rate exceeded.", 429)
+    ses = _common.client("sesv2")
+    real, calls, lock = ses.send_email, [0], threading.Lock()
+
+    def send_email(**kwargs: Any) -> Any:
+        with lock:
+            calls[0] += 1
+            if calls[0] > 10:
+                raise throttled
+        return real(**kwargs)
+
+    monkeypatch.setattr(ses, "send_email", send_email)
+    recipients = [f"t{i}@example.org" for i in range(40)]
+    result = send_batch(ctx, batch_event(recipients) | {"workerRate": 1000})
+    assert result["accepted"] == 10 == len(aws.sent())
+    assert result["accepted"] + result["skipped"] == 40 and result["failed"] == result["unknown"] == 0
+    states = {a: aws.item(email_id(a)).get("sendState") for a in recipients}
+    assert list(states.values()).count("sent") == 10
+    assert all(st in (None, "retryable") for st in states.values() if st != "sent")  # free for the next pass
+
+
 @pytest.fixture
 def access_denied(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     denied = ses_client_error("AccessDeniedException", "User is not authorized to perform ses:SendEmail", 403)
@@ -372,7 +501,32 @@ def test_a_sent_recipient_is_recorded_sent_with_its_message_id(aws: Aws, ctx: La
     for address in RECIPIENTS:
         item = aws.item(email_id(address))
         assert (item["status"], item["sendState"]) == ("sent", "sent")
-        assert item["messageId"] == ids[address] and item["sentAt"] >= item["createdAt"]
+        assert item["messageId"] == ids[address] and item["sentAt"] >= item["sendStartedAt"]
+        # as stored (ADR 0014): the claim alone, truthful, naming its result slot; no createdAt
+        # and no messageId, so no entry in byRecipient, byCampaign or byMessageId
+        raw = aws.item(email_id(address), raw=True)
+        assert raw["status"] == raw["sendState"] == "sending" and raw["result"].startswith(f"r#{CID}:0:0#")
+        assert "createdAt" not in raw and "messageId" not in raw
+
+
+def test_a_batch_writes_one_tracking_item_per_recipient_and_one_result_chunk_per_12(
+    aws: Aws, ctx: LambdaContext
+) -> None:
+    """The claim is the only per-recipient write; the messageIds go in chunks of 12."""
+    running(aws)
+    event = batch_event([f"r{i}@example.org" for i in range(30)])
+    calls: list[str] = []
+    ddb = _common.client("dynamodb")
+    ddb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    try:
+        assert send_batch(ctx, event)["accepted"] == 30
+    finally:
+        ddb.meta.events.unregister("before-call.dynamodb.*")
+    table = os.environ["TRACKING_TABLE"]
+    chunks = [i["emailId"]["S"] for i in ddb.scan(TableName=table)["Items"] if i["emailId"]["S"].startswith("r#")]
+    assert len(chunks) == 3  # 12 + 12 + 6
+    writes = [c for c in calls if c in ("UpdateItem", "PutItem")]
+    assert len(writes) == 30 + 3 + 1  # the claims, the chunks, the stage counter
 
 
 def test_a_worker_that_dies_after_its_claim_leaves_an_unknown_outcome_never_sent(
@@ -444,7 +598,7 @@ def test_a_throttled_correction_never_leaves_the_recipient_sent(
     monkeypatch.setattr(cp, "backoff_delay", lambda attempt: 0.0)
     rejected = ses_client_error("MessageRejected", "Illegal header.", 400)
     monkeypatch.setattr(_common.client("sesv2"), "send_email", refuse(rejected))
-    release, left = ledger.release, [throttles]
+    release, left = ledger.release_indexed, [throttles]
 
     def throttled_release(*args: Any, **kwargs: Any) -> None:
         if left[0] > 0:
@@ -452,7 +606,7 @@ def test_a_throttled_correction_never_leaves_the_recipient_sent(
             raise throttled_write()
         release(*args, **kwargs)
 
-    monkeypatch.setattr(ledger, "release", throttled_release)
+    monkeypatch.setattr(ledger, "release_indexed", throttled_release)
     if throttles < 10:
         result = send_batch(ctx)
         assert (result["failed"], result["accepted"]) == (3, 0)
@@ -463,7 +617,7 @@ def test_a_throttled_correction_never_leaves_the_recipient_sent(
         send_batch(ctx)
     first = aws.item(email_id(RECIPIENTS[0]))
     assert first["status"] != "sent", first
-    monkeypatch.setattr(ledger, "release", release)  # the retry of the batch
+    monkeypatch.setattr(ledger, "release_indexed", release)  # the retry of the batch
     again = send_batch(ctx)
     assert (again["unknown"], again["failed"]) == (1, 2)
     first = aws.item(email_id(RECIPIENTS[0]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .gate import GateDecision, gate
-from .pacing import Pacer, backoff_delay, concurrency_for
+from .pacing import Pacer, backoff_delay, concurrency_for, sender_threads
 from .planner import (
     BUCKETS,
     MAX_BATCH_BYTES,
@@ -19,7 +19,7 @@ from .planner import (
     stage_for,
     variant_for,
 )
-from .spec import DEFAULT_STAGES, MAX_BATCH_SIZE, AbTest, CampaignSpec, GateSettings, Variant
+from .spec import DEFAULT_STAGES, MAX_BATCH_SIZE, AbTest, CampaignSpec, GateSettings, Variant, batch_size_for
 
 __all__ = [
     "BUCKETS",
@@ -38,12 +38,14 @@ __all__ = [
     "Recipient",
     "Variant",
     "backoff_delay",
+    "batch_size_for",
     "concurrency_for",
     "email_id_for",
     "gate",
     "iter_rows",
     "parse_row",
     "part_key",
+    "sender_threads",
     "stage_for",
     "variant_for",
 ]

@@ -28,7 +28,7 @@ from .. import ids
 from ..errors import InvalidCampaign, InvalidEmailRequest
 from ..request import MAX_DATA_BYTES, parse_address, parse_locale
 from . import schedule
-from .spec import CampaignSpec
+from .spec import MAX_BATCH_SIZE, CampaignSpec
 
 MAX_ROW_DATA_BYTES = 4 * 1024
 #: one batch item of a manifest, as JSON: with the campaign's data (<= 32 KiB) that the Map adds,
@@ -380,7 +380,7 @@ class _ManifestWriter:
             self._write()
         self._current.append(text)
         self._bytes += size
-        if len(self._current) == self.spec.batch_size:
+        if len(self._current) == (self.spec.batch_size or MAX_BATCH_SIZE):
             self._write()
 
     def _write(self) -> None:

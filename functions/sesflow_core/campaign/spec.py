@@ -13,7 +13,20 @@ from ..errors import InvalidCampaign
 from ..request import MAX_DATA_BYTES
 from .schedule import SendSchedule
 
-MAX_BATCH_SIZE = 50  # SES: 50 recipients per message; we send one message per recipient
+#: recipients per batch (one child execution each; one message per recipient). Larger batches
+#: cost fewer parent transitions and child requests; the default is what a worker sends in
+#: BATCH_SECONDS at its pace (``batch_size_for``), at most this.
+MAX_BATCH_SIZE = 250
+#: what one batch should take: the worker function's Timeout is 60 s with a 15 s margin, and a
+#: child's 4 attempts must fit Express's 5 minutes
+BATCH_SECONDS = 40
+
+
+def batch_size_for(worker_rate: float) -> int:
+    """The default batch size for workers that each send ``worker_rate`` emails/s."""
+    return max(1, min(MAX_BATCH_SIZE, int(worker_rate * BATCH_SECONDS)))
+
+
 DEFAULT_STAGES = (1.0, 10.0, 100.0)
 
 
@@ -138,7 +151,7 @@ class CampaignSpec:
     recipients_key: str
     data: dict[str, Any] = field(default_factory=dict)
     stages: tuple[float, ...] = DEFAULT_STAGES
-    batch_size: int = MAX_BATCH_SIZE
+    batch_size: int | None = None  # None: batch_size_for(the workers' pace), set when planning
     max_send_rate: float | None = None
     gate: GateSettings = field(default_factory=GateSettings)
     approval_timeout_seconds: int | None = None  # None: the stack's CampaignApprovalTimeoutSeconds
@@ -186,8 +199,8 @@ class CampaignSpec:
         if ab_test is not None:
             # the A/B sample is the first stage; the stages after it are the rest of the list's
             stages = (ab_test.sample, *(s for s in stages if s > ab_test.sample))
-        batch_size = int(raw.get("batchSize") or MAX_BATCH_SIZE)
-        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        batch_size = int(raw["batchSize"]) if raw.get("batchSize") else None
+        if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise InvalidCampaign(f"batchSize must be 1..{MAX_BATCH_SIZE}")
         data = raw.get("data") or {}
         if not isinstance(data, dict) or len(json.dumps(data)) > MAX_DATA_BYTES:
