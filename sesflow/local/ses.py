@@ -86,6 +86,13 @@ def add_event_destination(config_set: str, destination: dict[str, Any]) -> None:
     EVENT_DESTINATIONS.setdefault(config_set, []).append(destination)
 
 
+#: the MaxSendRate GetAccount reports when no limit is set (none is enforced then): what this
+#: process keeps up with, so a campaign plans as few workers as on an AWS account of that rate
+#: (5 workers x 4 senders; 1,000/s planned 21 x 4 senders, more than 2 cores run, and their
+#: batches ran out of time and were sent again and again)
+UNLIMITED_REPORTED_RATE = 200.0
+
+
 def configure(outbox: Path, max_send_rate: float | None) -> None:
     outbox.mkdir(parents=True, exist_ok=True)
     SETTINGS.outbox = outbox
@@ -624,7 +631,7 @@ def _get_account(self: SESV2Response) -> str:
             "EnforcementStatus": "HEALTHY",
             "SendQuota": {
                 "Max24HourSend": 1_000_000.0,
-                "MaxSendRate": SETTINGS.max_send_rate or 1000.0,
+                "MaxSendRate": SETTINGS.max_send_rate or UNLIMITED_REPORTED_RATE,
                 "SentLast24Hours": float(sent),
             },
         }

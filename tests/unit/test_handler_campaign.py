@@ -20,6 +20,7 @@ from sesflow_core import errors
 from sesflow_handlers import _common, campaign_control, campaign_plan, campaign_send_batch
 
 from .conftest import CAMPAIGNS_BUCKET, TEMPLATES_BUCKET, Aws, LambdaContext, ses_client_error
+from .conftest import TRACKING as TRACKING_TABLE
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -507,6 +508,32 @@ def test_a_sent_recipient_is_recorded_sent_with_its_message_id(aws: Aws, ctx: La
         raw = aws.item(email_id(address), raw=True)
         assert raw["status"] == raw["sendState"] == "sending" and raw["result"].startswith(f"r#{CID}:0:0#")
         assert "createdAt" not in raw and "messageId" not in raw
+
+
+def test_a_claim_and_a_full_result_chunk_are_one_write_unit_each(aws: Aws, ctx: LambdaContext) -> None:
+    """DynamoDB bills a write unit per KB of the item: with the longest campaign id (60) and
+    SES-sized messageIds, a full result chunk stays under 1 KB, and so does a claim of an
+    ordinary recipient. No claim has an index key (createdAt, messageId): no index write."""
+    from sesflow.local import capacity
+
+    cid = "c" * 60
+    owner = campaign_flow.batch_owner(cid, 2, 1234)
+    results = campaign_flow.BatchResults(aws.client("dynamodb"), TRACKING_TABLE, owner, 1_900_000_000, 250)
+    message_id = "0100019bd1b3c4a5-5d3e2c1b-1f2e-4d5c-9b8a-7c6d5e4f3a2b-000000"
+    assert len(message_id) == 60
+    for n in range(240, 250):  # the widest positions, a (last) chunk of 10; and a full one below
+        results.done(n, message_id)
+    for n in range(228, 240):
+        results.done(n, message_id)
+    items = aws.client("dynamodb").scan(TableName=TRACKING_TABLE)["Items"]
+    chunks = [i for i in items if i["emailId"]["S"].startswith("r#")]
+    assert len(chunks) == 2 and max(capacity.item_size(c) for c in chunks) <= 1024
+    running(aws)
+    send_batch(ctx)
+    claim = aws.client("dynamodb").get_item(TableName=TRACKING_TABLE, Key={"emailId": {"S": email_id(RECIPIENTS[0])}})[
+        "Item"
+    ]
+    assert capacity.item_size(claim) <= 1024 and not {"createdAt", "messageId"} & set(claim)
 
 
 def test_a_batch_writes_one_tracking_item_per_recipient_and_one_result_chunk_per_12(
