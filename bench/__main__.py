@@ -4,6 +4,7 @@ from bench import (
     campaign,
     cold_import,
     console_pages,
+    curve,
     feedback,
     local_burst,
     local_stack,
@@ -27,5 +28,7 @@ print()
 planner.main([])
 print()
 campaign.main(["--skip-memory"])  # the planner's memory: bench.planner above
+print()
+curve.main(["--png", "docs/img/cost-curve.png"])
 print()
 console_pages.main([])
