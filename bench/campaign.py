@@ -19,7 +19,6 @@ import argparse
 import json
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from sesflow_core import campaign as cp
 
 from bench import log_bytes
+from bench.log_bytes import drain, stats
 from sesflow import executions
 from sesflow.local import control
 from sesflow.target import Target, local_target
@@ -96,25 +96,6 @@ def campaign_worker_lines(batch_size: int, rate: float) -> list[tuple[str, float
             batches * ms / 1000 * SEND_BATCH_MB / 1024 * LAMBDA_GB_SECOND_ARM,
         ),
     ]
-
-
-def stats(target: Target, reset: bool = False) -> dict[str, Any]:
-    url = f"{target.state['endpoint']}/_sesflow/stats" + ("?reset=1" if reset else "")
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        data: dict[str, Any] = json.loads(resp.read())
-        return data
-
-
-def drain(target: Target, settle: float = 2.0, timeout: float = 300) -> None:
-    """Wait until the feedback backlog is processed (no new invocations for ``settle`` s)."""
-    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
-    while time.monotonic() < deadline:
-        n = sum(v[0] for v in stats(target)["lambda"].values())
-        if n != last:
-            last, since = n, time.monotonic()
-        elif time.monotonic() - since > settle:
-            return
-        time.sleep(0.25)
 
 
 def run_campaign(target: Target, n: int, stages: list[float], cid: str, **extra: Any) -> dict[str, Any]:

@@ -180,6 +180,7 @@ def _add(total: dict[str, dict[str, int]], part: dict[str, dict[str, int]]) -> N
 
 # ---------------------------------------------------------------- the local stack
 def stats(target: Target, reset: bool = False) -> dict[str, Any]:
+    """``GET /_sesflow/stats`` of a local stack (``reset``: and start counting again)."""
     url = f"{target.state['endpoint']}/_sesflow/stats" + ("?reset=1" if reset else "")
     with urllib.request.urlopen(url, timeout=10) as resp:
         data: dict[str, Any] = json.loads(resp.read())
