@@ -8,6 +8,7 @@ from bench import (
     feedback,
     local_burst,
     local_stack,
+    log_bytes,
     otel_import,
     planner,
     render_mime,
@@ -30,5 +31,7 @@ print()
 campaign.main(["--skip-memory"])  # the planner's memory: bench.planner above
 print()
 curve.main(["--png", "docs/img/cost-curve.png"])
+print()
+log_bytes.main([])
 print()
 console_pages.main([])

@@ -122,6 +122,7 @@ def run_campaign(target: Target, n: int, stages: list[float], cid: str, **extra:
     desc = sfn.describe_execution(executionArn=arn)
     report: dict[str, Any] = json.loads(desc["output"])
     report["wallSeconds"] = wall
+    report["executionArn"] = arn
     report["parentTransitions"] = executions.report(sfn, arn).transitions
     ddb = target.clients.client("dynamodb")
     item = ddb.get_item(TableName=target.outputs["CampaignsTableName"], Key={"campaignId": {"S": cid}})["Item"]

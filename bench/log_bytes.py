@@ -318,25 +318,13 @@ def single_sends(target: Target, n: int = 20) -> dict[str, Any]:
 
 
 def campaign(target: Target, n: int = 500, stages: list[float] | None = None) -> dict[str, Any]:
+    from bench.campaign import run_campaign  # (bench.campaign imports this module)
+
     stats(target, reset=True)
     cid = f"logs-{uuid.uuid4().hex[:8]}"
-    key = f"uploads/{cid}.csv"
-    body = "email,name\n" + "\n".join(f"r{i}@example.org,R{i}" for i in range(n))
-    target.clients.client("s3").put_object(Bucket=target.outputs["CampaignsBucketName"], Key=key, Body=body.encode())
-    payload = {
-        "campaignId": cid,
-        "template": "newsletter",
-        "topic": "newsletter",
-        "recipients": {"key": key},
-        "data": NEWS,
-        "stages": stages or [1, 10, 100],
-        "gate": {"observeSeconds": 1, "minSample": 10**9},
-    }
+    report = run_campaign(target, n, stages or [1, 10, 100], cid)
     sfn = target.clients.client("stepfunctions")
-    machine = target.outputs["CampaignStateMachineArn"]
-    arn = sfn.start_execution(stateMachineArn=machine, name=cid, input=json.dumps(payload))["executionArn"]
-    executions.wait(sfn, arn, timeout=1800)
-    report = json.loads(sfn.describe_execution(executionArn=arn)["output"])
+    arn = report["executionArn"]
     drain(target)
     parent = _history(sfn, arn)
     return {
