@@ -694,7 +694,7 @@ def _send_with_backoff(
     req: Any,
     rendered: Any,
     pacer: cp.Pacer,
-    counts: _BatchSender,
+    sender: _BatchSender,
     unsubscribe: str | None = None,
     owner: str = "",
 ) -> str | None:
@@ -707,7 +707,7 @@ def _send_with_backoff(
         try:
             return sending.deliver(client, settings, req, rendered, unsubscribe)
         except SesThrottled:
-            counts.count("throttled")
+            sender.count("throttled")
             time.sleep(cp.backoff_delay(attempt))
         except SesConfigurationError as exc:
             # every recipient would fail the same way: stop the batch (and, past the tolerated
@@ -718,12 +718,12 @@ def _send_with_backoff(
             # SES may have sent it: the claim stays held, never sent again (ADR 0002)
             why = f"unknown outcome: {str(exc)[:400]}; not sent again (at most once, ADR 0002)"
             _retried(partial(_record_unknown, ddb, table, req.emailId, owner, why))
-            _count_unknown(client, settings, str(req.campaignId), int(req.stage or 0), counts)
+            _count_unknown(client, settings, str(req.campaignId), int(req.stage or 0), sender)
             return None
         except SesflowError as exc:
             state = ledger.RETRYABLE if isinstance(exc, ses_errors.RETRYABLE) else ledger.REJECTED
             _record_failed(client, settings, req.emailId, state, exc)
-            counts.count("failed")
+            sender.count("failed")
             return None
     _retried(lambda: ledger.release(ddb, table, req.emailId, ledger.RETRYABLE, reason="throttled"))
     raise SesThrottled("SES throttling outlasted the in-batch retries")
@@ -736,10 +736,10 @@ def _record_failed(client: Client, settings: Settings, email_id: str, state: str
     _retried(lambda: ledger.release_indexed(ddb, table, email_id, state, reason=reason, status=FAILED))
 
 
-def _count_unknown(client: Client, settings: Settings, campaign_id: str, stage: int, counts: _BatchSender) -> None:
+def _count_unknown(client: Client, settings: Settings, campaign_id: str, stage: int, sender: _BatchSender) -> None:
     """One more unknown outcome, added to the stage's counter at once: the batch's other
     counters are added when it ends, which a worker that dies (the usual cause) never does."""
-    counts.count("unknown")
+    sender.count("unknown")
     _retried(partial(_add_counters, client, settings, campaign_id, stage, {"unknown": 1}))
 
 
@@ -810,21 +810,20 @@ class BatchResults:
         )
 
 
-def _result_chunk(ddb: Any, table: str, slot: str) -> tuple[dict[str, Any], str]:
+def _answer(ddb: Any, table: str, slot: str) -> tuple[str | None, str | None]:
+    """(messageId, when its chunk was written) of a result slot ``<chunk key>#<position>``;
+    (None, None) when its chunk holds no answer for it."""
     chunk_key, _, position = slot.rpartition("#")
-    item = ddb.get_item(TableName=table, Key={"emailId": {"S": chunk_key}}, ConsistentRead=True).get("Item") or {}
-    return item, position
+    chunk = ddb.get_item(TableName=table, Key={"emailId": {"S": chunk_key}}, ConsistentRead=True).get("Item") or {}
+    message_id = chunk.get("sent", {}).get("M", {}).get(position, {}).get("S")
+    return (str(message_id), ledger.attr(chunk, "at")) if message_id else (None, None)
 
 
 def sent_message_id(ddb: Any, table: str, item: dict[str, Any]) -> str | None:
     """The messageId SES gave a campaign claim (raw item), from its batch's result chunk; None
     when the claim has no recorded answer (not sent, or sent and its chunk never written)."""
     slot = ledger.attr(item, "result")
-    if not slot:
-        return None
-    chunk, position = _result_chunk(ddb, table, slot)
-    message_id = chunk.get("sent", {}).get("M", {}).get(position, {}).get("S")
-    return str(message_id) if message_id else None
+    return _answer(ddb, table, slot)[0] if slot else None
 
 
 def resolve(ddb: Any, table: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -834,11 +833,10 @@ def resolve(ddb: Any, table: str, item: dict[str, Any]) -> dict[str, Any]:
     slot = item.get("result")
     if item.get("sendState") != ledger.SENDING or not isinstance(slot, str):
         return item
-    chunk, position = _result_chunk(ddb, table, slot)
-    message_id = chunk.get("sent", {}).get("M", {}).get(position, {}).get("S")
+    message_id, sent_at = _answer(ddb, table, slot)
     if not message_id:
         return item
-    seen = {**item, "sendState": ledger.SENT, "messageId": message_id, "sentAt": ledger.attr(chunk, "at")}
+    seen = {**item, "sendState": ledger.SENT, "messageId": message_id, "sentAt": sent_at}
     if item.get("status") == SENDING:
         seen["status"] = SENT
     return seen

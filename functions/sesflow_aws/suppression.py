@@ -88,8 +88,7 @@ def _topics(topic: str) -> set[str]:
 def suppressed_among(ddb: Any, table: str, addresses: list[str], topic: str) -> set[str]:
     """Which of ``addresses`` a send on ``topic`` may not reach (entries for ``*``, the topic,
     or its class), with BatchGetItem (unprocessed keys retried by ``dynamo.batch_get``)."""
-    topic_class = sp.SUBSCRIPTION_TOPICS if topic != "transactional" else sp.TRANSACTIONAL_CLASS
-    keys = [{"address": {"S": a}, "topic": {"S": t}} for a in addresses for t in (sp.ALL_TOPICS, topic, topic_class)]
+    keys = [{"address": {"S": a}, "topic": {"S": t}} for a in addresses for t in _topics(topic)]
     return {item["address"]["S"] for item in dynamo.batch_get(ddb, table, keys, "address")}
 
 
@@ -109,13 +108,11 @@ def added_since(ddb: Any, table: str, since: str, topic: str, now: float | None 
     found: set[str] = set()
     day = first
     while day <= today:
-        values = {":d": {"S": day.isoformat()}, ":since": {"S": since}}
-        condition = "firstDay = :d AND firstSeen >= :since" if day == first else "firstDay = :d"
+        condition, values = "firstDay = :d", {":d": {"S": day.isoformat()}}
+        if day == first:  # that day's entries from ``since`` on
+            condition, values[":since"] = condition + " AND firstSeen >= :since", {"S": since}
         pages = ddb.get_paginator("query").paginate(
-            TableName=table,
-            IndexName="bySince",
-            KeyConditionExpression=condition,
-            ExpressionAttributeValues=values if day == first else {":d": values[":d"]},
+            TableName=table, IndexName="bySince", KeyConditionExpression=condition, ExpressionAttributeValues=values
         )
         for page in pages:
             found.update(i["address"]["S"] for i in page["Items"] if i["topic"]["S"] in topics)
