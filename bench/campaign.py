@@ -42,6 +42,8 @@ LAMBDA_GB_SECOND_ARM = 0.0000133334
 DDB_WRITE = 0.625 / 1e6
 DDB_READ = 0.125 / 1e6
 EVENTBRIDGE_CUSTOM_EVENT = 1.00 / 1e6
+XRAY_TRACE_RECORDED = 5.00 / 1e6
+XRAY_SAMPLED = 0.05
 NEWS = {"title": "T", "intro": "I", "articles": []}
 
 # Local Lambda durations are inflated by the single-process emulator, so GB-seconds use a
@@ -138,8 +140,43 @@ def _fn(stats_lambda: dict[str, list[float]], logical: str) -> tuple[float, floa
     return 0.0, 0.0, 0.0
 
 
-def cost_lines(st: dict[str, Any], emails: int, sfn_lines: list[tuple[str, float]]) -> list[tuple[str, float]]:
-    """$ per 1,000,000 emails for everything but SES, from one run's per-email counts."""
+def default_webhooks() -> bool:
+    """Whether the template deploys webhooks by default (the local stack turns them on)."""
+    from sesflow import cfn_yaml
+
+    template = cfn_yaml.load_template(ROOT / "template.yaml")
+    return str(template["Parameters"]["Webhooks"]["Default"]) == "true"
+
+
+def default_deployment(st: dict[str, Any]) -> dict[str, Any]:
+    """The stats of a run as a stack with the template's defaults would have them: the local
+    stack deploys webhooks (``Webhooks=true``) for its tests; by default there is no webhook
+    queue and no dispatcher to invoke."""
+    if default_webhooks():
+        return st
+    out = json.loads(json.dumps(st))
+    for key in ("lambda", "logs"):
+        out[key] = {name: v for name, v in (out.get(key) or {}).items() if "WebhookFunction" not in name}
+    return out
+
+
+def xray_line(traces_per_email: float) -> tuple[str, float]:
+    """X-Ray: every state machine and function traces (README, Tracing); the default sampling
+    rule records the first request each second and 5 % of the rest, about 5 % at volume."""
+    return (
+        "X-Ray traces recorded (5 % sampled at volume)",
+        traces_per_email * XRAY_SAMPLED * XRAY_TRACE_RECORDED * 1e6,
+    )
+
+
+def cost_lines(
+    st: dict[str, Any], emails: int, sfn_lines: list[tuple[str, float]], executions_per_email: float = 0.0
+) -> list[tuple[str, float]]:
+    """$ per 1,000,000 emails for everything but SES, from one run's per-email counts, for a
+    stack deployed with the template's defaults (:func:`default_deployment`). A trace starts
+    at each execution (``executions_per_email``: its functions join it) and at each feedback
+    invocation (SES events carry no trace header)."""
+    st = default_deployment(st)
     scale = 1e6 / emails
     req = st["requests"]
     lines = list(sfn_lines)
@@ -156,14 +193,17 @@ def cost_lines(st: dict[str, Any], emails: int, sfn_lines: list[tuple[str, float
     lines.append(("Lambda GB-seconds (arm64, AWS latency model)", gbs * LAMBDA_GB_SECOND_ARM * scale))
     lines += dynamodb_lines(st.get("dynamodb", {}), scale)
     if st.get("logs"):
-        _, log_bytes_run = log_bytes.function_bytes({"functions": log_bytes.function_logs(st)}, "INFO")
+        level, system = log_bytes.template_log_levels()
+        _, log_bytes_run = log_bytes.function_bytes({"functions": log_bytes.function_logs(st)}, level, system)
         lines.append(
             (
-                "CloudWatch Logs ingestion (functions at INFO, machines at ERROR)",
+                f"CloudWatch Logs ingestion (functions at {level}, machines at ERROR)",
                 log_bytes.dollars_per_million(log_bytes_run / emails),
             )
         )
     lines.append(("EventBridge custom-bus events", req.get("events:PutEvents", 0) * EVENTBRIDGE_CUSTOM_EVENT * scale))
+    feedback = _fn(st["lambda"], "FeedbackFunction")[0]
+    lines.append(xray_line(executions_per_email + feedback / emails))
     return lines
 
 
@@ -268,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  batch size              {batch_size:7d} recipients per child execution (the plan's)")
     child_lines = campaign_worker_lines(batch_size, COST_RATE)
     # the stats cover the campaign's emails only (per-campaign plan/control/parent work is excluded)
-    ours = cost_lines(st, accepted, child_lines)
+    ours = cost_lines(st, accepted, child_lines, 1 / batch_size)
     # the same run with per-email delivery tracking (CampaignDeliveryTracking=true): one
     # feedback invocation, two tracking writes (the event key pending, then done: about 1 WRU
     # each; measured 1.98 WRU per email more. No index write: a campaign email that goes well
@@ -284,12 +324,13 @@ def main(argv: list[str] | None = None) -> None:
     if feedback is None:
         full_st["lambda"]["sesflow-local-FeedbackFunction-X"] = feedback = [0, 0.0, 256]
     feedback[0] += accepted
-    full = cost_lines(full_st, accepted, child_lines)
+    full = cost_lines(full_st, accepted, child_lines, 1 / batch_size)
     ref_st, ref_n = ref["stats"], ref["n"]
     std = cost_lines(
         ref_st,
         ref_n,
         [("Step Functions: Standard transitions", ref["transitions"] * SFN_STANDARD_TRANSITION * 1e6 / ref_n)],
+        1.0,
     )
     express_s = sum(AWS_MS[f](1, 256) for f in ("ValidateFunction", "SendFunction")) / 1000 + 0.1
     exp = cost_lines(
@@ -301,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
                 (SFN_EXPRESS_REQUEST + express_s * 0.0625 * SFN_EXPRESS_GB_SECOND) * 1e6,
             )
         ],
+        1.0,
     )
     columns = {"campaign": ours, "campaign+": full, "Std/email": std, "Exp/email": exp}
     print(
@@ -322,7 +364,8 @@ def main(argv: list[str] | None = None) -> None:
         "delivery recorded and announced)"
     )
     for rate in (14.0, 50.0, 1000.0):
-        slow = cost_lines(st, accepted, campaign_worker_lines(cp.batch_size_for(cp.concurrency_for(rate)[1]), rate))
+        size = cp.batch_size_for(cp.concurrency_for(rate)[1])
+        slow = cost_lines(st, accepted, campaign_worker_lines(size, rate), 1 / size)
         print(
             f"  campaign at {rate:6.0f} emails/s: ${sum(v for _, v in slow):.2f} (the workers' time follows the pace)"
         )

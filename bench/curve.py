@@ -65,7 +65,7 @@ def function(stats: dict[str, Any], logical: str, default_mb: float) -> tuple[fl
 
 def per_million(run: Run, rate: float = bc.COST_RATE) -> list[tuple[str, float]]:
     """$ per 1,000,000 emails, everything but SES, from the run's per-email counts."""
-    return bc.cost_lines(run.stats, run.accepted, bc.campaign_worker_lines(run.batch_size, rate))
+    return bc.cost_lines(run.stats, run.accepted, bc.campaign_worker_lines(run.batch_size, rate), 1 / run.batch_size)
 
 
 def plan_aws_seconds(planner_seconds: float, memory_mb: float = PLAN_MB) -> float:

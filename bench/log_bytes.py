@@ -5,9 +5,10 @@
 Runs 20 single sends through the send machine and a 500-recipient campaign (stages 1/10/100 %)
 and prints, per email, the log events and bytes CloudWatch Logs would ingest, by source:
 
-* each Lambda function: the platform lines Lambda writes per invocation (START, END, REPORT in
-  the default text log format: the template sets no ``LoggingConfig``; with active tracing the
-  REPORT event carries an ``XRAY TraceId`` line), by formula, plus every line the handler wrote
+* each Lambda function: the platform events Lambda writes per invocation (``platform.start``
+  and ``platform.report`` in the JSON log format the template sets, with the active-tracing
+  ids; none at the default ``LogLevel=WARNING``, which maps to ``SystemLogLevel=WARN``), by
+  formula, plus every line the handler wrote
   to stdout, counted by the local runtime (``lambda_runtime.log_stats``, ``"logs"`` of
   ``GET /_sesflow/stats``): Powertools Logger JSON lines by level and EMF metric lines;
 * each state machine: one log event per history event (``GetExecutionHistory`` of the local
@@ -82,6 +83,8 @@ LEVELS = {"ALL": None, "ERROR": ERROR_EVENTS, "FATAL": FATAL_EVENTS}
 EXECUTION_DATA = ("input", "inputDetails", "output", "outputDetails")
 #: Powertools levels dropped when the function log level is WARNING
 BELOW_WARNING = ("DEBUG", "INFO")
+#: the template's LogLevel -> Lambda system log level (Mappings.FunctionLogLevels)
+SYSTEM_LEVEL = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "WARN"}
 
 
 def event_bytes(message: str) -> int:
@@ -102,22 +105,40 @@ def platform_lines(
     init_duration_ms: float | None = None,
     trace_id: str | None = None,
 ) -> list[str]:
-    """The START, END and REPORT log events of one invocation, text log format (one event each;
-    with active tracing the REPORT event ends with an ``XRAY`` line)."""
-    report = (
-        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-        f"Billed Duration: {math.ceil(duration_ms)} ms\tMemory Size: {memory_mb} MB\t"
-        f"Max Memory Used: {max_memory_used_mb} MB\t"
+    """The system log events of one invocation at SystemLogLevel INFO in the JSON log format
+    (the template's ``LoggingConfig``): ``platform.start`` and ``platform.report`` (at WARN,
+    the template's default, neither is written)."""
+    at = "2026-12-07T07:00:00.000Z"
+    tracing = (
+        {
+            "tracing": {
+                "spanId": "0" * 16,
+                "type": "X-Amzn-Trace-Id",
+                "value": f"Root={trace_id};Parent={'0' * 16};Sampled=1",
+            }
+        }
+        if trace_id is not None
+        else {}
     )
+    metrics: dict[str, Any] = {
+        "durationMs": round(duration_ms, 3),
+        "billedDurationMs": math.ceil(duration_ms),
+        "memorySizeMB": memory_mb,
+        "maxMemoryUsedMB": max_memory_used_mb,
+    }
     if init_duration_ms is not None:
-        report += f"Init Duration: {init_duration_ms:.2f} ms\t"
-    if trace_id is not None:
-        report += f"\nXRAY TraceId: {trace_id}\tSegmentId: {uuid.uuid4().hex[:16]}\tSampled: true\t"
-    return [
-        f"START RequestId: {request_id} Version: $LATEST\n",
-        f"END RequestId: {request_id}\n",
-        report + "\n",
-    ]
+        metrics["initDurationMs"] = round(init_duration_ms, 3)
+    start = {"time": at, "type": "platform.start", "record": {"requestId": request_id, "version": "$LATEST", **tracing}}
+    report = {
+        "time": at,
+        "type": "platform.report",
+        "record": {"requestId": request_id, "metrics": metrics, **tracing, "status": "success"},
+    }
+    return [json.dumps(start, separators=(",", ":")) + "\n", json.dumps(report, separators=(",", ":")) + "\n"]
+
+
+#: platform events per invocation at SystemLogLevel INFO (``platform_lines``)
+PLATFORM_EVENTS = 2
 
 
 def platform_bytes(duration_ms: float, memory_mb: int, max_memory_used_mb: int = 90, tracing: bool = True) -> int:
@@ -221,7 +242,7 @@ def function_logs(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 kinds.setdefault(kind, {"events": 0, "bytes": 0})[measure_] = value
         out[logical_name(name)] = {
             "invocations": invocations,
-            "platform": {"events": 3 * invocations, "bytes": per_invocation * invocations},
+            "platform": {"events": PLATFORM_EVENTS * invocations, "bytes": per_invocation * invocations},
             "handler": kinds,
         }
     return out
@@ -347,13 +368,25 @@ def measure(target: Target, sends: int = 20, recipients: int = 500) -> dict[str,
 
 
 # ---------------------------------------------------------------- figures
-def function_bytes(run: dict[str, Any], level: str = "INFO") -> tuple[int, int]:
-    """Events and bytes of every function of a run at a function log level (INFO or WARNING)."""
+def template_log_levels() -> tuple[str, str]:
+    """The template's default ``LogLevel`` and the Lambda system log level it maps to
+    (``Mappings.FunctionLogLevels``): what a deployed stack logs unless told otherwise."""
+    from sesflow import cfn_yaml
+
+    template = cfn_yaml.load_template(ROOT / "template.yaml")
+    level = str(template["Parameters"]["LogLevel"]["Default"])
+    return level, str(template["Mappings"]["FunctionLogLevels"][level]["System"])
+
+
+def function_bytes(run: dict[str, Any], level: str = "INFO", system: str = "INFO") -> tuple[int, int]:
+    """Events and bytes of every function of a run at a function log level (INFO or WARNING)
+    and a Lambda system log level (``WARN`` leaves out the START/END/REPORT lines)."""
     dropped = BELOW_WARNING if level == "WARNING" else ("DEBUG",)
     events = bytes_ = 0
     for fn in run["functions"].values():
-        events += fn["platform"]["events"]
-        bytes_ += fn["platform"]["bytes"]
+        if system != "WARN":
+            events += fn["platform"]["events"]
+            bytes_ += fn["platform"]["bytes"]
         for kind, counts in fn["handler"].items():
             if kind not in dropped:
                 events += counts["events"]
@@ -367,7 +400,8 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
     machine: dict[str, dict[str, int]] = {}
     _add(machine, run["machineLog"])
     _add(machine, run.get("childLog", {}))
-    functions = {level: function_bytes(run, level) for level in ("INFO", "WARNING")}
+    # LogLevel INFO keeps Lambda's platform lines, WARNING leaves them out (FunctionLogLevels)
+    functions = {level: function_bytes(run, level, SYSTEM_LEVEL[level]) for level in ("INFO", "WARNING")}
     return {
         "emails": run["emails"],
         "machineEventsPerEmail": {lv: c["events"] / emails for lv, c in machine.items()},
@@ -390,7 +424,7 @@ def _rows(run: dict[str, Any]) -> list[tuple[str, float, float]]:
     rows = []
     for name, fn in run["functions"].items():
         per_inv = fn["invocations"] / emails
-        rows.append((f"{name}: platform START/END/REPORT ({per_inv:.3f} inv.)", *_per(fn["platform"], emails)))
+        rows.append((f"{name}: platform start/report at INFO ({per_inv:.3f} inv.)", *_per(fn["platform"], emails)))
         for kind, counts in sorted(fn["handler"].items()):
             label = {"EMF": "EMF metric lines", "other": "other stdout lines"}.get(kind, f"Powertools {kind} lines")
             rows.append((f"{name}: {label}", *_per(counts, emails)))

@@ -513,6 +513,8 @@ _LOCAL_DEFAULTS = {
     "ThrottleWaitSeconds": "2",
     "QuotaWaitSeconds": "5",
     "LogRetentionDays": "1",
+    # a line per step on a laptop (the deployed default is WARNING, see LogLevel)
+    "LogLevel": "INFO",
     # the local interpreter runs no EXPRESS child executions in a Distributed Map
     "CampaignChildExecutionType": "STANDARD",
     "CampaignPauseCheckSeconds": "1",

@@ -50,7 +50,7 @@ def test_per_million_does_not_depend_on_the_runs_size() -> None:
 
 def test_per_million_is_bench_campaigns_cost_lines_at_cost_rate() -> None:
     r = run()
-    expected = bc.cost_lines(r.stats, r.accepted, bc.campaign_worker_lines(250, bc.COST_RATE))
+    expected = bc.cost_lines(r.stats, r.accepted, bc.campaign_worker_lines(250, bc.COST_RATE), 1 / 250)
     assert curve.per_million(r) == expected
 
 
@@ -136,3 +136,29 @@ def test_draw(tmp_path: Path) -> None:
     path = tmp_path / "curve.png"
     curve.draw(curve.build_rows(SIZES, {10_000: run()}, PLANNER), path)
     assert curve.png_size(path) == (640, 360)
+
+
+def test_costs_are_for_a_stack_with_the_template_defaults() -> None:
+    # the local stack deploys webhooks; by default a stack has no dispatcher to invoke
+    st = {
+        "requests": {},
+        "lambda": {"s-WebhookFunction-A": [10, 50.0, 256], "s-FeedbackFunction-B": [4, 40.0, 256]},
+        "logs": {
+            "s-WebhookFunction-A": {
+                "invocations": 10,
+                "events": 10,
+                "bytes": 4000,
+                "INFO.events": 10,
+                "INFO.bytes": 4000,
+            },
+            "s-FeedbackFunction-B": {"invocations": 4, "events": 4, "bytes": 900, "INFO.events": 4, "INFO.bytes": 900},
+        },
+        "dynamodb": {},
+    }
+    assert not bc.default_webhooks()
+    lines = dict(bc.cost_lines(st, 2, []))
+    assert lines["Lambda requests"] == pytest.approx(4 * bc.LAMBDA_REQUEST * 1e6 / 2)
+    # a trace per feedback invocation (2 per email), 5 % sampled
+    assert lines["X-Ray traces recorded (5 % sampled at volume)"] == pytest.approx(2 * 0.05 * 5.0)
+    # WARNING: no INFO lines, no platform events
+    assert lines["CloudWatch Logs ingestion (functions at WARNING, machines at ERROR)"] == 0

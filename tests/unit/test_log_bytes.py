@@ -27,24 +27,48 @@ def test_dollars_at_50_cents_per_gb() -> None:
     assert round(lb.dollars_per_million(1000), 4) == 0.4657  # 1 kB per email
 
 
-def test_platform_lines_in_the_text_format() -> None:
-    start, end, report = lb.platform_lines(RID, 12.34, 256, 90)
-    assert start == f"START RequestId: {RID} Version: $LATEST\n"
-    assert end == f"END RequestId: {RID}\n"
-    assert report == (
-        f"REPORT RequestId: {RID}\tDuration: 12.34 ms\tBilled Duration: 13 ms\tMemory Size: 256 MB\t"
-        "Max Memory Used: 90 MB\t\n"
-    )
-    cold = lb.platform_lines(RID, 12.34, 256, 90, init_duration_ms=401.5, trace_id="1-6760a1b2-" + "a" * 24)[2]
-    assert "\tInit Duration: 401.50 ms\t\nXRAY TraceId: 1-6760a1b2-" in cold
-    assert cold.endswith("\tSampled: true\t\n")
+def test_platform_events_in_the_json_format() -> None:
+    start, report = (json.loads(line) for line in lb.platform_lines(RID, 12.34, 256, 90))
+    assert start == {
+        "time": "2026-12-07T07:00:00.000Z",
+        "type": "platform.start",
+        "record": {"requestId": RID, "version": "$LATEST"},
+    }
+    assert report["type"] == "platform.report" and report["record"]["status"] == "success"
+    assert report["record"]["metrics"] == {
+        "durationMs": 12.34,
+        "billedDurationMs": 13,
+        "memorySizeMB": 256,
+        "maxMemoryUsedMB": 90,
+    }
+    traced = lb.platform_lines(RID, 12.34, 256, 90, init_duration_ms=401.5, trace_id="1-6760a1b2-" + "a" * 24)
+    cold = json.loads(traced[1])["record"]
+    assert cold["metrics"]["initDurationMs"] == 401.5
+    assert cold["tracing"]["value"].startswith("Root=1-6760a1b2-") and cold["tracing"]["value"].endswith(";Sampled=1")
+    assert all(line.endswith("\n") and line.count("\n") == 1 for line in traced)
 
 
 def test_platform_bytes_per_invocation() -> None:
-    # 71 + 52 + 141 message bytes and 3 x 26
-    assert lb.platform_bytes(12.34, 256, 90, tracing=False) == 342
-    # the XRAY line of active tracing: 93 bytes more
-    assert lb.platform_bytes(12.34, 256, 90) == 435
+    # 142 + 235 message bytes and 2 x 26
+    assert lb.platform_bytes(12.34, 256, 90, tracing=False) == 429
+    # the tracing object of active tracing, in both events: 2 x 150 bytes more
+    assert lb.platform_bytes(12.34, 256, 90) == 729
+
+
+def test_the_default_log_level_leaves_the_platform_events_out() -> None:
+    level, system = lb.template_log_levels()
+    assert (level, system) == ("WARNING", "WARN")
+    run = {
+        "functions": {
+            "SendFunction": {
+                "invocations": 1,
+                "platform": {"events": 2, "bytes": 577},
+                "handler": {"INFO": {"events": 2, "bytes": 400}, "EMF": {"events": 1, "bytes": 300}},
+            }
+        }
+    }
+    assert lb.function_bytes(run, "INFO", "INFO") == (5, 1277)
+    assert lb.function_bytes(run, "WARNING", "WARN") == (1, 300)  # the metric line stays
 
 
 def _scheduled(**details: Any) -> dict[str, Any]:
@@ -136,7 +160,8 @@ def test_function_bytes_at_info_and_warning() -> None:
     assert lb.function_bytes(run, "INFO") == (10, 2370)
     assert lb.function_bytes(run, "WARNING") == (8, 1370)  # metrics stay: they are no log level's
     s = lb.summary(run)
-    assert s["functionBytesPerEmail"] == {"INFO": 1185.0, "WARNING": 685.0}
+    # LogLevel WARNING maps to SystemLogLevel WARN: no platform events either
+    assert s["functionBytesPerEmail"] == {"INFO": 1185.0, "WARNING": 250.0}
 
 
 def test_the_local_runtime_counts_what_a_handler_writes(tmp_path: Path) -> None:

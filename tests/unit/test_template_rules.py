@@ -201,3 +201,20 @@ def test_the_webhook_rule_may_write_to_its_queues_and_nothing_else_may() -> None
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["WebhookEventsRule", "Arn"]}}}
     rule = TEMPLATE["Resources"]["WebhookEventsRule"]["Properties"]
     assert rule["EventPattern"]["source"] == ["sesflow"]  # never SES's or another stack's events
+
+
+def test_function_log_filtering_keeps_the_metric_lines() -> None:
+    """Lambda's log-level filtering needs the JSON log format, and files a line without a
+    ``level`` (Powertools' EMF metric lines) as INFO: an application level above INFO would
+    drop every metric. Powertools filters its own lines (POWERTOOLS_LOG_LEVEL)."""
+    config = TEMPLATE["Globals"]["Function"]["LoggingConfig"]
+    assert config["LogFormat"] == "JSON"
+    levels = TEMPLATE["Mappings"]["FunctionLogLevels"]
+    assert set(levels) == set(TEMPLATE["Parameters"]["LogLevel"]["AllowedValues"])
+    for level, mapped in levels.items():
+        assert mapped["Application"] in ("TRACE", "DEBUG", "INFO"), level
+        assert mapped["System"] in ("DEBUG", "INFO", "WARN"), level
+    assert config["ApplicationLogLevel"] == {"Fn::FindInMap": ["FunctionLogLevels", {"Ref": "LogLevel"}, "Application"]}
+    assert config["SystemLogLevel"] == {"Fn::FindInMap": ["FunctionLogLevels", {"Ref": "LogLevel"}, "System"]}
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
