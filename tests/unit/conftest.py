@@ -144,8 +144,7 @@ def _tables(ddb: Any) -> None:
         TableName=TRACKING,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
-            {"AttributeName": n, "AttributeType": s}
-            for n in ("emailId", "messageId", "recipient", "createdAt", "campaignId")
+            {"AttributeName": n, "AttributeType": s} for n in ("emailId", "messageId", "createdAt", "campaignId")
         ],
         KeySchema=[{"AttributeName": "emailId", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
@@ -153,14 +152,6 @@ def _tables(ddb: Any) -> None:
                 "IndexName": "byMessageId",
                 "KeySchema": [{"AttributeName": "messageId", "KeyType": "HASH"}],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
-            },
-            {
-                "IndexName": "byRecipient",
-                "KeySchema": [
-                    {"AttributeName": "recipient", "KeyType": "HASH"},
-                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
             },
             {
                 "IndexName": "byCampaign",

@@ -504,7 +504,7 @@ def test_a_sent_recipient_is_recorded_sent_with_its_message_id(aws: Aws, ctx: La
         assert (item["status"], item["sendState"]) == ("sent", "sent")
         assert item["messageId"] == ids[address] and item["sentAt"] >= item["sendStartedAt"]
         # as stored (ADR 0014): the claim alone, truthful, naming its result slot; no createdAt
-        # and no messageId, so no entry in byRecipient, byCampaign or byMessageId
+        # and no messageId, so no entry in byCampaign or byMessageId
         raw = aws.item(email_id(address), raw=True)
         assert raw["status"] == raw["sendState"] == "sending" and raw["result"].startswith(f"r#{CID}:0:0#")
         assert "createdAt" not in raw and "messageId" not in raw
