@@ -10,6 +10,7 @@ from bench import (
     local_stack,
     log_bytes,
     otel_import,
+    plan_chunks,
     planner,
     render_mime,
 )
@@ -27,6 +28,8 @@ print()
 feedback.main([])
 print()
 planner.main([])
+print()
+plan_chunks.main([])
 print()
 campaign.main(["--skip-memory"])  # the planner's memory: bench.planner above
 print()

@@ -33,6 +33,10 @@ KEY = "r.csv"
 S3_MB_S = 90
 COLD_START_S = 1.0
 TEN_MILLION = 10_000_000
+#: the deployed stack's chunk size (template.yaml's CampaignPlanChunkKiB) and PlanChunks'
+#: MaxConcurrency (statemachines/campaign.asl.json)
+AWS_CHUNK_BYTES = 32768 * 1024
+AWS_MAX_CONCURRENCY = 40
 
 
 def list_rows() -> type:
@@ -160,7 +164,6 @@ def _run(*args: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- report
 def ten_million(
     rows: int,
-    chunk_rows: int,
     list_bytes: int,
     chunks: dict[str, Any],
     merged: dict[str, Any],
@@ -171,12 +174,15 @@ def ten_million(
     scale = TEN_MILLION / rows
     per_row_chunk = chunks["seconds"] / rows
     per_row_merge = merged["seconds"] / rows
-    n_chunks = -(-TEN_MILLION // chunk_rows)
+    # the ranges the deployed Plan cuts (chunks.split of the list at CampaignPlanChunkKiB)
+    n_chunks = -(-int(list_bytes * scale) // AWS_CHUNK_BYTES)
+    chunk_rows = -(-TEN_MILLION // n_chunks)
+    waves = -(-n_chunks // AWS_MAX_CONCURRENCY)
     chunk_in = list_bytes / rows * chunk_rows / 1e6  # MB of the list a chunk reads
     chunk_out = sum(chunks["written_bytes"]) / rows * chunk_rows / 1e6  # MB of bucket files it writes
     chunk_cpu = per_row_chunk * chunk_rows
     chunk_io = (chunk_in + chunk_out) / S3_MB_S
-    chunk_total = COLD_START_S + chunk_cpu + chunk_io
+    chunk_total = (COLD_START_S + chunk_cpu + chunk_io) * waves
     merge_in = merged["read_bytes"] * scale / 1e6
     merge_out = merged["written_bytes"] * scale / 1e6
     merge_cpu = per_row_merge * TEN_MILLION
@@ -187,7 +193,8 @@ def ten_million(
         f"S3 at {S3_MB_S} MB/s per function, {COLD_START_S:.0f} s cold start, suppression from the plan's one Scan)"
     )
     print(
-        f"    chunk phase: {n_chunks} chunks of {chunk_rows:,} rows at the same time (Distributed Map): "
+        f"    chunk phase: {n_chunks} chunks of {chunk_rows:,} rows (CampaignPlanChunkKiB=32768) at the same time "
+        f"(PlanChunks, MaxConcurrency {AWS_MAX_CONCURRENCY}): "
         f"{COLD_START_S:.0f} s + {chunk_cpu:.1f} s CPU + {chunk_io:.1f} s S3 ({chunk_in:.0f} MB read, "
         f"{chunk_out:.0f} MB of buckets written) = {chunk_total:.1f} s"
     )
@@ -196,17 +203,13 @@ def ten_million(
         f"{COLD_START_S:.0f} s + {merge_io:.0f} s S3 ({merge_in:.0f} MB of buckets read, {merge_out:.0f} MB of "
         f"manifests and rejects written) = {merge_total:.0f} s"
     )
-    gets = n_chunks * 256
     alone = ""
     if single is not None:  # bench.planner's arithmetic, at this run's single-process speed
         single_cpu = single["seconds"] / rows * TEN_MILLION
         single_io = (list_bytes * scale + merged["written_bytes"] * scale) / 1e6 / S3_MB_S
         alone = f" (one process: {single_cpu:.0f} s CPU + {single_io:.0f} s S3 = {single_cpu + single_io:.0f} s)"
     print(f"    total ~ {chunk_total + merge_total:.0f} s{alone}")
-    print(
-        f"    the merge reads {gets:,} bucket objects ({n_chunks} x 256): assumed fetched ahead, several at a time, "
-        f"so their latency is hidden (~{gets * 0.02:.0f} s more at 20 ms each, one after the other)"
-    )
+    print(f"    (the merge downloads one object per chunk, {n_chunks} GETs, and reads each bucket's pieces from them)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -267,7 +270,7 @@ def report(args: argparse.Namespace, work: Path) -> None:
             f"{single['seconds']:6.1f} s  max RSS {single['maxrss_mb']:.0f} MB; manifests, rejects and counts "
             f"identical to the merge's: {'yes' if same else 'NO'}"
         )
-    ten_million(rows, chunk_rows, size, chunks, merged, single)
+    ten_million(rows, size, chunks, merged, single)
 
 
 if __name__ == "__main__":

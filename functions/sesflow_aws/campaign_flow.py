@@ -12,8 +12,11 @@ ledger). Every function takes ``client``: a function service -> boto3 client.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -21,13 +24,13 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from sesflow_core import campaign as cp
 from sesflow_core import ids, ses_errors
-from sesflow_core.campaign import abtest
+from sesflow_core.campaign import abtest, chunks
 from sesflow_core.campaign.planner import part_key
 from sesflow_core.campaign.schedule import SendSchedule
 from sesflow_core.campaign.schedule import iso as schedule_iso
@@ -151,28 +154,67 @@ def _suppressed_lookup(client: Client, settings: Settings, topic: str) -> Callab
 
 
 def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The Plan state (and, for a list of more than ``PLAN_CHUNK_BYTES``, the distributed
+    plan's chunk and merge states, by ``event["phase"]``): the plan document, or, to plan in
+    chunks, ``{"campaignId", "planChunks": {...}}`` for the machine's PlanChunks Map."""
+    phase = event.get("phase")
+    if phase == "chunk":
+        return plan_chunk(client, event, settings)
+    if phase == "merge":
+        return merge_plan(client, event, settings)
     raw = event.get("input", event)
     bucket = settings.campaigns_bucket
     spec = cp.CampaignSpec.from_input(raw, default_bucket=bucket, allow_clock=settings.local_stack)
-    existing = campaign_item(client, spec.campaign_id)
-    if existing.get("plan"):  # resume: the plan (and the ledger) already exist
-        logger.info("campaign already planned: resuming", extra={"campaignId": spec.campaign_id})
-        update_campaign(
-            client, spec.campaign_id, status="running", control=RUN, executionArn=event.get("executionArn", "")
-        )
-        plan_doc: dict[str, Any] = existing["plan"]
-        return plan_doc
+    resumed = _resumed(client, spec.campaign_id, event)
+    if resumed is not None:
+        return resumed
     rate = spec.max_send_rate
     if not rate:
         rate = ses.account_max_send_rate(client("sesv2"))
-    workers, worker_rate = cp.concurrency_for(rate)
+    _workers, worker_rate = cp.concurrency_for(rate)
     if spec.batch_size is None:
         spec = replace(spec, batch_size=cp.batch_size_for(worker_rate))
+    preview = _plan_preview(client, settings, spec)
+    listing = client("s3").get_object(Bucket=spec.recipients_bucket, Key=spec.recipients_key)
+    size = int(listing.get("ContentLength") or 0)
+    started = time.time()
+    if size > settings.plan_chunk_bytes:
+        listing["Body"].close()
+        return _start_chunks(
+            client, settings, spec, {**raw, "maxSendRate": rate, "batchSize": spec.batch_size}, size, preview, started
+        )
+    planner = cp.Planner(spec, workdir=settings.plan_workdir, preview=preview)
+    # entries added from a minute before the lookups on are read again by every batch (clocks
+    # of other functions may be a little behind)
+    checked_at = schedule_iso(started - 60)
+    suppressed = suppression.plan_lookup(client("dynamodb"), settings.suppression_table, spec.topic, size)
+    manifests, rejects = planner.plan(cp.iter_rows(listing["Body"], spec.recipients_key), suppressed)
+    result = chunks.Merged(manifests, rejects, planner.parts, planner.counts)
+    try:
+        return _publish(client, event, settings, spec, rate, result, started, checked_at)
+    finally:
+        planner.cleanup()
+
+
+def _resumed(client: Client, campaign_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan of a campaign planned already (a resumed campaign, a retried merge): the
+    plan and the ledger exist, nothing is planned again."""
+    existing = campaign_item(client, campaign_id)
+    if not existing.get("plan"):
+        return None
+    logger.info("campaign already planned: resuming", extra={"campaignId": campaign_id})
+    update_campaign(client, campaign_id, status="running", control=RUN, executionArn=event.get("executionArn", ""))
+    plan_doc: dict[str, Any] = existing["plan"]
+    return plan_doc
+
+
+def _plan_preview(client: Client, settings: Settings, spec: cp.CampaignSpec) -> Callable[[dict[str, Any]], None]:
+    """What renders the list's first rows at plan time: the template, and each A/B variant's
+    template and subject (a variant that cannot render fails the plan, before anyone is
+    mailed)."""
     template = templates.load_template(
         client("s3"), settings.templates_bucket, spec.template, settings.template_cache_ttl
     )
-    # each A/B variant's template and subject must render for this list too (a variant that
-    # cannot render fails the plan, before anyone is mailed)
     variant_templates = [(v, variant_template(client, settings, spec.template, v.as_dict())) for v in spec.variants]
 
     def preview(data: dict[str, Any]) -> None:
@@ -180,22 +222,180 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
         for v, compiled in variant_templates:
             compiled.render({**data, **v.data}, spec.topic)
 
-    planner = cp.Planner(spec, workdir=settings.plan_workdir, preview=preview)
-    listing = client("s3").get_object(Bucket=spec.recipients_bucket, Key=spec.recipients_key)
-    started = time.time()
-    # entries added from a minute before the lookups on are read again by every batch (clocks
-    # of other functions may be a little behind)
-    checked_at = schedule_iso(started - 60)
-    suppressed = suppression.plan_lookup(
-        client("dynamodb"), settings.suppression_table, spec.topic, int(listing.get("ContentLength") or 0)
+    return preview
+
+
+def _open_from(s3: Any, bucket: str, key: str) -> chunks.OpenFrom:
+    """``open_from`` for a list in S3: a GetObject of ``bytes=pos-``, read through a buffer
+    (the chunk reads lines; the body is closed, the rest unread, once it has them)."""
+
+    def open_from(pos: int) -> IO[bytes]:
+        body = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={pos}-")["Body"]
+        return io.BufferedReader(_BodyReader(body), 1 << 20)
+
+    return open_from
+
+
+class _BodyReader(io.RawIOBase):
+    """An S3 body as a raw stream, so that ``io.BufferedReader`` gives fast ``readline``s."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._body.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+def _chunk_key(campaign_id: str, k: int, suffix: str) -> str:
+    return f"campaigns/{campaign_id}/plan/chunk-{k:05d}.{suffix}"
+
+
+def _start_chunks(
+    client: Client,
+    settings: Settings,
+    spec: cp.CampaignSpec,
+    raw: dict[str, Any],
+    size: int,
+    preview: Callable[[dict[str, Any]], None],
+    started: float,
+) -> dict[str, Any]:
+    """A list of more than ``PLAN_CHUNK_BYTES``: its header and first rows checked here (a
+    campaign that cannot go out fails in this state, with its reason), then the byte ranges
+    for the machine's PlanChunks Map and what its MergePlan needs (ADR 0016)."""
+    open_from = _open_from(client("s3"), spec.recipients_bucket, spec.recipients_key)
+    header = chunks.read_header(open_from, spec.recipients_key)
+    ranges = chunks.split(size, settings.plan_chunk_bytes)
+    # the Planner's preview of the first valid rows, read from the start of the first range
+    first = chunks.plan_chunk(
+        spec,
+        chunks.ChunkRows(open_from, spec.recipients_key, 0, min(ranges[0][1], chunks.PREVIEW_BYTES)),
+        settings.plan_workdir,
+        preview,
     )
-    manifests, rejects = planner.plan(cp.iter_rows(listing["Body"], spec.recipients_key), suppressed)
+    shutil.rmtree(first.dir, ignore_errors=True)
+    logger.info("planning in chunks", extra={"campaignId": spec.campaign_id, "chunks": len(ranges), "bytes": size})
+    return {
+        "campaignId": spec.campaign_id,
+        "planChunks": {
+            "input": raw,
+            "header": header,
+            "listBytes": size,
+            "startedAt": started,
+            "chunks": [{"index": k, "start": a, "end": b} for k, (a, b) in enumerate(ranges)],
+        },
+    }
+
+
+def plan_chunk(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """One item of the PlanChunks Map: the chunk phase over one byte range; its files go to
+    S3 as one object (``chunk-<k>.data``) and their places in it, with the chunk's result,
+    as ``chunk-<k>.json``. Returns a few bytes: the Map keeps no results (ResultPath null)."""
+    spec = cp.CampaignSpec.from_input(
+        event["input"], default_bucket=settings.campaigns_bucket, allow_clock=settings.local_stack
+    )
+    item = event["chunk"]
+    k, s3 = int(item["index"]), client("s3")
+    rows = chunks.ChunkRows(
+        _open_from(s3, spec.recipients_bucket, spec.recipients_key),
+        spec.recipients_key,
+        int(item["start"]),
+        int(item["end"]),
+        event.get("header"),
+    )
+    result = chunks.plan_chunk(spec, rows, settings.plan_workdir)
+    try:
+        data = os.path.join(result.dir, "chunk.data")
+        places: dict[str, list[int]] = {}
+        with open(data, "wb") as out:
+            for name in result.files():
+                with open(os.path.join(result.dir, name), "rb") as f:
+                    places[name] = [out.tell(), 0]
+                    shutil.copyfileobj(f, out, 1 << 20)
+                    places[name][1] = out.tell() - places[name][0]
+        s3.upload_file(data, settings.campaigns_bucket, _chunk_key(spec.campaign_id, k, "data"))
+        doc = {"result": {**result.as_dict(), "dir": ""}, "files": places}
+        s3.put_object(
+            Bucket=settings.campaigns_bucket,
+            Key=_chunk_key(spec.campaign_id, k, "json"),
+            Body=json.dumps(doc).encode(),
+            ContentType="application/json",
+        )
+    finally:
+        shutil.rmtree(result.dir, ignore_errors=True)
+    return {"index": k, "rows": result.rows}
+
+
+def merge_plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The MergePlan state: the chunks' files, bucket by bucket in chunk order, through the
+    Planner's own dedupe, suppression and batching (``chunks.merge``: the plan one process
+    would have made, byte for byte), then published as ``plan`` publishes its own."""
+    raw, bucket = event["input"], settings.campaigns_bucket
+    spec = cp.CampaignSpec.from_input(raw, default_bucket=bucket, allow_clock=settings.local_stack)
+    resumed = _resumed(client, spec.campaign_id, event)
+    if resumed is not None:
+        return resumed
+    s3 = client("s3")
+    workdir = tempfile.mkdtemp(prefix="merge-", dir=settings.plan_workdir)
+    try:
+        results, places = [], []
+        for item in event["chunks"]:
+            k = int(item["index"])
+            doc = json.loads(s3.get_object(Bucket=bucket, Key=_chunk_key(spec.campaign_id, k, "json"))["Body"].read())
+            results.append(chunks.ChunkResult.from_dict(doc["result"]))
+            places.append(doc["files"])
+            s3.download_file(bucket, _chunk_key(spec.campaign_id, k, "data"), os.path.join(workdir, f"{k}.data"))
+
+        def open_file(k: int, name: str) -> IO[bytes]:
+            offset, length = places[k][name]
+            with open(os.path.join(workdir, f"{k}.data"), "rb") as f:
+                f.seek(offset)
+                return io.BytesIO(f.read(length))
+
+        started = float(event.get("startedAt") or time.time())
+        checked_at = schedule_iso(time.time() - 60)  # as plan's: before the lookups
+        suppressed = suppression.plan_lookup(
+            client("dynamodb"), settings.suppression_table, spec.topic, int(event.get("listBytes") or 0)
+        )
+        merged = chunks.merge(spec, results, open_file, suppressed, workdir)
+        plan_doc = _publish(client, event, settings, spec, float(raw["maxSendRate"]), merged, started, checked_at)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    keys = [_chunk_key(spec.campaign_id, int(i["index"]), x) for i in event["chunks"] for x in ("data", "json")]
+    for n in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key} for key in keys[n : n + 1000]]})
+    return plan_doc
+
+
+def _publish(
+    client: Client,
+    event: dict[str, Any],
+    settings: Settings,
+    spec: cp.CampaignSpec,
+    rate: float,
+    result: chunks.Merged,
+    started: float,
+    checked_at: str,
+) -> dict[str, Any]:
+    """Upload a plan's manifests (by parts) and rejects, record the plan on the campaign item,
+    announce ``Campaign Started``; the plan document (the machine's state from here on)."""
+    workers, worker_rate = cp.concurrency_for(rate)
+    bucket = settings.campaigns_bucket
     s3 = client("s3")
     prefix = f"campaigns/{spec.campaign_id}"
     stages = []
-    for i, _path in enumerate(manifests):
+    for i, _path in enumerate(result.manifests):
         key = f"{prefix}/stage-{i}.json"
-        parts = planner.parts[i]
+        parts = result.parts[i]
         for n, (part_path, _recipients, _batches, _slot) in enumerate(parts):
             s3.upload_file(part_path, bucket, part_key(key, n))
             os.remove(part_path)
@@ -203,9 +403,9 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
             {
                 "index": i,
                 "key": key,
-                "planned": planner.counts.planned[i],
-                "batches": planner.counts.batches[i],
-                "isLast": i == len(manifests) - 1,
+                "planned": result.counts.planned[i],
+                "batches": result.counts.batches[i],
+                "isLast": i == len(result.manifests) - 1,
                 "percent": spec.stages[i],
                 # a capped campaign's stage is sent part by part (about a day's worth each)
                 "parts": len(parts),
@@ -219,9 +419,8 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
     merged = [st["index"] for st in stages[:-1] if not st["planned"]]
     stages = [st for st in stages if st["planned"] or st is stages[-1]]
     stages[-1]["isLast"] = True
-    s3.upload_file(rejects, bucket, f"{prefix}/rejects.csv")
-    os.remove(rejects)
-    planner.cleanup()
+    s3.upload_file(result.rejects, bucket, f"{prefix}/rejects.csv")
+    os.remove(result.rejects)
     plan_doc = {
         "campaignId": spec.campaign_id,
         "bucket": bucket,
@@ -245,7 +444,7 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
         "approvalTimeoutSeconds": spec.approval_timeout_seconds or settings.campaign_approval_timeout_seconds,
         "mergedEmptyStages": merged,
         "pauseCheckSeconds": settings.campaign_pause_check_seconds,
-        "counts": planner.counts.as_dict(),
+        "counts": result.counts.as_dict(),
         "rejectsKey": f"{prefix}/rejects.csv",
         "suppressionCheckedAt": checked_at,
         "schedule": spec.schedule.as_dict(),
@@ -273,7 +472,7 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
             "campaignId": spec.campaign_id,
             "template": spec.template,
             "topic": spec.topic,
-            "counts": planner.counts.as_dict(),
+            "counts": result.counts.as_dict(),
         },
     )
     return plan_doc
@@ -1384,7 +1583,9 @@ def summarize(client: Client, event: dict[str, Any], settings: Settings) -> dict
     plan_doc = item.get("plan", {})
     if isinstance(event.get("reason"), dict):  # a Lambda error payload (Cause of a caught error)
         cause = event["reason"]
-        event = {**event, "reason": f"{cause.get('errorType', event.get('error'))}: {cause.get('errorMessage', '')}"}
+        # or the Error and Cause of a failed Map (PlanChunksFailed)
+        message = cause.get("errorMessage", cause.get("Cause", ""))
+        event = {**event, "reason": f"{cause.get('errorType', event.get('error'))}: {message}"}
     stages = []
     totals: dict[str, int] = {}
     sending_seconds = 0.0

@@ -46,6 +46,9 @@ DEFAULTS: dict[str, str] = {
     "CAMPAIGN_DELIVERY_TRACKING": "false",
     "CAMPAIGN_APPROVAL_TIMEOUT_SECONDS": str(72 * 3600),
     "PLAN_WORKDIR": "/tmp",
+    # a list of more KiB is planned in chunks of at most this size (a Distributed Map, ADR
+    # 0016); as template.yaml's CampaignPlanChunkKiB
+    "PLAN_CHUNK_KIB": "32768",
     "WEBHOOK_SECRET_ARN": "",
     "WEBHOOK_QUEUE_URL": "",
     "WEBHOOK_DEAD_LETTER_QUEUE_URL": "",
@@ -91,6 +94,7 @@ class Settings:
     campaign_delivery_tracking: bool
     campaign_approval_timeout_seconds: int
     plan_workdir: str
+    plan_chunk_bytes: int
     fault_crash_after_sends: int | None
     webhook_secret_arn: str = ""
     webhook_queue_url: str = ""
@@ -139,6 +143,7 @@ class Settings:
             campaign_delivery_tracking=get("CAMPAIGN_DELIVERY_TRACKING").lower() == "true",
             campaign_approval_timeout_seconds=int(get("CAMPAIGN_APPROVAL_TIMEOUT_SECONDS")),
             plan_workdir=get("PLAN_WORKDIR"),
+            plan_chunk_bytes=int(get("PLAN_CHUNK_KIB")) * 1024,
             fault_crash_after_sends=int(crash) if crash else None,
             webhook_secret_arn=get("WEBHOOK_SECRET_ARN"),
             webhook_queue_url=get("WEBHOOK_QUEUE_URL"),

@@ -1,6 +1,8 @@
 """CampaignPlan: validate the campaign, stream its list, plan stages and batches
-(``sesflow_aws.campaign_flow.plan``). A campaign that cannot go out raises a named error
-the machine catches (InvalidCampaign, TemplateNotFound, TemplateRenderError)."""
+(``sesflow_aws.campaign_flow.plan``); for a list over ``PLAN_CHUNK_KIB``, also a chunk of the
+PlanChunks Map (``phase: chunk``) and MergePlan (``phase: merge``), ADR 0016. A campaign that
+cannot go out raises a named error the machine catches (InvalidCampaign, TemplateNotFound,
+TemplateRenderError)."""
 
 from __future__ import annotations
 

@@ -518,6 +518,9 @@ _LOCAL_DEFAULTS = {
     # the local interpreter runs no EXPRESS child executions in a Distributed Map
     "CampaignChildExecutionType": "STANDARD",
     "CampaignPauseCheckSeconds": "1",
+    # lists over 16 KiB (a 1,000-row list) are planned in chunks: the distributed plan runs in
+    # every local campaign of that size, as it runs in AWS for lists over 32 MiB
+    "CampaignPlanChunkKiB": "16",
     # open/click tracking on: the local mailbox simulator's success+open@ / success+click@
     # labels publish Open and Click events (and the untracked configuration set is deployed)
     "EngagementTracking": "true",

@@ -97,6 +97,11 @@ def test_thousand_rows_exact_counts_and_one_message_per_recipient(stack: Target)
     cid, arn = start(stack, rows)
     report = finish(stack, arn)
     assert report["status"] == "completed"
+    # 18 KB: planned in chunks (the local stack's CampaignPlanChunkKiB is 16), the duplicates
+    # at the end of the list in another chunk than their first rows
+    history = stack.clients.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"] if "stateEnteredEventDetails" in e]
+    assert entered[:4] == ["Plan", "PlannedInChunks", "PlanChunks", "MergePlan"]
     assert report["counts"] == {
         "rows": 1000,
         "valid": 950,
@@ -414,3 +419,36 @@ def test_a_batch_whose_worker_dies_twice_is_sent_again_and_nobody_is_lost(stack:
     assert set(outbox) == set(rows) - set(unknown) and max(outbox.values()) == 1  # nobody twice
     assert (report["totals"]["accepted"], report["totals"]["unknown"], report.get("unaccounted", 0)) == (98, 2, 0)
     assert progress(stack, cid)["done"] == 100
+
+
+def test_a_chunk_that_cannot_be_planned_fails_the_campaign_before_anyone_is_mailed(stack: Target) -> None:
+    """A list over the chunk size is planned by PlanChunks (ADR 0016): a chunk function that
+    dies every time (after the task's retries) fails the Map, and PlanFailed records the
+    campaign failed with the Map's error; nothing is sent."""
+    from ..helpers import fault_log, set_fault_plan
+
+    cid = f"pc{uuid.uuid4().hex[:8]}"
+    crash = {
+        "kind": "lambdaCrash",
+        "function": "CampaignPlanFunction",
+        "call": "s3:PutObject",
+        "when": "before",
+        "p": 1,
+    }
+    set_fault_plan(stack.state["endpoint"], 3, [crash])
+    try:
+        _, arn = start(stack, [f"pc{i}@example.org,P" for i in range(1000)], campaignId=cid)
+        sfn = stack.clients.client("stepfunctions")
+        assert executions.wait(sfn, arn, timeout=180) == "FAILED"
+        died = [f for f in fault_log(stack.state["endpoint"]) if f["kind"] == "lambdaCrash"]
+    finally:
+        set_fault_plan(stack.state["endpoint"], 0, [])
+    assert sfn.describe_execution(executionArn=arn)["error"] == "CampaignPlanFailed"
+    assert len(died) >= 6  # a chunk's first attempt and its 5 retries
+    item = campaign(stack, cid)
+    assert item["status"] == "failed"
+    assert item["summary"]["reason"].startswith("States.ExceedToleratedFailureThreshold: ")
+    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    assert entered[:5] == ["Plan", "PlannedInChunks", "PlanChunks", "PlanChunksFailed", "PlanFailed"]
+    assert sent_to(stack, cid) == Counter()

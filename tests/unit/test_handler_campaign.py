@@ -19,7 +19,7 @@ from sesflow_core import campaign as cp
 from sesflow_core import errors
 from sesflow_handlers import _common, campaign_control, campaign_plan, campaign_send_batch
 
-from .conftest import CAMPAIGNS_BUCKET, TEMPLATES_BUCKET, Aws, LambdaContext, ses_client_error
+from .conftest import CAMPAIGNS, CAMPAIGNS_BUCKET, TEMPLATES_BUCKET, Aws, LambdaContext, ses_client_error
 from .conftest import TRACKING as TRACKING_TABLE
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -155,6 +155,85 @@ def test_a_plan_leaves_no_file_in_the_workdir(listed: Aws, ctx: LambdaContext) -
 def test_a_failed_plan_leaves_no_file_in_the_workdir(listed: Aws, ctx: LambdaContext) -> None:
     with pytest.raises(errors.TemplateRenderError):
         campaign_plan.handler(plan_input(data={"title": "T", "intro": "i"}), ctx)
+    assert files_in(Path(listed.env["PLAN_WORKDIR"])) == []
+
+
+# ---------------------------------------------------------------- the distributed plan
+def big_list() -> str:
+    """About 100 KB: seven chunks of 16 KiB, with duplicates far apart (in other chunks),
+    invalid rows and suppressed addresses spread over the list."""
+    rows = ["email,name,plan"]
+    for i in range(3000):
+        rows.append(f"user{i}@example.org,User {i},pro")
+        if i % 97 == 0:
+            rows.append(f"broken-{i},Broken,free")
+        if i % 113 == 0:
+            rows.append(f"USER{i // 7}@Example.org,Again,free")  # a duplicate of an earlier row
+    rows += ["blocked@example.org,Blocked,pro", "news-off@example.org,Off,pro", "user5@example.org,Last,x"]
+    return "\n".join(rows) + "\n"
+
+
+def run_chunked(ctx: LambdaContext, first: dict[str, Any]) -> dict[str, Any]:
+    """What the machine does with Plan's planChunks: the Map's items, then MergePlan."""
+    chunked = first["planChunks"]
+    for item in chunked["chunks"]:
+        done = campaign_plan.handler(
+            {"phase": "chunk", "chunk": item, "input": chunked["input"], "header": chunked["header"]}, ctx
+        )
+        assert done["index"] == item["index"]
+    merge = {k: chunked[k] for k in ("input", "chunks", "listBytes", "startedAt")}
+    return campaign_plan.handler({"phase": "merge", **merge, "executionArn": EXECUTION}, ctx)
+
+
+def stored(aws: Aws, plan: dict[str, Any]) -> dict[str, bytes]:
+    s3 = aws.client("s3")
+    keys = [cp.part_key(st["key"], n) for st in plan["stages"] for n in range(st["parts"])] + [plan["rejectsKey"]]
+    return {k: s3.get_object(Bucket=CAMPAIGNS_BUCKET, Key=k)["Body"].read() for k in keys}
+
+
+def test_a_list_over_the_chunk_size_is_planned_in_chunks_as_one_process_plans_it(
+    listed: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aws = listed
+    aws.put_object(CAMPAIGNS_BUCKET, "uploads/list.csv", big_list())
+    monkeypatch.setenv("PLAN_CHUNK_KIB", "16")
+    first = campaign_plan.handler(plan_input(batchSize=None), ctx)
+    assert set(first) == {"campaignId", "planChunks"} and first["campaignId"] == CID
+    chunked = first["planChunks"]
+    assert len(chunked["chunks"]) == 7 and chunked["header"] == ["email", "name", "plan"]
+    assert chunked["input"]["maxSendRate"] == 20 and chunked["input"]["batchSize"] == cp.batch_size_for(19.8)
+    assert aws.campaign(CID) == {}  # nothing recorded before the merge
+    plan = run_chunked(ctx, first)
+    files = stored(aws, plan)
+    assert aws.campaign(CID)["plan"] == plan and len(aws.events("Campaign Started")) == 1
+    # the chunks' files are gone; nothing is left in the workdir
+    listing = aws.client("s3").list_objects_v2(Bucket=CAMPAIGNS_BUCKET, Prefix=f"campaigns/{CID}/plan/")
+    assert listing.get("KeyCount", 0) == 0
+    assert files_in(Path(aws.env["PLAN_WORKDIR"])) == []
+    # a merge run again (a retried state) returns the plan it made, and reads no chunk
+    merge = {k: chunked[k] for k in ("input", "chunks", "listBytes", "startedAt")}
+    assert campaign_plan.handler({"phase": "merge", **merge}, ctx) == plan
+    # the same campaign planned by one process: the same counts, manifests and rejects
+    aws.client("dynamodb").delete_item(TableName=CAMPAIGNS, Key={"campaignId": {"S": CID}})
+    monkeypatch.setenv("PLAN_CHUNK_KIB", "1024")
+    single = campaign_plan.handler(plan_input(batchSize=None), ctx)
+    assert "planChunks" not in single
+    assert single["counts"] == plan["counts"] and single["stages"] == plan["stages"]
+    assert stored(aws, single) == files
+    assert plan["counts"]["duplicates"] > 20 and plan["counts"]["invalid"] > 20 and plan["counts"]["suppressed"] == 2
+
+
+def test_a_chunked_plan_checks_the_first_rows_before_the_map(
+    listed: Aws, ctx: LambdaContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed.put_object(CAMPAIGNS_BUCKET, "uploads/list.csv", big_list())
+    monkeypatch.setenv("PLAN_CHUNK_KIB", "16")
+    with pytest.raises(errors.TemplateRenderError, match=r"row 2\).*missing variable\(s\): articles"):
+        campaign_plan.handler(plan_input(data={"title": "T", "intro": "i"}), ctx)
+    listed.put_object(CAMPAIGNS_BUCKET, "uploads/list.csv", "name,plan\n" + "x,y\n" * 9000)
+    with pytest.raises(errors.InvalidCampaign, match="email"):
+        campaign_plan.handler(plan_input(), ctx)
+    assert listed.campaign(CID) == {} and listed.events() == []
     assert files_in(Path(listed.env["PLAN_WORKDIR"])) == []
 
 

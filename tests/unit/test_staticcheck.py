@@ -63,7 +63,10 @@ def test_parameters_reach_substitutions_and_machine_types() -> None:
     campaign = stack.machines["CampaignStateMachine"].definition
     assert campaign["States"]["SendStage"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] == "STANDARD"
     assert stack.machines["SendStateMachine"].type == "STANDARD"
-    assert [c.execution_type for c in sc.child_machines(campaign)] == ["STANDARD"]
+    # the plan's chunks (always STANDARD) and the batches
+    assert [c.execution_type for c in sc.child_machines(campaign)] == ["STANDARD", "STANDARD"]
+    default = sc.child_machines(sc.load_stack(ROOT).machines["CampaignStateMachine"].definition)
+    assert [c.execution_type for c in default] == ["STANDARD", "EXPRESS"]
 
 
 def test_unknown_or_disallowed_parameters_are_refused() -> None:
@@ -435,6 +438,7 @@ def test_the_template_grants_every_integration(static_stack: sc.Stack) -> None:
     states = {(n.machine, n.state) for n in report.needs}
     assert ("CampaignStateMachine", "SendStage") in states  # ItemReader and child starts
     assert ("CampaignStateMachine", "SendStage/SendBatch") in states  # the child runs with the parent's role
+    assert ("CampaignStateMachine", "PlanChunks/PlanChunk") in states
 
 
 def without_statement(cfn: dict[str, Any], role: str, action: str) -> dict[str, Any]:
@@ -454,7 +458,10 @@ def test_a_removed_statement_is_a_missing_grant(static_stack: sc.Stack) -> None:
     ]
     cfn = without_statement(static_stack.cfn, "CampaignStateMachineRole", "states:StartExecution")
     report = sc.check_stack_grants(sc.load_stack(ROOT, {}, cfn=cfn, definitions=texts))
-    assert {(m.state, m.action) for m in report.missing} == {("SendStage", "states:StartExecution")}
+    assert {(m.state, m.action) for m in report.missing} == {
+        ("PlanChunks", "states:StartExecution"),
+        ("SendStage", "states:StartExecution"),
+    }
 
 
 def test_deny_statements_are_refused(static_stack: sc.Stack) -> None:

@@ -39,13 +39,13 @@ lines after it are rows of their own (:attr:`ChunkResult.broken` counts such lin
 may plan such a list in one process instead). A line break is a ``\\n``; a bare ``\\r`` still ends a
 record, as it does in ``iter_rows``. The UTF-8 byte order mark is skipped only at offset 0.
 
-In AWS (the wiring is not here): the plan function reads the list's size (HeadObject) and
-:func:`read_header`, and makes one Map item per range of :func:`split` (about 500,000 rows each);
-an item's function reads its range with ``open_from(pos)`` being a GetObject of ``bytes=pos-``, runs
-:func:`plan_chunk` in /tmp, uploads :meth:`ChunkResult.files` under a prefix of its own and
-returns :meth:`ChunkResult.as_dict`; the merge function gets the results in item order, opens
-the chunks' files from that prefix and uploads what :func:`merge` wrote, as ``plan`` does
-today. ``bench.plan_chunks`` times both phases: the merge, one process, is the longer one.
+In AWS (``sesflow_aws.campaign_flow``, ADR 0016): ``plan`` reads the list's size and
+:func:`read_header`, previews the first rows and returns the ranges of :func:`split` (at most
+``CampaignPlanChunkKiB`` each) for the machine's PlanChunks Map; ``plan_chunk`` reads its range
+with ``open_from(pos)`` being a GetObject of ``bytes=pos-``, runs :func:`plan_chunk` in /tmp and
+uploads :meth:`ChunkResult.files` as one object with an index; ``merge_plan`` downloads the
+chunks' objects, runs :func:`merge` and publishes the plan as ``plan`` does.
+``bench.plan_chunks`` times both phases: the merge, one process, is the longer one.
 """
 
 from __future__ import annotations
