@@ -367,7 +367,7 @@ def merge_plan(client: Client, event: dict[str, Any], settings: Settings) -> dic
             client("dynamodb"), settings.suppression_table, spec.topic, int(event.get("listBytes") or 0)
         )
         merged = chunks.merge(spec, results, open_file, suppressed, workdir)
-        plan_doc = _publish(client, event, settings, spec, float(raw["maxSendRate"]), merged, started, checked_at)
+        plan_doc = _publish(client, event, settings, spec, raw["maxSendRate"], merged, started, checked_at)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     keys = [_chunk_key(spec.campaign_id, int(i["index"]), x) for i in event["chunks"] for x in ("data", "json")]
