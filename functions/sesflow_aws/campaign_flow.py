@@ -154,7 +154,7 @@ def _suppressed_lookup(client: Client, settings: Settings, topic: str) -> Callab
 
 
 def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The Plan state (and, for a list of more than ``PLAN_CHUNK_BYTES``, the distributed
+    """The Plan state (and, for a list of more than ``PLAN_CHUNK_KIB``, the distributed
     plan's chunk and merge states, by ``event["phase"]``): the plan document, or, to plan in
     chunks, ``{"campaignId", "planChunks": {...}}`` for the machine's PlanChunks Map."""
     phase = event.get("phase")
@@ -171,7 +171,7 @@ def plan(client: Client, event: dict[str, Any], settings: Settings) -> dict[str,
     rate = spec.max_send_rate
     if not rate:
         rate = ses.account_max_send_rate(client("sesv2"))
-    _workers, worker_rate = cp.concurrency_for(rate)
+    worker_rate = cp.concurrency_for(rate)[1]  # the workers: _publish
     if spec.batch_size is None:
         spec = replace(spec, batch_size=cp.batch_size_for(worker_rate))
     preview = _plan_preview(client, settings, spec)
@@ -269,7 +269,7 @@ def _start_chunks(
     preview: Callable[[dict[str, Any]], None],
     started: float,
 ) -> dict[str, Any]:
-    """A list of more than ``PLAN_CHUNK_BYTES``: its header and first rows checked here (a
+    """A list of more than ``PLAN_CHUNK_KIB``: its header and first rows checked here (a
     campaign that cannot go out fails in this state, with its reason), then the byte ranges
     for the machine's PlanChunks Map and what its MergePlan needs (ADR 0016)."""
     open_from = _open_from(client("s3"), spec.recipients_bucket, spec.recipients_key)
