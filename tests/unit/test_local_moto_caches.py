@@ -49,3 +49,64 @@ def test_a_burst_of_first_requests_loads_each_model_and_router_once(monkeypatch:
     assert "rest-json" in routers[0]._routers, "the protocol's router is built with it"
     utils.get_service_model.cache_clear()
     routing.get_service_router.cache_clear()
+
+
+def _writes(ddb: Any, table: str) -> list[dict[str, Any]]:
+    """The same few update expressions again and again, with different values: what the
+    ledger and the tracking writes do."""
+    claim = "SET sendState = :s, #f0 = if_not_exists(#f0, :f0), timeline = list_append(if_not_exists(timeline, :e), :t)"
+    seen = []
+    for i in range(6):
+        key = {"emailId": {"S": f"e{i % 3}"}}
+        ddb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression=claim,
+            ExpressionAttributeNames={"#f0": "campaignId"},
+            ExpressionAttributeValues={
+                ":s": {"S": f"sending-{i}"},
+                ":f0": {"S": f"c{i}"},
+                ":e": {"L": []},
+                ":t": {"L": [{"S": f"entry-{i}"}]},
+            },
+        )
+        ddb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="ADD eventKeys :k, opens :one",
+            ExpressionAttributeValues={":k": {"SS": [f"k{i}"]}, ":one": {"N": "1"}},
+        )
+    for i in range(3):
+        seen.append(ddb.get_item(TableName=table, Key={"emailId": {"S": f"e{i}"}}, ConsistentRead=True)["Item"])
+    return seen
+
+
+def test_lighter_dynamodb_writes_store_what_moto_stores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from sesflow.local import shims
+
+    monkeypatch.setattr(UpdateExpressionParser, "make", UpdateExpressionParser.__dict__["make"])
+    monkeypatch.setattr(Node, "__deepcopy__", None, raising=False)  # removed again afterwards
+    results = []
+    for patched in (False, True):
+        if patched:
+            shims._lighter_dynamodb_writes()
+        with mock_aws():
+            ddb = boto3.client("dynamodb", region_name="us-east-1")
+            ddb.create_table(
+                TableName="t",
+                KeySchema=[{"AttributeName": "emailId", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "emailId", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            results.append(_writes(ddb, "t"))
+    assert results[0] == results[1]
+    assert results[1][0]["sendState"] == {"S": "sending-3"}  # values of the last write, not the first
+    assert results[1][0]["campaignId"] == {"S": "c0"}
+    assert [e["S"] for e in results[1][0]["timeline"]["L"]] == ["entry-0", "entry-3"]
+    expression = "SET a = :a"
+    assert UpdateExpressionParser.make(expression) is UpdateExpressionParser.make(expression)
