@@ -84,13 +84,13 @@ def _writes(ddb: Any, table: str) -> list[dict[str, Any]]:
 def test_lighter_dynamodb_writes_store_what_moto_stores(monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
     from moto import mock_aws
-    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing import validators
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
     from sesflow.local import shims
 
     monkeypatch.setattr(UpdateExpressionParser, "make", UpdateExpressionParser.__dict__["make"])
-    monkeypatch.setattr(Node, "__deepcopy__", None, raising=False)  # removed again afterwards
+    monkeypatch.setattr(validators, "deepcopy", validators.deepcopy)
     results = []
     for patched in (False, True):
         if patched:
