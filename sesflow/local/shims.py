@@ -75,6 +75,10 @@ No fault injection                     :mod:`sesflow.local.faults`, a seeded fau
                                        (:meth:`_TargetDelivery.submit`); one-time schedules
                                        fired twice (:class:`_Clock`)
 =====================================  ====================================================
+
+Speed only, nothing an AWS client can observe: :func:`_parse_each_definition_once` (ASL and
+JSONPath), :func:`_lighter_dynamodb_writes` (update expressions), :func:`_index_executions`,
+:func:`_load_each_service_model_once` (moto's models and routers, once per service).
 """
 
 from __future__ import annotations
