@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from .conftest import TRACKING, _tables
+
 
 def test_a_burst_of_first_requests_loads_each_model_and_router_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.core import responses, routing, utils
@@ -97,13 +99,8 @@ def test_lighter_dynamodb_writes_store_what_moto_stores(monkeypatch: pytest.Monk
             shims._lighter_dynamodb_writes()
         with mock_aws():
             ddb = boto3.client("dynamodb", region_name="us-east-1")
-            ddb.create_table(
-                TableName="t",
-                KeySchema=[{"AttributeName": "emailId", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "emailId", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            results.append(_writes(ddb, "t"))
+            _tables(ddb)  # the template's tracking table (its key and indexes)
+            results.append(_writes(ddb, TRACKING))
     assert results[0] == results[1]
     assert results[1][0]["sendState"] == {"S": "sending-3"}  # values of the last write, not the first
     assert results[1][0]["campaignId"] == {"S": "c0"}
