@@ -8,9 +8,9 @@ So the plan splits in two phases:
 * the **chunk phase** (one function per byte range, a Step Functions Distributed Map):
   :func:`split` cuts the file into ranges, :class:`ChunkRows` reads the rows of one range (a
   line belongs to the range its first byte lies in), and :func:`plan_chunk` does what
-  ``Planner._plan`` does before its bucket loop (``parse_row``, the Planner's merged-data
-  check, rejects, the preview) up to the hash-bucket files, the Planner's bucket function and
-  line format, which the function uploads for the merge;
+  ``Planner._plan`` does before its bucket loop, with the Planner's own row step
+  (``Planner._bucketed``: validation, the merged-data check, the preview, the bucket and the
+  line), up to the hash-bucket files and rejects, which the function uploads for the merge;
 * the **merge phase** (one function): :func:`merge` runs the Planner's own bucket loop (a
   ``Planner`` subclass), each bucket being the chunks' files of that bucket one after the
   other, in chunk order.
@@ -51,7 +51,6 @@ chunks' objects, runs :func:`merge` and publishes the plan as ``plan`` does.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -61,7 +60,7 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any, NamedTuple
 
 from ..errors import InvalidCampaign, InvalidEmailRequest
-from .planner import BUCKETS, PlanCounts, Planner, Recipient, _Writers, parse_row
+from .planner import BUCKETS, PlanCounts, Planner, _Writers, bucket_file
 from .spec import CampaignSpec
 
 #: the reason of a row whose line ends inside a quoted field (see the module's docstring)
@@ -83,11 +82,6 @@ OpenFile = Callable[[int, str], IO[bytes]]
 def is_jsonl(key: str) -> bool:
     """JSONL or CSV, as ``iter_rows`` decides it (by the key's extension)."""
     return key.lower().endswith((".jsonl", ".ndjson", ".json"))
-
-
-def bucket_file(i: int) -> str:
-    """The name of a chunk's file of bucket ``i`` (the Planner's own bucket file name)."""
-    return f"bucket-{i:03d}.jsonl"
 
 
 def split(size: int, chunk_bytes: int) -> list[tuple[int, int]]:
@@ -265,16 +259,6 @@ class ChunkResult:
         return cls(**raw)
 
 
-def bucket_of(address: str) -> int:
-    """The hash bucket of a normalized address: ``Planner._plan``'s."""
-    return int.from_bytes(hashlib.blake2b(address.encode(), digest_size=2).digest(), "big") % BUCKETS
-
-
-def bucket_line(n: int, r: Recipient) -> str:
-    """A recipient's line in a bucket file: ``Planner._plan``'s (the bucket loop reads it)."""
-    return json.dumps([n, r.to, r.address, r.name, r.data, r.zone, r.locale]) + "\n"
-
-
 def plan_chunk(
     spec: CampaignSpec,
     rows: ChunkRows,
@@ -303,34 +287,27 @@ def plan_chunk(
 
 
 def _chunk_buckets(planner: Planner, rows: ChunkRows) -> list[int]:
-    """Planner._plan's row loop; a bucket's file (or the rejects') is opened at its first line,
-    so a small chunk does not create and remove 256 files."""
+    """Planner._plan's row loop (its ``_bucketed``: validation, preview, bucket and line); a
+    bucket's file (or the rejects') is opened at its first line, so a small chunk does not
+    create and remove 256 files."""
     files: dict[int, IO[str]] = {}
     rejects: IO[str] | None = None
-    counts, previewed = planner.counts, 0
+    counts = planner.counts
     try:
         for n, row in rows:
             counts.rows += 1
             try:
-                r = parse_row(row)
-                planner._check_merged_data(r)
+                b, line = planner._bucketed(n, row)
             except InvalidEmailRequest as exc:
                 counts.invalid += 1
                 if rejects is None:
                     rejects = open(os.path.join(planner.dir, REJECTS_FILE), "w", encoding="utf-8")
                 rejects.write(json.dumps([n, str(exc)]) + "\n")  # JSON: any reason reads back as it was
                 continue
-            if planner.preview is not None and previewed < planner.PREVIEW_ROWS:
-                previewed += 1
-                try:
-                    planner.preview({**planner.spec.data, **r.data})
-                except Exception as exc:
-                    raise type(exc)(f"the template cannot render for this list (row {n}): {exc}") from None
-            b = bucket_of(r.address)
             f = files.get(b)
             if f is None:
-                f = files[b] = open(os.path.join(planner.dir, bucket_file(b)), "w", encoding="utf-8")
-            f.write(bucket_line(n, r))
+                f = files[b] = open(planner._bucket_path(b), "w", encoding="utf-8")
+            f.write(line)
     finally:
         for f in [*files.values(), *([rejects] if rejects else [])]:
             f.close()

@@ -38,6 +38,11 @@ BUCKETS = 256
 SUPPRESSION_LOOKUP = 99  # addresses per suppression lookup: 3 keys each fit 3 BatchGetItem calls
 
 
+def bucket_file(i: int) -> str:
+    """The name of bucket ``i``'s file (the Planner's, and a distributed plan chunk's)."""
+    return f"bucket-{i:03d}.jsonl"
+
+
 def stage_for(campaign_id: str, address: str, stages: tuple[float, ...]) -> int:
     """The stage of ``address``: a stable, uniform draw in [0, 100) against cumulative stages."""
     digest = hashlib.sha256(f"{campaign_id}\x00{address}".encode()).digest()
@@ -197,8 +202,23 @@ class Planner:
                 f"row data with the campaign's data is {merged} bytes; the limit is {MAX_DATA_BYTES}"
             )
 
+    def _bucketed(self, n: int, row: dict[str, Any]) -> tuple[int, str]:
+        """Row ``n`` as its hash bucket and its line in that bucket's file (the bucket loop
+        reads it; the distributed plan's chunks write the same lines). ``InvalidEmailRequest``
+        for a row that is rejected; the first valid rows are previewed."""
+        r = parse_row(row)
+        self._check_merged_data(r)
+        if self.preview is not None and self._previewed < self.PREVIEW_ROWS:
+            self._previewed += 1
+            try:
+                self.preview({**self.spec.data, **r.data})
+            except Exception as exc:
+                raise type(exc)(f"the template cannot render for this list (row {n}): {exc}") from None
+        bucket = int.from_bytes(hashlib.blake2b(r.address.encode(), digest_size=2).digest(), "big") % BUCKETS
+        return bucket, json.dumps([n, r.to, r.address, r.name, r.data, r.zone, r.locale]) + "\n"
+
     def _bucket_path(self, i: int) -> str:
-        return os.path.join(self.dir, f"bucket-{i:03d}.jsonl")
+        return os.path.join(self.dir, bucket_file(i))
 
     def plan(
         self, rows: Iterable[tuple[int, dict[str, Any]]], suppressed: Callable[[list[str]], set[str]]
@@ -226,20 +246,12 @@ class Planner:
             for n, row in rows:
                 self.counts.rows += 1
                 try:
-                    r = parse_row(row)
-                    self._check_merged_data(r)
+                    b, line = self._bucketed(n, row)
                 except InvalidEmailRequest as exc:
                     self.counts.invalid += 1
                     rejects.writerow([n, str(exc)])
                     continue
-                if self.preview is not None and self._previewed < self.PREVIEW_ROWS:
-                    self._previewed += 1
-                    try:
-                        self.preview({**self.spec.data, **r.data})
-                    except Exception as exc:
-                        raise type(exc)(f"the template cannot render for this list (row {n}): {exc}") from None
-                b = int.from_bytes(hashlib.blake2b(r.address.encode(), digest_size=2).digest(), "big") % BUCKETS
-                buckets[b].write(json.dumps([n, r.to, r.address, r.name, r.data, r.zone, r.locale]) + "\n")
+                buckets[b].write(line)
         for f in buckets:
             f.close()
         writers = _Writers(self.dir, self.spec)
