@@ -273,16 +273,13 @@ def _start_chunks(
     campaign that cannot go out fails in this state, with its reason), then the byte ranges
     for the machine's PlanChunks Map and what its MergePlan needs (ADR 0016)."""
     open_from = _open_from(client("s3"), spec.recipients_bucket, spec.recipients_key)
-    header = chunks.read_header(open_from, spec.recipients_key)
     ranges = chunks.split(size, settings.plan_chunk_bytes)
-    # the Planner's preview of the first valid rows, read from the start of the first range
-    first = chunks.plan_chunk(
-        spec,
-        chunks.ChunkRows(open_from, spec.recipients_key, 0, min(ranges[0][1], chunks.PREVIEW_BYTES)),
-        settings.plan_workdir,
-        preview,
-    )
+    # the Planner's preview of the first valid rows, read from the start of the first range;
+    # its rows read (and check) the CSV header too, which the other chunks are given
+    head = chunks.ChunkRows(open_from, spec.recipients_key, 0, min(ranges[0][1], chunks.PREVIEW_BYTES))
+    first = chunks.plan_chunk(spec, head, settings.plan_workdir, preview)
     shutil.rmtree(first.dir, ignore_errors=True)
+    header = head.header
     logger.info("planning in chunks", extra={"campaignId": spec.campaign_id, "chunks": len(ranges), "bytes": size})
     return {
         "campaignId": spec.campaign_id,

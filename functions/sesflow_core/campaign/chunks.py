@@ -39,8 +39,9 @@ lines after it are rows of their own (:attr:`ChunkResult.broken` counts such lin
 may plan such a list in one process instead). A line break is a ``\\n``; a bare ``\\r`` still ends a
 record, as it does in ``iter_rows``. The UTF-8 byte order mark is skipped only at offset 0.
 
-In AWS (``sesflow_aws.campaign_flow``, ADR 0016): ``plan`` reads the list's size and
-:func:`read_header`, previews the first rows and returns the ranges of :func:`split` (at most
+In AWS (``sesflow_aws.campaign_flow``, ADR 0016): ``plan`` reads the list's size, previews
+the first rows (chunk 0's rows from the start, which read and check the CSV header: its
+:attr:`ChunkRows.header` is what the other chunks get) and returns the ranges of :func:`split` (at most
 ``CampaignPlanChunkKiB`` each) for the machine's PlanChunks Map; ``plan_chunk`` reads its range
 with ``open_from(pos)`` being a GetObject of ``bytes=pos-``, runs :func:`plan_chunk` in /tmp and
 uploads :meth:`ChunkResult.files` as one object with an index; ``merge_plan`` downloads the
