@@ -83,6 +83,7 @@ JSONPath), :func:`_lighter_dynamodb_writes` (update expressions), :func:`_index_
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import json
@@ -1104,12 +1105,11 @@ def _lighter_dynamodb_writes() -> None:
     clauses, two parses and a copy were about a fifth of the local stack's CPU while a campaign
     sends (the generic ``copy.deepcopy`` of a tree costs 1.6 parses of it). The same few strings
     come again and again, so each is parsed once and that tree is kept unchanged: the handler
-    only reads it (``find_clauses``), and where the validator would copy it, it gets a fresh
-    parse of the same string instead (equal to the copy: parsing is deterministic and the kept
-    tree is never changed). Any other tree is still deep-copied."""
-    import copy
-
+    only reads it (``find_clauses``), and where the validator would copy it, it gets a copy of
+    the kept tree's nodes (``_copy_tree``: 0.1 ms for the claim's 101 nodes, against 0.8 ms for
+    ``copy.deepcopy`` and 0.5 ms for a parse). Any other tree is still deep-copied."""
     from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import Node
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
     parse = UpdateExpressionParser.make  # the classmethod, bound
@@ -1131,11 +1131,129 @@ def _lighter_dynamodb_writes() -> None:
     def deepcopy(value: Any, memo: Any = None) -> Any:
         held = source.get(id(value))
         if held is not None and held[0] is value:
-            return parse(held[1])
+            return _copy_tree(value, Node)
         return copy.deepcopy(value, memo)
 
     UpdateExpressionParser.make = staticmethod(make)  # type: ignore[method-assign,assignment]
     validators.deepcopy = deepcopy  # type: ignore[attr-defined]
+    _check_each_expression_shape_once(source)
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _copy_leaf(value: Any) -> Any:
+    return value if isinstance(value, _PLAIN) else copy.deepcopy(value)
+
+
+def _copy_tree(node: Any, node_class: type, parent: Any = None) -> Any:
+    """A copy of a parsed expression tree, as ``copy.deepcopy`` makes it: a moto expression
+    node holds ``type`` (a string), ``children`` and ``parent`` (``Node.__init__``). Each node
+    is new, with its parent the new parent; strings and numbers are shared (they cannot
+    change), anything else is deep-copied. Written by hand because the generic copy (memo,
+    reduce protocol per object) costs eight times as much."""
+    new = object.__new__(type(node))
+    fields = {k: _copy_leaf(v) for k, v in node.__dict__.items() if k not in ("parent", "children")}
+    children = fields["children"] = node.children
+    if children is not None:
+        fields["children"] = [
+            _copy_tree(c, node_class, new) if isinstance(c, node_class) else _copy_leaf(c) for c in children
+        ]
+    fields["parent"] = parent
+    new.__dict__ = fields
+    return new
+
+
+#: how many (expression, names, table keys) whose shape passed moto's checks are remembered
+_SHAPES_KEPT = 4096
+
+
+def _check_each_expression_shape_once(source: dict[int, tuple[Any, str]]) -> None:
+    """The first three of the ten passes moto's validator makes over an update expression check
+    its shape only: one clause of each kind (``ActionCountValidator``, which is quadratic in the
+    expression's actions), no overlapping paths, no key attribute updated. Their verdict is a
+    function of the expression string, its ``ExpressionAttributeNames`` and the table's key
+    attributes, nothing else, so once an expression of a kept tree (``_lighter_dynamodb_writes``)
+    passed them with the same names on a table with the same keys, its later validations run
+    the seven passes that read the item and the values. One that failed is checked again
+    every time (it raises again, with moto's own error). The campaign's claim (a dozen
+    ``if_not_exists``) went from 9.9 to 6.3 ms in moto with this, 4.9 with the traversal below."""
+    from moto.dynamodb.parsing import validators
+
+    cls = validators.UpdateExpressionValidator
+    shape_checks = ("ActionCountValidator", "OverlappingPathsValidator", "UpdateHashRangeKeyValidator")
+    init, validate = cls.__init__, cls.validate
+    passed: set[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]]] = set()
+
+    def __init__(self: Any, expression: Any, expression_attribute_names: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, expression, expression_attribute_names, *args, **kwargs)
+        held = source.get(id(expression))
+        self.sesflow_shape = None
+        if held is not None and held[0] is expression:
+            names = tuple(sorted((expression_attribute_names or {}).items()))
+            self.sesflow_shape = (held[1], names, tuple(self.table.table_key_attrs))
+
+    def validate_once(self: Any) -> Any:
+        shape = self.sesflow_shape
+        first = tuple(type(p).__name__ for p in self.processors[: len(shape_checks)])
+        if shape is None or shape not in passed or first != shape_checks:  # a moto that checks otherwise: all
+            node = validate(self)  # every pass; raises as moto does
+            if shape is not None and len(passed) < _SHAPES_KEPT:
+                passed.add(shape)
+            return node
+        node = self.node_to_validate
+        for processor in self.processors[len(shape_checks) :]:
+            node = processor.traverse(node)
+        return node
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    cls.validate = validate_once  # type: ignore[method-assign]
+
+
+def _faster_expression_traversal() -> None:
+    """moto's expression passes (``DepthFirstTraverser``) visit every node of the tree and ask
+    ``isinstance`` of abstract classes (``Node`` has ``ABCMeta``: each check goes through
+    ``__instancecheck__``) and rebuild their ``_processing_map`` dict at every node. The same
+    traversal, with the answers kept per node class and the map per pass: a node's class
+    decides both (no pass overrides ``process`` or ``nodes_to_be_processed``, and nothing
+    registers virtual subclasses of the node classes)."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
+
+    is_node: dict[type, bool] = {}
+
+    def processor_for(self: Any, cls: type) -> Any:
+        table = self.__dict__.get("sesflow_processors")
+        if table is None:
+            table = self.__dict__["sesflow_processors"] = {}
+        if cls not in table:
+            table[cls] = next((f for k, f in self._processing_map().items() if issubclass(cls, k)), None)
+        return table[cls]
+
+    def process(self: Any, node: Any) -> Any:
+        f = processor_for(self, type(node))
+        return f(node) if f is not None else None
+
+    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+        cls = type(node)
+        known = is_node.get(cls)
+        if known is None:
+            known = is_node[cls] = isinstance(node, Node)
+        if known:
+            parent_node = node.parent
+            if node.children is not None:
+                for i, child_node in enumerate(node.children):
+                    self.pre_processing_of_child(node, i)
+                    self.traverse_node_recursively(child_node, i)
+            f = processor_for(self, cls)
+            if f is not None:
+                node = f(node)
+                node.parent = parent_node
+                if parent_node:
+                    parent_node.children[child_id] = node
+        return node
+
+    DepthFirstTraverser.process = process  # type: ignore[method-assign]
+    DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- install
@@ -1236,6 +1354,7 @@ def install() -> None:
     _serialize_dynamodb()
     _load_each_service_model_once()
     _lighter_dynamodb_writes()
+    _faster_expression_traversal()
     _parse_each_definition_once()
     _index_executions()
     _enforce_payload_limits()

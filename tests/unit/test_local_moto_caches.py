@@ -107,3 +107,103 @@ def test_lighter_dynamodb_writes_store_what_moto_stores(monkeypatch: pytest.Monk
     assert [e["S"] for e in results[1][0]["timeline"]["L"]] == ["entry-0", "entry-3"]
     expression = "SET a = :a"
     assert UpdateExpressionParser.make(expression) is UpdateExpressionParser.make(expression)
+
+
+#: (update expression, names, values) against item "e0": good ones, and each shape error moto
+#: raises (two SET clauses, overlapping paths, a key attribute updated), then errors that
+#: depend on the item or the values (an unknown value, a type mismatch)
+_CASES: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+    ("SET a = :a, #n = if_not_exists(#n, :b)", {"#n": "b"}, {":a": {"S": "1"}, ":b": {"N": "2"}}),
+    ("SET a = :a, #n = if_not_exists(#n, :b)", {"#n": "c"}, {":a": {"S": "3"}, ":b": {"N": "4"}}),
+    ("SET a = :a, #n = if_not_exists(#n, :b)", {"#n": "emailId"}, {":a": {"S": "5"}, ":b": {"S": "6"}}),
+    ("SET a = :a, #n = if_not_exists(#n, :b)", {"#n": "a"}, {":a": {"S": "7"}, ":b": {"S": "8"}}),
+    ("SET a = :a SET d = :a", {}, {":a": {"S": "9"}}),
+    ("SET a.b = :a, a = :a", {}, {":a": {"S": "10"}}),
+    ("ADD b :one", {}, {":one": {"N": "1"}}),
+    ("ADD a :one", {}, {":one": {"N": "1"}}),
+    ("SET a = :missing", {}, {":a": {"S": "11"}}),
+    ("SET b = b + :one REMOVE c", {}, {":one": {"N": "1"}}),
+]
+
+
+def _outcomes(ddb: Any) -> list[Any]:
+    seen: list[Any] = []
+    for _ in range(3):  # a shape seen before, then again: the patched path skips its shape checks
+        for expression, names, values in _CASES:
+            try:
+                ddb.update_item(
+                    TableName=TRACKING,
+                    Key={"emailId": {"S": "e0"}},
+                    UpdateExpression=expression,
+                    ExpressionAttributeValues=values,
+                    **({"ExpressionAttributeNames": names} if names else {}),
+                )
+                seen.append("ok")
+            except ddb.exceptions.ClientError as e:
+                seen.append((e.response["Error"]["Code"], e.response["Error"]["Message"]))
+            seen.append(ddb.get_item(TableName=TRACKING, Key={"emailId": {"S": "e0"}}).get("Item"))
+    return seen
+
+
+def test_expression_shape_checks_once_and_faster_traversal_give_moto_s_verdicts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.parsing import ast_nodes, validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from sesflow.local import shims
+
+    monkeypatch.setattr(UpdateExpressionParser, "make", UpdateExpressionParser.__dict__["make"])
+    monkeypatch.setattr(validators, "deepcopy", validators.deepcopy)
+    for name in ("__init__", "validate"):
+        monkeypatch.setattr(validators.UpdateExpressionValidator, name, getattr(validators.Validator, name))
+    for name in ("process", "traverse_node_recursively"):
+        monkeypatch.setattr(ast_nodes.DepthFirstTraverser, name, getattr(ast_nodes.DepthFirstTraverser, name))
+    results = []
+    for patched in (False, True):
+        if patched:
+            shims._lighter_dynamodb_writes()
+            shims._faster_expression_traversal()
+        with mock_aws():
+            ddb = boto3.client("dynamodb", region_name="us-east-1")
+            _tables(ddb)
+            results.append(_outcomes(ddb))
+    assert results[0] == results[1]
+    errors = {o[0] for o in results[1] if isinstance(o, tuple)}
+    assert errors == {"ValidationException"}, errors
+    assert sum(1 for o in results[1] if o == "ok") == 3 * 4, "good ones pass every time"
+    messages = [o[1] for o in results[1][: 2 * len(_CASES)] if isinstance(o, tuple)]
+    assert any("key" in m.lower() for m in messages), messages  # the key attribute's update, refused
+    assert any("overlap" in m.lower() or "conflict" in m.lower() for m in messages), messages
+
+
+def test_copy_tree_is_a_deep_copy_of_a_parsed_expression() -> None:
+    import copy
+
+    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from sesflow.local.shims import _copy_tree
+
+    def shape(n: Any) -> Any:
+        if not isinstance(n, Node):
+            return repr(n)
+        assert all(c.parent is n for c in n.children or [] if isinstance(c, Node)), "children point at their parent"
+        return (type(n).__name__, n.type, tuple(shape(c) for c in n.children or []))
+
+    def nodes(n: Any) -> list[int]:
+        return [id(n)] + [i for c in n.children or [] if isinstance(c, Node) for i in nodes(c)]
+
+    for expression in (
+        "SET a = :a, #n = if_not_exists(#n, :b)",
+        "SET a.b[1] = list_append(if_not_exists(c, :e), :t) REMOVE d, e[2]",
+        "ADD x :one, y :s DELETE z :q",
+        "SET b = b + :one, c = c - :two",
+    ):
+        tree = UpdateExpressionParser.make(expression)
+        copied = _copy_tree(tree, Node)
+        assert shape(copied) == shape(copy.deepcopy(tree)), expression
+        assert copied.parent is None
+        assert not set(nodes(copied)) & set(nodes(tree)), "no node shared with the original"
