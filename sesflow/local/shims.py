@@ -836,6 +836,8 @@ class _Clock:
                     for ex in runs[start:]:
                         if ex.exec_status != ExecutionStatus.RUNNING or ex.exec_worker is None:
                             continue
+                        if ex.exec_worker.env is None:  # waiting to run (_admit_express_executions)
+                            continue  # timed out on the first tick after it starts: its clock runs
                         if (now - ex.start_date).total_seconds() > self.express_limit:
                             log.warning(
                                 "EXPRESS execution %s ran past %.0f s: timed out", ex.exec_arn, self.express_limit
@@ -845,6 +847,36 @@ class _Clock:
 
 
 CLOCK: _Clock | None = None
+
+#: EXPRESS executions that run at once; more wait to start (``SESFLOW_LOCAL_EXPRESS_RUNNING``)
+EXPRESS_RUNNING = 128
+
+
+def _admit_express_executions() -> None:
+    """AWS runs every Express execution at once, each state on machines of its own. Here they
+    share one process: a burst of 600 executions all running made each one's task take many
+    times its CPU (the interpreter shares out the process), until Lambda and task timeouts
+    fired and their retries added more of the same (seen: 164 of a 300-email burst failed
+    once moto answered requests faster). So at most ``EXPRESS_RUNNING`` executions of machines
+    declared EXPRESS run; the next ones wait, in the order they were started, before their
+    first event (roughly in the order started: the semaphore wakes its waiters first come, first
+    served). Their clock runs while they wait (the 300 s limit counts from the start, a
+    stricter reading than AWS's); a waiting execution's history is empty, as moto shows an
+    execution not yet started. STANDARD executions (the campaign parent and its Map children,
+    which run inside it) are not held, so nothing waits on a held execution."""
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    slots = threading.Semaphore(int(os.environ.get("SESFLOW_LOCAL_EXPRESS_RUNNING", EXPRESS_RUNNING)))
+    logic = ExecutionWorker._execution_logic
+
+    def admitted(self: Any) -> None:
+        if DECLARED_TYPES.get(self._evaluation_details.state_machine_details.arn) != "EXPRESS":
+            logic(self)
+            return
+        with slots:
+            logic(self)
+
+    ExecutionWorker._execution_logic = admitted  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- payload limits
@@ -1055,6 +1087,30 @@ def _dynamodb_fault(handler: Any) -> Any:
 
 
 # ---------------------------------------------------------------- moto's own hot spots
+def _dispatch_without_rescanning_moto() -> None:
+    """Two lookups moto repeats on every request, with answers that cannot change while the
+    stack runs: its host routing lists moto's package directory (``listdir`` and an ``isdir``
+    per entry: about a tenth of the local stack's CPU while a campaign sends), and its
+    dispatcher lists a handler class's methods with ``inspect.getmembers`` to see whether the
+    action is one. The directory listing is kept once; the method names are kept per class
+    (taken at a class's first request, after ``install`` wrapped what it wraps; wrapping keeps
+    the names). The host routing itself is moto's, unchanged."""
+    import functools
+
+    from moto import backends
+    from moto.core import responses
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+    names = responses.method_names_from_class
+
+    @functools.cache
+    def method_names_from_class(clazz: object) -> frozenset[str]:
+        return frozenset(names(clazz))
+
+    responses.method_names_from_class = method_names_from_class  # type: ignore[assignment]
+
+
 def _load_each_service_model_once() -> None:
     """moto reads a service's botocore model (a directory scan and a large JSON file) and builds
     its URL router (a werkzeug map of every operation) the first time a request of that service
@@ -1353,9 +1409,11 @@ def install() -> None:
     lambda_runtime.CALL_HOOK = faults.lambda_call
     _serialize_dynamodb()
     _load_each_service_model_once()
+    _dispatch_without_rescanning_moto()
     _lighter_dynamodb_writes()
     _faster_expression_traversal()
     _parse_each_definition_once()
+    _admit_express_executions()
     _index_executions()
     _enforce_payload_limits()
     _result_writer_reads_the_map_input()

@@ -79,17 +79,20 @@ def test_a_duplicate_event_applied_twice_at_once_is_applied_once(stack: Target) 
 
 @pytest.fixture(scope="module")
 def short_express_stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A stack whose EXPRESS limit is 3 s instead of 300 s (the same rule, scaled)."""
+    """A stack whose EXPRESS limit is 3 s instead of 300 s (the same rule, scaled), running one
+    EXPRESS execution at a time instead of 128."""
     import os
 
     from ..conftest import start_stack, stop_stack
 
     sdir = tmp_path_factory.mktemp("short-express")
     os.environ["SESFLOW_LOCAL_EXPRESS_LIMIT_SECONDS"] = "3"
+    os.environ["SESFLOW_LOCAL_EXPRESS_RUNNING"] = "1"
     try:
         target = start_stack(sdir)
     finally:
         os.environ.pop("SESFLOW_LOCAL_EXPRESS_LIMIT_SECONDS")
+        os.environ.pop("SESFLOW_LOCAL_EXPRESS_RUNNING")
     yield target
     stop_stack(sdir, target)
 
@@ -113,6 +116,39 @@ def test_an_express_execution_past_the_limit_times_out(short_express_stack: Targ
         {"emailId": "slow-0001", "template": "welcome", "to": "a@example.org", "data": {"name": "A", "product": "B"}},
     )
     assert executions.wait(sfn, arn, timeout=60) == "TIMED_OUT"
+
+
+def test_express_executions_past_the_running_limit_wait_to_start(short_express_stack: Target) -> None:
+    """Past ``SESFLOW_LOCAL_EXPRESS_RUNNING`` (1 here), an EXPRESS execution waits, with no
+    history, until a running one ends; then it runs."""
+    import time
+
+    from sesflow import executions
+
+    stack = short_express_stack
+    stack.clients.client("dynamodb").put_item(
+        TableName=stack.outputs["TrackingTableName"],
+        Item={"emailId": {"S": "slow-0002"}, "sendState": {"S": "sending"}, "sendOwner": {"S": "someone-else"}},
+    )
+    sfn = stack.clients.client("stepfunctions")
+    machine = stack.outputs["SendStateMachineArn"]
+    request = {"template": "welcome", "to": "a@example.org", "data": {"name": "A", "product": "B"}}
+    first = executions.start(sfn, machine, {"emailId": "slow-0002", **request})
+    deadline = time.monotonic() + 30
+    while not sfn.get_execution_history(executionArn=first)["events"]:
+        assert time.monotonic() < deadline, "the first execution never started"
+        time.sleep(0.05)
+    second = executions.start(sfn, machine, {"emailId": "waits-0001", **request})
+    while sfn.describe_execution(executionArn=first)["status"] == "RUNNING":
+        assert not sfn.get_execution_history(executionArn=second)["events"], "started while the first ran"
+        assert time.monotonic() < deadline, "the first execution never ended"
+        time.sleep(0.05)
+    assert executions.wait(sfn, first, timeout=60) == "TIMED_OUT"
+    assert executions.wait(sfn, second, timeout=60) in {"SUCCEEDED", "TIMED_OUT"}
+    started = sfn.get_execution_history(executionArn=second)["events"][0]
+    assert started["type"] == "ExecutionStarted"
+    first_events = sfn.get_execution_history(executionArn=first)["events"]
+    assert started["timestamp"] >= first_events[-1]["timestamp"], "it ran after the first's last state"
 
 
 # ---------------------------------------------------------------- payload limits
