@@ -1198,10 +1198,6 @@ def _lighter_dynamodb_writes() -> None:
 _PLAIN = (str, int, float, bool, type(None))
 
 
-def _copy_leaf(value: Any) -> Any:
-    return value if isinstance(value, _PLAIN) else copy.deepcopy(value)
-
-
 def _copy_tree(node: Any, node_class: type, parent: Any = None) -> Any:
     """A copy of a parsed expression tree, as ``copy.deepcopy`` makes it: a moto expression
     node holds ``type`` (a string), ``children`` and ``parent`` (``Node.__init__``). Each node
@@ -1209,15 +1205,34 @@ def _copy_tree(node: Any, node_class: type, parent: Any = None) -> Any:
     change), anything else is deep-copied. Written by hand because the generic copy (memo,
     reduce protocol per object) costs eight times as much."""
     new = object.__new__(type(node))
-    fields = {k: _copy_leaf(v) for k, v in node.__dict__.items() if k not in ("parent", "children")}
-    children = fields["children"] = node.children
+    fields = node.__dict__.copy()
+    if len(fields) != 3:  # more than type, children, parent: copy what else it holds
+        fields.update({k: _copy_leaf(v) for k, v in fields.items() if k not in ("type", "children", "parent")})
+    children = node.children
     if children is not None:
         fields["children"] = [
-            _copy_tree(c, node_class, new) if isinstance(c, node_class) else _copy_leaf(c) for c in children
+            c if type(c) is str else _copy_tree(c, node_class, new) if _is_node(c, node_class) else _copy_leaf(c)
+            for c in children
         ]
     fields["parent"] = parent
     new.__dict__ = fields
     return new
+
+
+_NODE_CLASSES: dict[type, bool] = {}
+
+
+def _is_node(value: Any, node_class: type) -> bool:
+    """``isinstance(value, node_class)``, kept per class: moto's ``Node`` is an ABC, whose
+    checks cost a call into ``__instancecheck__`` each."""
+    known = _NODE_CLASSES.get(type(value))
+    if known is None:
+        known = _NODE_CLASSES[type(value)] = isinstance(value, node_class)
+    return known
+
+
+def _copy_leaf(value: Any) -> Any:
+    return value if isinstance(value, _PLAIN) else copy.deepcopy(value)
 
 
 #: how many (expression, names, table keys) whose shape passed moto's checks are remembered
