@@ -211,11 +211,13 @@ def _simple_to_mime(source: str, destination: dict[str, list[str]], simple: dict
 
 def _headers(raw: bytes) -> Any:
     """The message's headers (the compat32 parser: several times faster than the default
-    policy's, and the local SES only reads header values)."""
-    from email import message_from_bytes
+    policy's, and the local SES only reads header values). ``headersonly``: a multipart
+    message's boundary is not compiled into a regular expression (a new one per message, each
+    evicting another from ``re``'s cache)."""
+    from email.parser import BytesParser
 
     head = raw.split(b"\r\n\r\n", 1)[0] if b"\r\n\r\n" in raw else raw.split(b"\n\n", 1)[0]
-    return message_from_bytes(head + b"\r\n\r\n")
+    return BytesParser().parsebytes(head + b"\r\n\r\n", headersonly=True)
 
 
 def _write_outbox(message_id: str, raw: bytes, meta: dict[str, Any]) -> Path | None:
