@@ -43,6 +43,11 @@ schedules never fire                   one-time ``at(...)`` schedules (Step Func
 EXPRESS machines run as STANDARD,      :class:`_Clock` times out executions of machines
 unbounded                              declared EXPRESS after 300 s (Express's limit;
                                        ``SESFLOW_LOCAL_EXPRESS_LIMIT_SECONDS`` overrides)
+Every execution runs at once, in one   :func:`_admit_express_executions`: at most 128
+process (AWS: each on machines of its  executions of machines declared EXPRESS run at once
+own): a burst makes every task slow    (``SESFLOW_LOCAL_EXPRESS_RUNNING``); the next ones
+until its timeouts fire                wait to start, with an empty history, their clock
+                                       running
 moto enforces IAM for all callers or   :mod:`sesflow.local.iam`: each function, state
 none, checks ARNs only for SQS/IAM/    machine and EventBridge target acts with its role;
 STS, cannot read CloudFormation        requests signed by a role are evaluated (actions,
@@ -77,8 +82,11 @@ No fault injection                     :mod:`sesflow.local.faults`, a seeded fau
 =====================================  ====================================================
 
 Speed only, nothing an AWS client can observe: :func:`_parse_each_definition_once` (ASL and
-JSONPath), :func:`_lighter_dynamodb_writes` (update expressions), :func:`_index_executions`,
-:func:`_load_each_service_model_once` (moto's models and routers, once per service).
+JSONPath), :func:`_lighter_dynamodb_writes` (update expressions parsed once, their shape
+checked once, their trees copied by hand), :func:`_faster_expression_traversal`,
+:func:`_index_executions`, :func:`_load_each_service_model_once` (moto's models and routers,
+once per service), :func:`_dispatch_without_rescanning_moto`; and in ``server.py`` the
+collector's thresholds (``_collect_less_often``).
 """
 
 from __future__ import annotations
