@@ -85,7 +85,8 @@ Speed only, nothing an AWS client can observe: :func:`_parse_each_definition_onc
 JSONPath), :func:`_lighter_dynamodb_writes` (update expressions parsed once, their shape
 checked once, their trees copied by hand), :func:`_faster_expression_traversal`,
 :func:`_index_executions`, :func:`_load_each_service_model_once` (moto's models and routers,
-once per service), :func:`_dispatch_without_rescanning_moto`; and in ``server.py`` the
+once per service), :func:`_dispatch_without_rescanning_moto`,
+:func:`_sqs_retention_without_rescanning`; and in ``server.py`` the
 collector's thresholds (``_collect_less_often``).
 """
 
@@ -860,31 +861,121 @@ CLOCK: _Clock | None = None
 EXPRESS_RUNNING = 128
 
 
+class _Slots:
+    """Running slots for EXPRESS executions. An execution gives its slot back while it sleeps
+    (a Retry's backoff, a Wait state) and takes one again before it goes on; one that goes on
+    comes before those that have not started, so started work finishes first."""
+
+    def __init__(self, slots: int) -> None:
+        lock = threading.Lock()
+        self._free = slots
+        self._resuming = 0
+        self._starts = threading.Condition(lock)
+        self._resumes = threading.Condition(lock)
+
+    def acquire(self, resuming: bool = False) -> None:
+        with self._starts:
+            if resuming:
+                self._resuming += 1
+                while self._free == 0:
+                    self._resumes.wait()
+                self._resuming -= 1
+            else:
+                while self._free == 0 or self._resuming:
+                    self._starts.wait()
+            self._free -= 1
+            self._wake_next()
+
+    def release(self) -> None:
+        with self._starts:
+            self._free += 1
+            self._wake_next()
+
+    def _wake_next(self) -> None:
+        if self._free > 0:
+            (self._resumes if self._resuming else self._starts).notify()
+
+    def sleeping(self, env: Any, sleep: Any, *args: Any) -> Any:
+        """``sleep(*args)`` without the slot of ``env``'s execution, if it holds one (the
+        program runs in a thread of its own: the slot goes with its environment)."""
+        if not getattr(env, "sesflow_slot", False):
+            return sleep(*args)
+        self.release()
+        try:
+            return sleep(*args)
+        finally:
+            self.acquire(resuming=True)
+
+
+SLOTS: _Slots | None = None
+
+
 def _admit_express_executions() -> None:
     """AWS runs every Express execution at once, each state on machines of its own. Here they
     share one process: a burst of 600 executions all running made each one's task take many
     times its CPU (the interpreter shares out the process), until Lambda and task timeouts
     fired and their retries added more of the same (seen: 164 of a 300-email burst failed
     once moto answered requests faster). So at most ``EXPRESS_RUNNING`` executions of machines
-    declared EXPRESS run; the next ones wait, in the order they were started, before their
-    first event (roughly in the order started: the semaphore wakes its waiters first come, first
-    served). Their clock runs while they wait (the 300 s limit counts from the start, a
-    stricter reading than AWS's); a waiting execution's history is empty, as moto shows an
-    execution not yet started. STANDARD executions (the campaign parent and its Map children,
-    which run inside it) are not held, so nothing waits on a held execution."""
+    declared EXPRESS run (:class:`_Slots`); the next ones wait before their first event
+    (first come, first served). An execution that sleeps (Retry backoff, Wait) lends its slot
+    meanwhile. The clock of one that waits runs (the 300 s limit counts from the start, a
+    stricter reading than AWS's); its history is empty, as moto shows an execution not yet
+    started. STANDARD executions (the campaign parent and its Map children, which run inside
+    it) take no slot, so nothing waits on a held execution."""
+    global SLOTS
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
-    slots = threading.Semaphore(int(os.environ.get("SESFLOW_LOCAL_EXPRESS_RUNNING", EXPRESS_RUNNING)))
+    slots = SLOTS = _Slots(int(os.environ.get("SESFLOW_LOCAL_EXPRESS_RUNNING", EXPRESS_RUNNING)))
     logic = ExecutionWorker._execution_logic
 
+    environment = ExecutionWorker._get_evaluation_environment
+
+    def express(worker: Any) -> bool:
+        return DECLARED_TYPES.get(worker._evaluation_details.state_machine_details.arn) == "EXPRESS"
+
     def admitted(self: Any) -> None:
-        if DECLARED_TYPES.get(self._evaluation_details.state_machine_details.arn) != "EXPRESS":
+        if not express(self):
             logic(self)
             return
-        with slots:
+        slots.acquire()
+        try:
             logic(self)
+        finally:
+            slots.release()
+
+    def environment_with_slot(self: Any) -> Any:
+        env = environment(self)
+        env.sesflow_slot = express(self)
+        return env
+
+    lending = threading.local()  # the environment whose retrier sleeps on this thread
+
+    class _Time:  # the retrier's ``time``: its only use is ``time.sleep(interval)``
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            slots.sleeping(getattr(lending, "env", None), time.sleep, seconds)
+
+    retrier_body = retrier_decl.RetrierDecl._eval_body
+
+    def retrier_lending(self: Any, env: Any) -> None:
+        lending.env = env
+        try:
+            retrier_body(self, env)
+        finally:
+            lending.env = None
+
+    wait_interval = WaitFunction._wait_interval
+
+    def wait_without_slot(self: Any, env: Any, wait_seconds: int) -> None:
+        slots.sleeping(env, wait_interval, self, env, wait_seconds)
 
     ExecutionWorker._execution_logic = admitted  # type: ignore[method-assign]
+    ExecutionWorker._get_evaluation_environment = environment_with_slot  # type: ignore[method-assign]
+    retrier_decl.time = _Time  # type: ignore[assignment]
+    retrier_decl.RetrierDecl._eval_body = retrier_lending  # type: ignore[method-assign]
+    WaitFunction._wait_interval = wait_without_slot  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- payload limits
@@ -1117,6 +1208,25 @@ def _dispatch_without_rescanning_moto() -> None:
         return frozenset(names(clazz))
 
     responses.method_names_from_class = method_names_from_class  # type: ignore[assignment]
+
+
+def _sqs_retention_without_rescanning() -> None:
+    """moto's ReceiveMessage checks each message it returns against the queue's retention
+    period by building every queue attribute three times, and two of them
+    (``ApproximateNumberOfMessages...``) scan all the queue's messages: receiving from a queue
+    of n messages cost O(n) per message returned. While a burst of single sends ran, the
+    local SQS pollers took about half of the stack's CPU this way (py-spy). The same check
+    with the queue's retention period read directly (the value ``attributes`` reports)."""
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        retention_period = self.get_queue(queue_name).message_retention_period
+        return bool(retention_period + message.sent_timestamp / 1000 > unix_time())
+
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
 
 
 def _load_each_service_model_once() -> None:
@@ -1433,6 +1543,7 @@ def install() -> None:
     _serialize_dynamodb()
     _load_each_service_model_once()
     _dispatch_without_rescanning_moto()
+    _sqs_retention_without_rescanning()
     _lighter_dynamodb_writes()
     _faster_expression_traversal()
     _parse_each_definition_once()

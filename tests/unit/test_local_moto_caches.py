@@ -207,3 +207,85 @@ def test_copy_tree_is_a_deep_copy_of_a_parsed_expression() -> None:
         assert shape(copied) == shape(copy.deepcopy(tree)), expression
         assert copied.parent is None
         assert not set(nodes(copied)) & set(nodes(tree)), "no node shared with the original"
+
+
+def test_sqs_retention_check_without_rescanning_keeps_moto_s_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.sqs.models import SQSBackend, sqs_backends
+
+    from sesflow.local import shims
+
+    monkeypatch.setattr(
+        SQSBackend, "is_message_valid_based_on_retention_period", SQSBackend.is_message_valid_based_on_retention_period
+    )
+    results = []
+    for patched in (False, True):
+        if patched:
+            shims._sqs_retention_without_rescanning()
+        with mock_aws():
+            sqs = boto3.client("sqs", region_name="us-east-1")
+            url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+            for i in range(5):
+                sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+            queue = sqs_backends["123456789012"]["us-east-1"].get_queue("q")
+            for message in list(queue._messages)[3:]:  # sent 61 s ago: past the queue's retention
+                message.sent_timestamp -= 61_000
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            results.append(sorted(m["Body"] for m in got))
+    assert results[0] == results[1]
+    assert results[1] == ["m0", "m1", "m2"], results  # moto stops at the first expired message
+
+
+def test_express_slots_wait_lend_and_put_resuming_executions_first() -> None:
+    """One slot: a second start waits; the holder lends its slot while it sleeps; coming back,
+    it goes before a start that queued earlier."""
+    import time
+
+    from sesflow.local.shims import _Slots
+
+    def until(condition: Any) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+
+    slots = _Slots(1)
+    slots.acquire()  # A runs
+    events = {name: threading.Event() for name in ("b", "b_done", "c")}
+
+    def b() -> None:
+        slots.acquire()
+        events["b"].set()
+        events["b_done"].wait(10)
+        slots.release()
+
+    def c() -> None:
+        slots.acquire()
+        events["c"].set()
+        slots.release()
+
+    threading.Thread(target=b, daemon=True).start()
+    until(lambda: len(slots._starts._waiters) == 1)  # type: ignore[attr-defined]
+    assert not events["b"].is_set(), "no slot free: B waits"
+
+    class Env:
+        sesflow_slot = True
+
+    order: list[str] = []
+
+    def nap() -> None:  # A sleeps: B runs on A's slot, C queues behind B
+        events["b"].wait(10)
+        order.append("b ran while A slept")
+        threading.Thread(target=c, daemon=True).start()
+        until(lambda: len(slots._starts._waiters) == 1)  # type: ignore[attr-defined]
+
+    resumed = threading.Thread(target=slots.sleeping, args=(Env(), nap), daemon=True)
+    resumed.start()
+    until(lambda: slots._resuming == 1)  # A is back and waits for B's slot
+    events["b_done"].set()
+    resumed.join(10)
+    assert order == ["b ran while A slept"]
+    assert not events["c"].is_set(), "A came back first: C still waits"
+    slots.release()  # A ends
+    assert events["c"].wait(10)
