@@ -47,7 +47,8 @@ Every execution runs at once, in one   :func:`_admit_express_executions`: at mos
 process (AWS: each on machines of its  executions of machines declared EXPRESS run at once
 own): a burst makes every task slow    (``SESFLOW_LOCAL_EXPRESS_RUNNING``); the next ones
 until its timeouts fire                wait to start, with an empty history, their clock
-                                       running
+                                       running; a sleeping one (Retry backoff, Wait) lends
+                                       its slot
 moto enforces IAM for all callers or   :mod:`sesflow.local.iam`: each function, state
 none, checks ARNs only for SQS/IAM/    machine and EventBridge target acts with its role;
 STS, cannot read CloudFormation        requests signed by a role are evaluated (actions,
