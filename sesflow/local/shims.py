@@ -1400,50 +1400,65 @@ def _check_each_expression_shape_once(source: dict[int, tuple[Any, str]]) -> Non
     cls.validate = validate_once  # type: ignore[method-assign]
 
 
-def _faster_expression_traversal() -> None:
-    """moto's expression passes (``DepthFirstTraverser``) visit every node of the tree and ask
-    ``isinstance`` of abstract classes (``Node`` has ``ABCMeta``: each check goes through
-    ``__instancecheck__``) and rebuild their ``_processing_map`` dict at every node. The same
-    traversal, with the answers kept per node class and the map per pass: a node's class
-    decides both (no pass overrides ``process`` or ``nodes_to_be_processed``, and nothing
-    registers virtual subclasses of the node classes)."""
-    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
+def _processor_for(traverser: Any, cls: type) -> Any:
+    """The function a moto expression pass applies to nodes of ``cls`` (None: it skips them),
+    found in its ``_processing_map`` once per pass and class."""
+    table = traverser.__dict__.setdefault("sesflow_processors", {})
+    if cls not in table:
+        table[cls] = next((f for k, f in traverser._processing_map().items() if issubclass(cls, k)), None)
+    return table[cls]
 
-    is_node: dict[type, bool] = {}
 
-    def processor_for(self: Any, cls: type) -> Any:
-        table = self.__dict__.get("sesflow_processors")
-        if table is None:
-            table = self.__dict__["sesflow_processors"] = {}
-        if cls not in table:
-            table[cls] = next((f for k, f in self._processing_map().items() if issubclass(cls, k)), None)
-        return table[cls]
+def _traverse(traverser: Any, root: Any, node_class: type, base_pre: Any) -> Any:
+    """moto's ``DepthFirstTraverser.traverse`` (``traverse_node_recursively`` from the root:
+    children first, then the node, replaced in its parent by what the pass returns), with the
+    pass's lookups bound once and ``pre_processing_of_child`` called only where a pass has one."""
+    table = traverser.__dict__.setdefault("sesflow_processors", {})
+    pre = traverser.pre_processing_of_child if type(traverser).pre_processing_of_child is not base_pre else None
 
-    def process(self: Any, node: Any) -> Any:
-        f = processor_for(self, type(node))
-        return f(node) if f is not None else None
-
-    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+    def visit(node: Any, child_id: int) -> Any:
         cls = type(node)
-        known = is_node.get(cls)
-        if known is None:
-            known = is_node[cls] = isinstance(node, Node)
-        if known:
-            parent_node = node.parent
-            if node.children is not None:
-                for i, child_node in enumerate(node.children):
-                    self.pre_processing_of_child(node, i)
-                    self.traverse_node_recursively(child_node, i)
-            f = processor_for(self, cls)
-            if f is not None:
-                node = f(node)
-                node.parent = parent_node
-                if parent_node:
-                    parent_node.children[child_id] = node
+        if not _is_node(node, node_class):
+            return node
+        parent_node = node.parent
+        children = node.children
+        if children is not None:
+            for i, child_node in enumerate(children):
+                if pre is not None:
+                    pre(node, i)
+                visit(child_node, i)
+        f = table[cls] if cls in table else _processor_for(traverser, cls)
+        if f is not None:
+            node = f(node)
+            node.parent = parent_node
+            if parent_node:
+                parent_node.children[child_id] = node
         return node
 
+    return visit(root, -1)
+
+
+def _faster_expression_traversal() -> None:
+    """moto's expression passes (``DepthFirstTraverser``) visit every node of the tree, ask
+    ``isinstance`` of abstract classes (``Node`` has ``ABCMeta``: each check goes through
+    ``__instancecheck__``), rebuild their ``_processing_map`` dict at every node and call the
+    no-op ``pre_processing_of_child`` hook. The same traversal (:func:`_traverse`), with the
+    answers kept per node class and the map per pass: a node's class decides both (no pass
+    overrides ``process``, ``nodes_to_be_processed`` or ``traverse``, and nothing registers
+    virtual subclasses of the node classes). The campaign's claim: 4.5 -> 3.8 ms in moto."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
+
+    base_pre = DepthFirstTraverser.pre_processing_of_child
+
+    def process(self: Any, node: Any) -> Any:
+        f = _processor_for(self, type(node))
+        return f(node) if f is not None else None
+
+    def traverse(self: Any, root: Any) -> Any:
+        return _traverse(self, root, Node, base_pre)
+
     DepthFirstTraverser.process = process  # type: ignore[method-assign]
-    DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively  # type: ignore[method-assign]
+    DepthFirstTraverser.traverse = traverse  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------- install

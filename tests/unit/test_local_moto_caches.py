@@ -159,7 +159,7 @@ def test_expression_shape_checks_once_and_faster_traversal_give_moto_s_verdicts(
     monkeypatch.setattr(validators, "deepcopy", validators.deepcopy)
     for name in ("__init__", "validate"):
         monkeypatch.setattr(validators.UpdateExpressionValidator, name, getattr(validators.Validator, name))
-    for name in ("process", "traverse_node_recursively"):
+    for name in ("process", "traverse"):
         monkeypatch.setattr(ast_nodes.DepthFirstTraverser, name, getattr(ast_nodes.DepthFirstTraverser, name))
     results = []
     for patched in (False, True):
