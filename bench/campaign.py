@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"campaign throughput, {n} recipients, stages 1/10/100 %, no rate limit (local stack)")
     print(
         f"  sending throughput      {accepted / rep['sendingSeconds']:7.1f} emails/s  (target >= 100 at 10,000; "
+        "on 912939a: 55.8 at 1,000, 57.9 at 10,000; "
         f"{accepted} sent in {rep['sendingSeconds']:.1f} s of sending)"
     )
     print(
