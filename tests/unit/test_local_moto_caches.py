@@ -12,6 +12,20 @@ import pytest
 from .conftest import TRACKING, _tables
 
 
+def _moto_then_patched(patch: Any, run: Any) -> list[Any]:
+    """``run()`` in a fresh mock of AWS with moto as it is, then again after ``patch()``: a
+    speed-up must give the same results (the caller restores what ``patch`` replaced)."""
+    from moto import mock_aws
+
+    results = []
+    for patched in (False, True):
+        if patched:
+            patch()
+        with mock_aws():
+            results.append(run())
+    return results
+
+
 def test_a_burst_of_first_requests_loads_each_model_and_router_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.core import responses, routing, utils
 
@@ -85,7 +99,6 @@ def _writes(ddb: Any, table: str) -> list[dict[str, Any]]:
 
 def test_lighter_dynamodb_writes_store_what_moto_stores(monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
-    from moto import mock_aws
     from moto.dynamodb.parsing import validators
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
@@ -93,14 +106,13 @@ def test_lighter_dynamodb_writes_store_what_moto_stores(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(UpdateExpressionParser, "make", UpdateExpressionParser.__dict__["make"])
     monkeypatch.setattr(validators, "deepcopy", validators.deepcopy)
-    results = []
-    for patched in (False, True):
-        if patched:
-            shims._lighter_dynamodb_writes()
-        with mock_aws():
-            ddb = boto3.client("dynamodb", region_name="us-east-1")
-            _tables(ddb)  # the template's tracking table (its key and indexes)
-            results.append(_writes(ddb, TRACKING))
+
+    def run() -> list[dict[str, Any]]:
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        _tables(ddb)  # the template's tracking table (its key and indexes)
+        return _writes(ddb, TRACKING)
+
+    results = _moto_then_patched(shims._lighter_dynamodb_writes, run)
     assert results[0] == results[1]
     assert results[1][0]["sendState"] == {"S": "sending-3"}  # values of the last write, not the first
     assert results[1][0]["campaignId"] == {"S": "c0"}
@@ -149,7 +161,6 @@ def test_expression_shape_checks_once_and_faster_traversal_give_moto_s_verdicts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import boto3
-    from moto import mock_aws
     from moto.dynamodb.parsing import ast_nodes, validators
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
@@ -161,15 +172,17 @@ def test_expression_shape_checks_once_and_faster_traversal_give_moto_s_verdicts(
         monkeypatch.setattr(validators.UpdateExpressionValidator, name, getattr(validators.Validator, name))
     for name in ("process", "traverse"):
         monkeypatch.setattr(ast_nodes.DepthFirstTraverser, name, getattr(ast_nodes.DepthFirstTraverser, name))
-    results = []
-    for patched in (False, True):
-        if patched:
-            shims._lighter_dynamodb_writes()
-            shims._faster_expression_traversal()
-        with mock_aws():
-            ddb = boto3.client("dynamodb", region_name="us-east-1")
-            _tables(ddb)
-            results.append(_outcomes(ddb))
+
+    def run() -> list[Any]:
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        _tables(ddb)
+        return _outcomes(ddb)
+
+    def patch() -> None:
+        shims._lighter_dynamodb_writes()
+        shims._faster_expression_traversal()
+
+    results = _moto_then_patched(patch, run)
     assert results[0] == results[1]
     errors = {o[0] for o in results[1] if isinstance(o, tuple)}
     assert errors == {"ValidationException"}, errors
@@ -211,7 +224,6 @@ def test_copy_tree_is_a_deep_copy_of_a_parsed_expression() -> None:
 
 def test_sqs_retention_check_without_rescanning_keeps_moto_s_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
-    from moto import mock_aws
     from moto.sqs.models import SQSBackend, sqs_backends
 
     from sesflow.local import shims
@@ -219,20 +231,19 @@ def test_sqs_retention_check_without_rescanning_keeps_moto_s_verdicts(monkeypatc
     monkeypatch.setattr(
         SQSBackend, "is_message_valid_based_on_retention_period", SQSBackend.is_message_valid_based_on_retention_period
     )
-    results = []
-    for patched in (False, True):
-        if patched:
-            shims._sqs_retention_without_rescanning()
-        with mock_aws():
-            sqs = boto3.client("sqs", region_name="us-east-1")
-            url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
-            for i in range(5):
-                sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
-            queue = sqs_backends["123456789012"]["us-east-1"].get_queue("q")
-            for message in list(queue._messages)[3:]:  # sent 61 s ago: past the queue's retention
-                message.sent_timestamp -= 61_000
-            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-            results.append(sorted(m["Body"] for m in got))
+
+    def run() -> list[str]:
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        for i in range(5):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+        queue = sqs_backends["123456789012"]["us-east-1"].get_queue("q")
+        for message in list(queue._messages)[3:]:  # sent 61 s ago: past the queue's retention
+            message.sent_timestamp -= 61_000
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        return sorted(m["Body"] for m in got)
+
+    results = _moto_then_patched(shims._sqs_retention_without_rescanning, run)
     assert results[0] == results[1]
     assert results[1] == ["m0", "m1", "m2"], results  # moto stops at the first expired message
 
