@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ..helpers import poll
 from .conftest import TRACKING, _tables
 
 
@@ -251,15 +252,10 @@ def test_sqs_retention_check_without_rescanning_keeps_moto_s_verdicts(monkeypatc
 def test_express_slots_wait_lend_and_put_resuming_executions_first() -> None:
     """One slot: a second start waits; the holder lends its slot while it sleeps; coming back,
     it goes before a start that queued earlier."""
-    import time
-
     from sesflow.local.shims import _Slots
 
     def until(condition: Any) -> None:
-        deadline = time.monotonic() + 10
-        while not condition():
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        poll(condition, timeout=10, interval=0.005, what="the slots' waiters")
 
     slots = _Slots(1)
     slots.acquire()  # A runs
