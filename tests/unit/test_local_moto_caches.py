@@ -171,8 +171,7 @@ def test_expression_shape_checks_once_and_faster_traversal_give_moto_s_verdicts(
     monkeypatch.setattr(validators, "deepcopy", validators.deepcopy)
     for name in ("__init__", "validate"):
         monkeypatch.setattr(validators.UpdateExpressionValidator, name, getattr(validators.Validator, name))
-    for name in ("process", "traverse"):
-        monkeypatch.setattr(ast_nodes.DepthFirstTraverser, name, getattr(ast_nodes.DepthFirstTraverser, name))
+    monkeypatch.setattr(ast_nodes.DepthFirstTraverser, "traverse", ast_nodes.DepthFirstTraverser.traverse)
 
     def run() -> list[Any]:
         ddb = boto3.client("dynamodb", region_name="us-east-1")
