@@ -27,6 +27,7 @@ from typing import Any
 from sesflow_core import campaign as cp
 
 from bench import log_bytes
+from bench.local_stack import peak_rss_mb, workers_memory
 from bench.log_bytes import drain, stats
 from sesflow import executions
 from sesflow.local import control
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     n = args.recipients
 
     sdir = Path(tempfile.mkdtemp(prefix="sesflow-bench-campaign-"))
-    control.up(ROOT, port=0, sdir=sdir)
+    state, _ = control.up(ROOT, port=0, sdir=sdir)
     try:
         target = local_target(ROOT, sdir)
         ref = single_sends(target)
@@ -291,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
         rep = run_campaign(target, n, [1, 10, 100], "bench-throughput")
         drain(target)
         st = stats(target)
+        server_mb = peak_rss_mb(int(state["pid"]))
+        workers, workers_mb = workers_memory(state["endpoint"])
     finally:
         control.down(ROOT, sdir=sdir)
     accepted = rep["totals"]["accepted"]
@@ -303,6 +306,10 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"  whole campaign          {accepted / rep['wallSeconds']:7.1f} emails/s  ({rep['wallSeconds']:.1f} s with "
         "planning and two 1 s observation waits)"
+    )
+    print(
+        f"  local stack memory      {server_mb + workers_mb:7.0f} MB  (peak RSS: server {server_mb:.0f} MB, "
+        f"{workers} Lambda worker processes {workers_mb:.0f} MB)"
     )
 
     # at a million: the plan's batch size (from the pace, ADR 0014), one child per batch

@@ -22,7 +22,7 @@ from typing import Any
 
 from sesflow_aws.dynamo import batch_get, to_plain
 
-from bench.local_stack import peak_rss_mb
+from bench.local_stack import peak_rss_mb, workers_memory
 from sesflow.local import control
 from sesflow.target import Target, local_target
 
@@ -100,12 +100,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     try:
         result = run(local_target(ROOT, sdir), args.emails)
         result["peakRssMb"] = peak_rss_mb(int(state["pid"]))
+        result["workers"], result["workersRssMb"] = workers_memory(state["endpoint"])
     finally:
         control.down(ROOT, sdir=sdir)
     print(
         f"local burst: {args.emails} Email Requested events, each delivered twice: all terminal in "
         f"{result['seconds']:.1f} s = {result['emailsPerSecond']:.1f} emails/s "
-        f"({result['executions']:.0f} send executions started); server peak RSS {result['peakRssMb']:.0f} MB "
+        f"({result['executions']:.0f} send executions started); server peak RSS {result['peakRssMb']:.0f} MB, "
+        f"{result['workers']:.0f} Lambda worker processes {result['workersRssMb']:.0f} MB "
         "(target >= 20 emails/s; this bench on 47034ad, before the local stack's speed-ups: 170.1 s, 1.8 emails/s; "
         "on 912939a: 29.2 to 34.4 s, about 10 emails/s)"
     )

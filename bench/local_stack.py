@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from sesflow import executions
@@ -28,6 +29,14 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def workers_memory(endpoint: str) -> tuple[int, float]:
+    """The Lambda worker processes of a running stack: how many, and their memory (MB, the
+    sum of each one's peak resident set, from ``/_sesflow/stats``)."""
+    with urllib.request.urlopen(f"{endpoint}/_sesflow/stats", timeout=30) as resp:
+        workers = json.loads(resp.read())["lambdaWorkers"]
+    return int(workers["size"]), float(workers["rssMb"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -74,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         figures["send_latency_p90_s"] = sorted(latencies)[int(0.9 * (len(latencies) - 1))]
         figures["happy_path_transitions"] = max(transitions)
         figures["peak_rss_mb"] = peak_rss_mb(int(state["pid"]))
+        figures["workers"], figures["workers_rss_mb"] = workers_memory(state["endpoint"])
     finally:
         control.down(ROOT, sdir=sdir)
     print("embedded local AWS")
@@ -88,7 +98,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"  state transitions, happy path    {figures['happy_path_transitions']:6.0f}     (target <= 8: "
         f"{'met' if figures['happy_path_transitions'] <= 8 else 'NOT met'})"
     )
-    print(f"  peak memory of the local stack   {figures['peak_rss_mb']:6.0f} MB  (VmHWM of the server process)")
+    print(
+        f"  peak memory of the local stack   {figures['peak_rss_mb'] + figures['workers_rss_mb']:6.0f} MB  (VmHWM of "
+        f"the server process, {figures['peak_rss_mb']:.0f} MB, and of its {figures['workers']:.0f} Lambda worker "
+        f"processes, {figures['workers_rss_mb']:.0f} MB)"
+    )
     return figures
 
 

@@ -157,6 +157,11 @@ def active() -> bool:
     return bool(_plan.rules)
 
 
+def lambda_rules_active() -> bool:
+    """A ``lambdaCrash``/``lambdaTimeout`` rule is set: invocations run where it can act."""
+    return any(rule.kind in LAMBDA_KINDS for rule in _plan.rules)
+
+
 def snapshot(with_log: bool = False) -> dict[str, Any]:
     """The plan's seed, each rule's decision points and hits, faults injected by kind."""
     with _lock:

@@ -186,16 +186,29 @@ def _line_kind(line: str) -> str:
     return "other"
 
 
-def _count_lines(function_name: str, lines: list[str]) -> None:
+def line_counts(lines: list[str]) -> dict[str, int]:
+    """``events``, ``bytes`` and ``<kind>.events``/``<kind>.bytes`` of some log lines."""
+    counts = {"events": 0, "bytes": 0}
+    for line in lines:
+        size = len(line.encode("utf-8"))
+        kind = _line_kind(line)
+        counts["events"] += 1
+        counts["bytes"] += size
+        counts[f"{kind}.events"] = counts.get(f"{kind}.events", 0) + 1
+        counts[f"{kind}.bytes"] = counts.get(f"{kind}.bytes", 0) + size
+    return counts
+
+
+def add_line_counts(function_name: str, counts: dict[str, int]) -> None:
+    """Add what an invocation wrote (:func:`line_counts`) to ``function_name``'s log meter."""
     with _log_lock:
         entry = _LOG_STATS.setdefault(function_name, {"invocations": 0, "events": 0, "bytes": 0})
-        for line in lines:
-            size = len(line.encode("utf-8"))
-            kind = _line_kind(line)
-            entry["events"] += 1
-            entry["bytes"] += size
-            entry[f"{kind}.events"] = entry.get(f"{kind}.events", 0) + 1
-            entry[f"{kind}.bytes"] = entry.get(f"{kind}.bytes", 0) + size
+        for key, value in counts.items():
+            entry[key] = entry.get(key, 0) + value
+
+
+def _count_lines(function_name: str, lines: list[str]) -> None:
+    add_line_counts(function_name, line_counts(lines))
 
 
 def _flush_log_line(function_name: str) -> None:
@@ -329,7 +342,7 @@ def load_handler(code_dir: Path, handler: str) -> Any:
     return fn
 
 
-def _error_payload(exc: BaseException) -> dict[str, Any]:
+def error_payload(exc: BaseException) -> dict[str, Any]:
     return {
         "errorType": type(exc).__name__,
         "errorMessage": str(exc),
@@ -371,18 +384,9 @@ def install_thread_inheritance() -> None:
         threading.Thread.start = _start_in_invocation  # type: ignore[method-assign]
 
 
-def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
-    """Invoke ``spec``'s handler with ``event`` in a worker thread, enforcing Timeout."""
-    environ = install_environ_overlay()
-    install_thread_inheritance()
-    result: dict[str, Any] = {}
-    context = LambdaContext(
-        function_name=spec.function_name,
-        invoked_function_arn=spec.function_arn,
-        memory_limit_in_mb=spec.memory_mb,
-        timeout_seconds=spec.timeout,
-    )
-    env = {
+def invocation_environment(spec: FunctionSpec) -> dict[str, str]:
+    """The environment an invocation of ``spec`` sees over the process's own."""
+    return {
         **spec.environment,
         **spec.credentials,
         "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
@@ -394,6 +398,71 @@ def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
         # enrollment's ``clock`` (time scale for tests) is allowed here only
         "SESFLOW_LOCAL_STACK": "1",
     }
+
+
+def exited(spec: FunctionSpec, context: LambdaContext, duration_ms: float) -> InvokeResult:
+    payload = {
+        "errorType": EXIT_ERROR,
+        "errorMessage": f"RequestId: {context.aws_request_id} Error: Runtime exited with error: signal: killed",
+    }
+    _record(spec, duration_ms, EXIT_ERROR)
+    return InvokeResult(payload, error_type=EXIT_ERROR, duration_ms=duration_ms)
+
+
+def timed_out(spec: FunctionSpec, duration_ms: float) -> InvokeResult:
+    duration_ms = max(duration_ms, spec.timeout * 1000)
+    _record(spec, duration_ms, TIMEOUT_ERROR)
+    return InvokeResult(
+        payload={"errorType": TIMEOUT_ERROR, "errorMessage": f"Task timed out after {spec.timeout:.2f} seconds"},
+        error_type=TIMEOUT_ERROR,
+        duration_ms=duration_ms,
+    )
+
+
+def failed(spec: FunctionSpec, payload: dict[str, Any], duration_ms: float) -> InvokeResult:
+    _record(spec, duration_ms, payload["errorType"])
+    return InvokeResult(payload, error_type=payload["errorType"], duration_ms=duration_ms)
+
+
+def succeeded(spec: FunctionSpec, payload: Any, duration_ms: float) -> InvokeResult:
+    _record(spec, duration_ms)
+    return InvokeResult(payload, duration_ms=duration_ms)
+
+
+#: the worker processes (:mod:`sesflow.local.lambda_workers`), set by the server; None: threads
+WORKERS: Any = None
+#: ``() -> bool``: whether an invocation must run in-process now (a Lambda fault rule is set)
+IN_PROCESS_ONLY: Any = None
+
+
+def _worker_for() -> Any:
+    if WORKERS is None or (IN_PROCESS_ONLY is not None and IN_PROCESS_ONLY()):
+        return None
+    return WORKERS.acquire()
+
+
+def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
+    """Invoke ``spec``'s handler with ``event`` in a worker process if one is free, otherwise
+    in a thread of this process, enforcing Timeout."""
+    worker = _worker_for()
+    if worker is not None:
+        from . import lambda_workers
+
+        return lambda_workers.invoke(WORKERS, worker, spec, event)
+    return _invoke_in_thread(spec, event)
+
+
+def _invoke_in_thread(spec: FunctionSpec, event: Any) -> InvokeResult:
+    environ = install_environ_overlay()
+    install_thread_inheritance()
+    result: dict[str, Any] = {}
+    context = LambdaContext(
+        function_name=spec.function_name,
+        invoked_function_arn=spec.function_arn,
+        memory_limit_in_mb=spec.memory_mb,
+        timeout_seconds=spec.timeout,
+    )
+    env = invocation_environment(spec)
 
     hook = CALL_HOOK
     invocation = Invocation(spec.function_name, _subject(event) if hook is not None else "")
@@ -425,36 +494,17 @@ def invoke(spec: FunctionSpec, event: Any) -> InvokeResult:
     finished = invocation.done.wait(spec.timeout)
     duration_ms = (time.perf_counter() - started) * 1000
     if invocation.ended == "crash":
-        payload = {
-            "errorType": EXIT_ERROR,
-            "errorMessage": f"RequestId: {context.aws_request_id} Error: Runtime exited with error: signal: killed",
-        }
-        _record(spec, duration_ms, EXIT_ERROR)
-        return InvokeResult(payload, error_type=EXIT_ERROR, duration_ms=duration_ms)
+        return exited(spec, context, duration_ms)
     if invocation.ended == "timeout" or not finished:
         invocation.ended = invocation.ended or "frozen"  # its thread runs on, but calls nothing
-        duration_ms = max(duration_ms, spec.timeout * 1000)
-        _record(spec, duration_ms, TIMEOUT_ERROR)
-        return InvokeResult(
-            payload={
-                "errorType": TIMEOUT_ERROR,
-                "errorMessage": f"Task timed out after {spec.timeout:.2f} seconds",
-            },
-            error_type=TIMEOUT_ERROR,
-            duration_ms=duration_ms,
-        )
+        return timed_out(spec, duration_ms)
     if "error" in result:
-        payload = _error_payload(result["error"])
-        _record(spec, duration_ms, payload["errorType"])
-        return InvokeResult(payload, error_type=payload["errorType"], duration_ms=duration_ms)
+        return failed(spec, error_payload(result["error"]), duration_ms)
     try:
         json.dumps(result.get("payload"))
     except (TypeError, ValueError) as exc:
-        payload = {"errorType": "Runtime.MarshalError", "errorMessage": str(exc)}
-        _record(spec, duration_ms, "Runtime.MarshalError")
-        return InvokeResult(payload, error_type="Runtime.MarshalError", duration_ms=duration_ms)
-    _record(spec, duration_ms)
-    return InvokeResult(result.get("payload"), duration_ms=duration_ms)
+        return failed(spec, {"errorType": "Runtime.MarshalError", "errorMessage": str(exc)}, duration_ms)
+    return succeeded(spec, result.get("payload"), duration_ms)
 
 
 def _subject(event: Any) -> str:

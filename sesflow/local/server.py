@@ -379,6 +379,7 @@ class FunctionUrls:
                 "faults": faults.snapshot()["injected"],
                 "dynamodb": _dynamodb_stats(reset),
                 "logs": lambda_runtime.log_stats(reset),
+                "lambdaWorkers": _workers_stats(),
             }
         ).encode()
         if reset:
@@ -448,6 +449,17 @@ class FunctionUrls:
         return [body]
 
 
+def _workers_stats() -> dict[str, float]:
+    """The Lambda worker processes: how many, their resident memory (peak of each, MB), the
+    invocations they ran and those that found them all busy (run in threads)."""
+    from . import lambda_runtime
+
+    pool = lambda_runtime.WORKERS
+    if pool is None:
+        return {"size": 0, "rssMb": 0.0, "invocations": 0, "allBusy": 0}
+    return {"size": pool.size, "rssMb": round(pool.rss_mb(), 1), "invocations": pool.served, "allBusy": pool.missed}
+
+
 def _make_server(port: int, region: str) -> Any:
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -457,6 +469,37 @@ def _make_server(port: int, region: str) -> Any:
     if os.environ.get("SESFLOW_LOCAL_IN_PROCESS_CALLS", "on") != "off":
         _serve_own_calls_in_process(app, f"http://127.0.0.1:{port}")
     return make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+def _answerer(app: Any, endpoint: str) -> Any:
+    """``answer(method, url, headers, body) -> (status, headers, content)``: one AWS request
+    to this process's endpoint served by the WSGI app on the calling thread (no socket, no
+    HTTP parsing, no thread per request). Used for the calls made inside this process and
+    for those the Lambda worker processes forward (:mod:`sesflow.local.lambda_workers`)."""
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    def answer(method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        builder = EnvironBuilder(
+            base_url=endpoint,
+            path=url[len(endpoint) :].split("?", 1)[0] or "/",
+            query_string=url.split("?", 1)[1] if "?" in url else "",
+            method=method,
+            headers=headers,
+            data=body or b"",
+        )
+        try:
+            environ = builder.get_environ()
+        finally:
+            builder.close()
+        app_iter, status, response_headers = run_wsgi_app(app, environ)
+        try:
+            content = b"".join(app_iter)
+        finally:
+            if hasattr(app_iter, "close"):
+                app_iter.close()
+        return int(status.split(" ", 1)[0]), dict(response_headers.items()), content
+
+    return answer
 
 
 def _serve_own_calls_in_process(app: Any, endpoint: str) -> None:
@@ -469,10 +512,11 @@ def _serve_own_calls_in_process(app: Any, endpoint: str) -> None:
     ``SESFLOW_LOCAL_IN_PROCESS_CALLS=off`` sends them over HTTP again."""
     from botocore import handlers
     from botocore.awsrequest import AWSResponse
-    from moto.core.botocore_stubber import MockRawResponse
-    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    from .lambda_workers import RawResponse
 
     prefix = endpoint + "/"
+    answer = _answerer(app, endpoint)
 
     def before_send(request: Any, **kwargs: Any) -> Any:
         url: str = request.url
@@ -481,25 +525,9 @@ def _serve_own_calls_in_process(app: Any, endpoint: str) -> None:
         body = request.body
         if hasattr(body, "read"):
             body = body.read()
-        builder = EnvironBuilder(
-            base_url=endpoint,
-            path=url[len(endpoint) :].split("?", 1)[0] or "/",
-            query_string=url.split("?", 1)[1] if "?" in url else "",
-            method=request.method,
-            headers={k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in request.headers.items()},
-            data=body or b"",
-        )
-        try:
-            environ = builder.get_environ()
-        finally:
-            builder.close()
-        app_iter, status, headers = run_wsgi_app(app, environ)
-        try:
-            content = b"".join(app_iter)
-        finally:
-            if hasattr(app_iter, "close"):
-                app_iter.close()
-        return AWSResponse(url, int(status.split(" ", 1)[0]), dict(headers.items()), MockRawResponse(content))
+        headers = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in request.headers.items()}
+        status, response_headers, content = answer(request.method, url, headers, body or b"")
+        return AWSResponse(url, status, response_headers, RawResponse(content))
 
     handlers.BUILTIN_HANDLERS.append(("before-send", before_send))  # every session made from now on
     import boto3
@@ -596,8 +624,20 @@ def bring_up(
         "startedAt": time.time(),
         "startupSeconds": round(time.perf_counter() - started, 3),
     }
+    _start_lambda_workers(server.app, doc["endpoint"])
     _collect_less_often()
     return server, doc
+
+
+def _start_lambda_workers(app: Any, endpoint: str) -> None:
+    """Lambda invocations run in worker processes from now on (:mod:`.lambda_workers`), as
+    many as ``SESFLOW_LOCAL_LAMBDA_WORKERS`` (0: in threads of this process, as during deploy)."""
+    from . import faults, lambda_runtime, lambda_workers
+
+    size = int(os.environ.get("SESFLOW_LOCAL_LAMBDA_WORKERS", lambda_workers.DEFAULT_WORKERS))
+    if size > 0:
+        lambda_runtime.IN_PROCESS_ONLY = faults.lambda_rules_active
+        lambda_runtime.WORKERS = lambda_workers.Pool(size, _answerer(app, endpoint))
 
 
 #: the collector's thresholds while the stack runs (Python's default: 700, 10, 10)
@@ -656,6 +696,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.info("sesflow local stack ready on %s in %.2fs", doc["endpoint"], doc["startupSeconds"])
     stop.wait()
     server.shutdown()
+    from . import lambda_runtime
+
+    if lambda_runtime.WORKERS is not None:
+        lambda_runtime.WORKERS.close()
     state_file.unlink(missing_ok=True)
     logging.info("sesflow local stack stopped")
     return 0

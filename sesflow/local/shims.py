@@ -6,7 +6,9 @@ emulator lacks is filled in here, and only here:
 =====================================  ====================================================
 gap in moto 5.2.5                      what the local runtime does
 =====================================  ====================================================
-Lambda runs handlers only in Docker    ``LambdaFunction.invoke`` runs the handler in-process
+Lambda runs handlers only in Docker    ``LambdaFunction.invoke`` runs the handler in a worker
+                                       process (:mod:`sesflow.local.lambda_workers`) or, when
+                                       all are busy or a Lambda fault rule is set, in a thread
                                        (:mod:`sesflow.local.lambda_runtime`)
 CFN has no ``AWS::SES::*`` types       ``ConfigurationSet`` and ``EmailIdentity`` models
 CFN has no SecretsManager::Secret      ``Secret`` model (GenerateSecretString honoured)
