@@ -32,11 +32,11 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def workers_memory(endpoint: str) -> tuple[int, float]:
-    """The Lambda worker processes of a running stack: how many, and their memory (MB, the
+    """The Lambda worker processes of a running stack: how many run, and their memory (MB, the
     sum of each one's peak resident set, from ``/_sesflow/stats``)."""
     with urllib.request.urlopen(f"{endpoint}/_sesflow/stats", timeout=30) as resp:
         workers = json.loads(resp.read())["lambdaWorkers"]
-    return int(workers["size"]), float(workers["rssMb"])
+    return int(workers["running"]), float(workers["rssMb"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

@@ -19,7 +19,7 @@ sandbox; a thread could only be refused further calls). What does not move: an i
 while a Lambda fault rule is set (faults decide around each AWS call, in the stack: those run
 in-process) and any invocation while every worker is busy (no queue, so nothing waits on a
 pool the invocation itself would need). ``SESFLOW_LOCAL_LAMBDA_WORKERS`` sets the pool's
-size (default 4; ``0``: every invocation in-process).
+size (at most 6 by default, two at start; ``0``: every invocation in a thread).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 #: ``answer(method, url, headers, body) -> (status, headers, content)`` (the stack's WSGI app)
 Answer = Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
 
-DEFAULT_WORKERS = 4
+DEFAULT_WORKERS = 6
 
 
 class RawResponse(BytesIO):
@@ -106,9 +106,11 @@ class _Worker:
 
 
 class Pool:
-    """``size`` worker processes; :meth:`acquire` never waits (``None``: run it in-process)."""
+    """Up to ``size`` worker processes, ``start`` of them at once and one more each time an
+    invocation finds them all busy (Lambda adds sandboxes as concurrency grows; a stack that
+    sends a few emails keeps a few). :meth:`acquire` never waits (``None``: run it in a thread)."""
 
-    def __init__(self, size: int, answer: Answer) -> None:
+    def __init__(self, size: int, answer: Answer, start: int = 2) -> None:
         self.size = size
         self.answer = answer
         self._idle: deque[_Worker] = deque()
@@ -120,24 +122,29 @@ class Pool:
         self.served = self.missed = 0
         #: the threads answering the workers' AWS calls (a batch's senders call together)
         self.calls = ThreadPoolExecutor(max_workers=16 * size, thread_name_prefix="lambda-worker-call")
-        for _ in range(size):
+        self._spawning = min(start, size)
+        for _ in range(self._spawning):
             self._spawn_later()
+
+    @property
+    def running(self) -> int:
+        return len(self._all)
 
     def _spawn_later(self) -> None:
         threading.Thread(target=self._spawn, name="lambda-worker-spawn", daemon=True).start()
 
     def _spawn(self) -> None:
         worker = _Worker()
-        if not worker.wait_ready(60):
-            log.warning("a Lambda worker process did not start; invocations run in-process")
-            worker.kill()
-            return
+        ready = worker.wait_ready(60)
         with self._lock:
-            if self._closed:
-                worker.kill()
+            self._spawning -= 1
+            if ready and not self._closed:
+                self._all.append(worker)
+                self._idle.append(worker)
                 return
-            self._all.append(worker)
-            self._idle.append(worker)
+        if not ready:
+            log.warning("a Lambda worker process did not start; invocations run in threads")
+        worker.kill()
 
     def acquire(self) -> _Worker | None:
         with self._lock:
@@ -145,6 +152,9 @@ class Pool:
                 self.served += 1
                 return self._idle.popleft()
             self.missed += 1
+            if not self._closed and len(self._all) + self._spawning < self.size:
+                self._spawning += 1
+                self._spawn_later()
             return None
 
     def release(self, worker: _Worker) -> None:
@@ -161,8 +171,10 @@ class Pool:
         with self._lock:
             if worker in self._all:
                 self._all.remove(worker)
-            closed = self._closed
-        if not closed:
+            replace = not self._closed
+            if replace:
+                self._spawning += 1
+        if replace:
             self._spawn_later()
 
     def rss_mb(self) -> float:

@@ -456,8 +456,14 @@ def _workers_stats() -> dict[str, float]:
 
     pool = lambda_runtime.WORKERS
     if pool is None:
-        return {"size": 0, "rssMb": 0.0, "invocations": 0, "allBusy": 0}
-    return {"size": pool.size, "rssMb": round(pool.rss_mb(), 1), "invocations": pool.served, "allBusy": pool.missed}
+        return {"size": 0, "running": 0, "rssMb": 0.0, "invocations": 0, "allBusy": 0}
+    return {
+        "size": pool.size,
+        "running": pool.running,
+        "rssMb": round(pool.rss_mb(), 1),
+        "invocations": pool.served,
+        "allBusy": pool.missed,
+    }
 
 
 def _make_server(port: int, region: str) -> Any:
