@@ -16,7 +16,7 @@ from sesflow.local import lambda_runtime, lambda_workers
 from tests.helpers import poll
 
 HANDLERS = """
-import json, os, threading, time
+import json, os, threading
 import boto3
 
 
@@ -60,7 +60,7 @@ def unserialisable(event, context):
 
 
 def hang(event, context):
-    time.sleep(60)
+    threading.Event().wait(60)  # past its Timeout
 """
 
 
