@@ -134,7 +134,13 @@ class Pool:
         threading.Thread(target=self._spawn, name="lambda-worker-spawn", daemon=True).start()
 
     def _spawn(self) -> None:
-        worker = _Worker()
+        try:
+            worker = _Worker()
+        except OSError as exc:  # no process to be had (a platform without fd passing, limits)
+            log.warning("no Lambda worker process (%s); invocations run in threads", exc)
+            with self._lock:
+                self._spawning -= 1
+            return
         ready = worker.wait_ready(60)
         with self._lock:
             self._spawning -= 1
