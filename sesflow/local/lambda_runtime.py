@@ -294,6 +294,14 @@ def current_invocation() -> Invocation | None:
     return getattr(_current, "invocation", None)
 
 
+def leave_invocation() -> None:
+    """This thread works for the stack from now on (a pool thread that may have been started
+    inside an invocation, and so inherited it): no invocation, the process's environment."""
+    _current.invocation = None
+    if _environ is not None:
+        _environ.set_overlay(None)
+
+
 def _guarded_api_call(original: Any) -> Any:
     def make_api_call(self: Any, operation_name: str, api_params: Any) -> Any:
         inv = current_invocation()

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -92,7 +93,12 @@ class _Worker:
             self.proc.wait(5)
         except (OSError, subprocess.TimeoutExpired):
             pass
-        self.conn.close()
+        with self._send_lock:  # no answer thread writes into a descriptor number reused since
+            self.conn.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def rss_mb(self) -> float:
         """Peak resident memory of this worker (``VmHWM``), 0 once it is gone."""
@@ -123,6 +129,8 @@ class Pool:
         #: the threads answering the workers' AWS calls (a batch's senders call together)
         self.calls = ThreadPoolExecutor(max_workers=16 * size, thread_name_prefix="lambda-worker-call")
         self._spawning = min(start, size)
+        #: workers that did not start, one after the other (3: no more are tried)
+        self._failed_starts = 0
         for _ in range(self._spawning):
             self._spawn_later()
 
@@ -140,10 +148,12 @@ class Pool:
             log.warning("no Lambda worker process (%s); invocations run in threads", exc)
             with self._lock:
                 self._spawning -= 1
+                self._failed_starts += 1
             return
         ready = worker.wait_ready(60)
         with self._lock:
             self._spawning -= 1
+            self._failed_starts = 0 if ready else self._failed_starts + 1
             if ready and not self._closed:
                 self._all.append(worker)
                 self._idle.append(worker)
@@ -153,15 +163,29 @@ class Pool:
         worker.kill()
 
     def acquire(self) -> _Worker | None:
+        dead: list[_Worker] = []
         with self._lock:
-            if self._idle:
+            while self._idle and not self._idle[0].alive:  # died while idle (the OOM killer)
+                dead.append(self._idle.popleft())
+                self._all.remove(dead[-1])
+            worker = self._idle.popleft() if self._idle else None
+            if worker is not None:
                 self.served += 1
-                return self._idle.popleft()
-            self.missed += 1
-            if not self._closed and len(self._all) + self._spawning < self.size:
+            else:
+                self.missed += 1
+            grow = (
+                not self._closed
+                and self._failed_starts < 3
+                and len(self._all) + self._spawning < self.size
+                and (worker is None or dead)
+            )
+            if grow:
                 self._spawning += 1
-                self._spawn_later()
-            return None
+        for gone in dead:
+            gone.kill()
+        if grow:
+            self._spawn_later()
+        return worker
 
     def release(self, worker: _Worker) -> None:
         with self._lock:
@@ -196,9 +220,11 @@ class Pool:
             self._idle.clear()
         for worker in workers:
             worker.kill()
+        self.calls.shutdown(wait=False, cancel_futures=True)
 
 
 def _answer_call(answer: Answer, worker: _Worker, message: tuple[Any, ...]) -> None:
+    lambda_runtime.leave_invocation()  # this thread may have been started inside one
     _, number, method, url, headers, body = message
     try:
         reply: tuple[Any, ...] = ("reply", number, *answer(method, url, headers, body))
@@ -289,9 +315,10 @@ class _Channel:
             while True:
                 message = self.conn.recv()
                 if message[0] == "reply":
-                    slot = self._waiting.pop(message[1])
-                    slot.append(message[2:])
-                    slot[0].set()
+                    slot = self._waiting.pop(message[1], None)
+                    if slot is not None:
+                        slot.append(message[2:])
+                        slot[0].set()
                 else:
                     self.jobs.put(message[1])
         except (EOFError, OSError):
@@ -320,26 +347,39 @@ class _Channel:
 
 
 class _LineCounter:
-    """``sys.stdout`` in a worker: passes everything on, counts lines per kind."""
+    """``sys.stdout`` in a worker: passes everything on, counts lines per kind as they are
+    written (each thread's unfinished line apart, as the stack's own meter keeps them)."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
-        self.lines: list[str] = []
-        self._pending = ""
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._pending = threading.local()
 
     def write(self, text: str) -> int:
         if text:
-            *lines, self._pending = (self._pending + text).split("\n")
-            self.lines.extend(line + "\n" for line in lines)
+            *lines, rest = (getattr(self._pending, "text", "") + text).split("\n")
+            self._pending.text = rest
+            if lines:
+                self._add([line + "\n" for line in lines])
         written: int = self._stream.write(text)
         return written
 
-    def take(self) -> list[str]:
-        lines, self.lines = self.lines, []
-        if self._pending:
-            lines.append(self._pending)
-            self._pending = ""
-        return lines
+    def _add(self, lines: list[str]) -> None:
+        counts = lambda_runtime.line_counts(lines)
+        with self._lock:
+            for key, value in counts.items():
+                self._counts[key] = self._counts.get(key, 0) + value
+
+    def take(self) -> dict[str, int]:
+        """What the invocation wrote (its last line even without a newline); reset."""
+        rest = getattr(self._pending, "text", "")
+        if rest:
+            self._pending.text = ""
+            self._add([rest])
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        return counts
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -360,6 +400,7 @@ def _run(job: dict[str, Any]) -> tuple[str, Any]:
 
 def worker_main(fd: int) -> int:
     """A worker process: wait for an invocation, run it, report; until the stack goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the stack's: it stops the workers
     conn = Connection(fd)
     base = dict(os.environ)
     counter = _LineCounter(sys.stdout)
@@ -381,7 +422,7 @@ def worker_main(fd: int) -> int:
         kind, value = _run(job)
         sys.stdout.flush()
         try:
-            channel.send(("done", kind, value, lambda_runtime.line_counts(counter.take())))
+            channel.send(("done", kind, value, counter.take()))
         except OSError:
             return 0
 

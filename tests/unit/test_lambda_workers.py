@@ -187,3 +187,34 @@ def test_invocations_run_in_process_while_a_lambda_fault_rule_is_set(monkeypatch
             lambda_runtime._worker_for()
     finally:
         faults.clear()
+
+
+def test_a_worker_that_died_while_idle_is_not_handed_out_and_is_replaced(pool: Any) -> None:
+    workers, _, code = pool
+    [dead] = list(workers._idle)
+    dead.proc.kill()
+    dead.proc.wait(10)
+    assert workers.acquire() is None  # not the dead one: this invocation runs in a thread
+    worker = poll(lambda: workers.acquire(), timeout=60, what="a new worker process")
+    assert worker is not dead and worker.alive
+    result = lambda_workers.invoke(workers, worker, _spec(code, "call"), {"key": "y"})
+    assert result.payload == "value of y"
+
+
+def test_workers_that_cannot_start_are_tried_three_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried: list[int] = []
+
+    class NoProcess:
+        def __init__(self) -> None:
+            tried.append(1)
+            raise OSError("no fd passing here")
+
+    monkeypatch.setattr(lambda_workers, "_Worker", NoProcess)
+    workers = lambda_workers.Pool(2, Stack().answer, start=1)
+    try:
+        for _ in range(10):
+            poll(lambda: workers._spawning == 0, timeout=10, what="the start attempt over")
+            assert workers.acquire() is None
+        assert len(tried) == 3 and workers.running == 0
+    finally:
+        workers.close()
