@@ -18,17 +18,11 @@ from pathlib import Path
 
 from sesflow import executions
 from sesflow.local import control
+from sesflow.local.lambda_workers import peak_rss_mb
 from sesflow.target import local_target
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def workers_memory(endpoint: str) -> tuple[int, float]:

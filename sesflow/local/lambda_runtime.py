@@ -246,12 +246,6 @@ def install_log_meter() -> None:
         sys.stdout = _MeteredStdout(sys.stdout)
 
 
-def _count_invocation(function_name: str) -> None:
-    with _log_lock:
-        entry = _LOG_STATS.setdefault(function_name, {"invocations": 0, "events": 0, "bytes": 0})
-        entry["invocations"] += 1
-
-
 def log_stats(reset: bool = False) -> dict[str, dict[str, int]]:
     """Function name -> ``invocations``, ``events``, ``bytes`` written to stdout by its
     invocations, and ``<kind>.events``/``<kind>.bytes`` per kind (a Powertools level, ``EMF``,
@@ -294,9 +288,20 @@ def current_invocation() -> Invocation | None:
     return getattr(_current, "invocation", None)
 
 
+def enter_invocation(function_name: str) -> None:
+    """This thread runs an invocation of ``function_name`` (a Lambda worker's loop): its log
+    lines, and those of the threads it starts, are counted for it."""
+    _current.invocation = Invocation(function_name)
+    _log_line.pending = ""
+
+
 def leave_invocation() -> None:
-    """This thread works for the stack from now on (a pool thread that may have been started
-    inside an invocation, and so inherited it): no invocation, the process's environment."""
+    """This thread works for the stack from now on (a worker's loop between invocations, a pool
+    thread that may have been started inside an invocation and so inherited it): its last line
+    counted, no invocation, the process's environment."""
+    inv = current_invocation()
+    if inv is not None:
+        _flush_log_line(inv.function_name)
     _current.invocation = None
     if _environ is not None:
         _environ.set_overlay(None)
@@ -366,20 +371,22 @@ def _start_in_invocation(self: threading.Thread) -> None:
     in the invocation, as it would in Lambda's process: the function's environment, its
     faults and timeout (``InvocationEnded`` at its next AWS call), its log lines."""
     inv = current_invocation()
-    environ = _environ
-    if inv is not None and environ is not None:
-        overlay = environ._overlay()  # the same dict: one process environment per function
+    environ = _environ  # None in a Lambda worker process: its environment is the invocation's
+    if inv is not None:
+        overlay = environ._overlay() if environ is not None else None  # the same dict: one per function
         target = self.run
 
         def run() -> None:
             _current.invocation = inv
             _log_line.pending = ""
-            environ.set_overlay(overlay)
+            if environ is not None:
+                environ.set_overlay(overlay)
             try:
                 target()
             finally:
                 _flush_log_line(inv.function_name)
-                environ.set_overlay(None)
+                if environ is not None:
+                    environ.set_overlay(None)
                 _current.invocation = None
 
         self.run = run  # type: ignore[method-assign]
@@ -476,7 +483,7 @@ def _invoke_in_thread(spec: FunctionSpec, event: Any) -> InvokeResult:
     invocation = Invocation(spec.function_name, _subject(event) if hook is not None else "")
 
     install_log_meter()
-    _count_invocation(spec.function_name)
+    add_line_counts(spec.function_name, {"invocations": 1})
 
     def run() -> None:
         _current.invocation = invocation

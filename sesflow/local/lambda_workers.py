@@ -53,6 +53,30 @@ Answer = Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str], 
 DEFAULT_WORKERS = 6
 
 
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process (``VmHWM``, MB), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def request_parts(request: Any, endpoint: str) -> tuple[str, str, dict[str, str], bytes] | None:
+    """``(method, url, headers, body)`` of a botocore request to ``endpoint``, else None (the
+    real network's): what a ``before-send`` hook hands to the stack's app."""
+    url: str = request.url
+    if not (url.startswith(endpoint + "/") or url == endpoint):
+        return None
+    body = request.body
+    if hasattr(body, "read"):
+        body = body.read()
+    headers = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in request.headers.items()}
+    return request.method, url, headers, body or b""
+
+
 class RawResponse(BytesIO):
     """A response body botocore reads as if off the wire (``moto``'s ``MockRawResponse``,
     without importing moto into a worker)."""
@@ -101,14 +125,7 @@ class _Worker:
         return self.proc.poll() is None
 
     def rss_mb(self) -> float:
-        """Peak resident memory of this worker (``VmHWM``), 0 once it is gone."""
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
+        return peak_rss_mb(self.proc.pid)
 
 
 class Pool:
@@ -284,8 +301,9 @@ def invoke(pool: Pool, worker: _Worker, spec: lambda_runtime.FunctionSpec, event
         return lambda_runtime.timed_out(spec, duration_ms)
     if outcome[0] == "died":
         return lambda_runtime.exited(spec, context, duration_ms)
-    _, kind, value, lines = outcome
-    lambda_runtime.add_line_counts(spec.function_name, lines)
+    _, kind, value, logs = outcome
+    for function_name, counts in logs.items():  # lines of earlier invocations' threads too
+        lambda_runtime.add_line_counts(function_name, counts)
     if kind == "error":
         return lambda_runtime.failed(spec, value, duration_ms)
     return lambda_runtime.succeeded(spec, json.loads(value), duration_ms)
@@ -330,63 +348,28 @@ class _Channel:
     def before_send(self, request: Any, **kwargs: Any) -> Any:
         from botocore.awsrequest import AWSResponse
 
-        url: str = request.url
-        if not (url.startswith(self.endpoint + "/") or url == self.endpoint):
+        parts = request_parts(request, self.endpoint)
+        if parts is None:
             return None
-        body = request.body
-        if hasattr(body, "read"):
-            body = body.read()
-        headers = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in request.headers.items()}
         number = next(self._numbers)
         slot: list[Any] = [threading.Event()]
         self._waiting[number] = slot
-        self.send(("call", number, request.method, url, headers, body or b""))
+        self.send(("call", number, *parts))
         slot[0].wait()
         status, response_headers, content = slot[1]
-        return AWSResponse(url, status, response_headers, RawResponse(content))
-
-
-class _LineCounter:
-    """``sys.stdout`` in a worker: passes everything on, counts lines per kind as they are
-    written (each thread's unfinished line apart, as the stack's own meter keeps them)."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-        self._pending = threading.local()
-
-    def write(self, text: str) -> int:
-        if text:
-            *lines, rest = (getattr(self._pending, "text", "") + text).split("\n")
-            self._pending.text = rest
-            if lines:
-                self._add([line + "\n" for line in lines])
-        written: int = self._stream.write(text)
-        return written
-
-    def _add(self, lines: list[str]) -> None:
-        counts = lambda_runtime.line_counts(lines)
-        with self._lock:
-            for key, value in counts.items():
-                self._counts[key] = self._counts.get(key, 0) + value
-
-    def take(self) -> dict[str, int]:
-        """What the invocation wrote (its last line even without a newline); reset."""
-        rest = getattr(self._pending, "text", "")
-        if rest:
-            self._pending.text = ""
-            self._add([rest])
-        with self._lock:
-            counts, self._counts = self._counts, {}
-        return counts
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+        return AWSResponse(parts[1], status, response_headers, RawResponse(content))
 
 
 def _run(job: dict[str, Any]) -> tuple[str, Any]:
     context = lambda_runtime.LambdaContext(**job["context"])
+    lambda_runtime.enter_invocation(context.function_name)
+    try:
+        return _outcome(job, context)
+    finally:
+        lambda_runtime.leave_invocation()
+
+
+def _outcome(job: dict[str, Any], context: lambda_runtime.LambdaContext) -> tuple[str, Any]:
     try:
         fn = lambda_runtime.load_handler(Path(job["code_dir"]), job["handler"])
         payload = fn(job["event"], context)
@@ -403,8 +386,10 @@ def worker_main(fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the stack's: it stops the workers
     conn = Connection(fd)
     base = dict(os.environ)
-    counter = _LineCounter(sys.stdout)
-    sys.stdout = counter  # before any handler module makes its logger
+    # the stack's own log meter, before any handler module makes its logger: lines are counted
+    # by the writing thread's invocation, and threads a handler starts are in its invocation
+    lambda_runtime.install_log_meter()
+    lambda_runtime.install_thread_inheritance()
     from botocore import handlers
 
     channel = _Channel(conn, base["AWS_ENDPOINT_URL"])
@@ -422,7 +407,7 @@ def worker_main(fd: int) -> int:
         kind, value = _run(job)
         sys.stdout.flush()
         try:
-            channel.send(("done", kind, value, counter.take()))
+            channel.send(("done", kind, value, lambda_runtime.log_stats(reset=True)))
         except OSError:
             return 0
 

@@ -519,21 +519,16 @@ def _serve_own_calls_in_process(app: Any, endpoint: str) -> None:
     from botocore import handlers
     from botocore.awsrequest import AWSResponse
 
-    from .lambda_workers import RawResponse
+    from .lambda_workers import RawResponse, request_parts
 
-    prefix = endpoint + "/"
     answer = _answerer(app, endpoint)
 
     def before_send(request: Any, **kwargs: Any) -> Any:
-        url: str = request.url
-        if not (url.startswith(prefix) or url == endpoint):
+        parts = request_parts(request, endpoint)
+        if parts is None:
             return None  # not ours: the real network
-        body = request.body
-        if hasattr(body, "read"):
-            body = body.read()
-        headers = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in request.headers.items()}
-        status, response_headers, content = answer(request.method, url, headers, body or b"")
-        return AWSResponse(url, status, response_headers, RawResponse(content))
+        status, response_headers, content = answer(*parts)
+        return AWSResponse(parts[1], status, response_headers, RawResponse(content))
 
     handlers.BUILTIN_HANDLERS.append(("before-send", before_send))  # every session made from now on
     import boto3
