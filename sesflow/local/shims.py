@@ -1310,6 +1310,9 @@ def _lighter_dynamodb_writes() -> None:
     UpdateExpressionParser.make = staticmethod(make)  # type: ignore[method-assign,assignment]
     validators.deepcopy = deepcopy  # type: ignore[attr-defined]
     _check_each_expression_shape_once(source)
+    from . import dynamodb_updates
+
+    dynamodb_updates.install(source)  # plain expressions skip the passes altogether
 
 
 _PLAIN = (str, int, float, bool, type(None))
