@@ -258,3 +258,28 @@ def install(source: dict[int, tuple[Any, str]]) -> None:
     cls.__init__ = __init__  # type: ignore[method-assign]
     cls.validate = validate_plain  # type: ignore[method-assign]
     executors.UpdateExpressionExecutor.execute = execute_plain  # type: ignore[method-assign]
+
+
+def lex_conditions_once() -> None:
+    """moto lexes a condition (or filter) expression with a list of regular expressions, one
+    token at a time, on every request: the ledger's claim and every conditional write of the
+    send machine pay it again for the same few strings. The tokens are a function of the string
+    alone (names and values are looked up in later stages), and immutable tuples with empty,
+    never-filled child lists, so each string's tokens are kept and handed out as a new deque."""
+    from collections import deque
+
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    lex = ConditionExpressionParser._lex_condition_expression
+    kept: dict[str, tuple[Any, ...]] = {}
+
+    def lex_once(self: Any) -> Any:
+        expression = self.condition_expression
+        tokens = kept.get(expression)
+        if tokens is None:
+            tokens = tuple(lex(self))  # raises as moto does for what it cannot lex
+            if len(kept) < _PLANS_KEPT:
+                kept[expression] = tokens
+        return deque(tokens)
+
+    ConditionExpressionParser._lex_condition_expression = lex_once  # type: ignore[method-assign]

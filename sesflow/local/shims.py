@@ -1313,6 +1313,7 @@ def _lighter_dynamodb_writes() -> None:
     from . import dynamodb_updates
 
     dynamodb_updates.install(source)  # plain expressions skip the passes altogether
+    dynamodb_updates.lex_conditions_once()
 
 
 _PLAIN = (str, int, float, bool, type(None))

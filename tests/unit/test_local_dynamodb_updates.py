@@ -162,3 +162,58 @@ def test_everything_else_goes_to_moto(expression: str) -> None:
     from sesflow.local.dynamodb_updates import compile_plan
 
     assert compile_plan(expression) is None
+
+
+#: conditions on item "e0" (status "queued", opens 2): true, false, refused
+_CONDITIONS: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+    ("attribute_not_exists(sendState) OR sendState = :r", {}, {":r": {"S": "retryable"}}),
+    ("#s = :q AND opens >= :two", {"#s": "status"}, {":q": {"S": "queued"}, ":two": {"N": "2"}}),
+    ("#s <> :q", {"#s": "status"}, {":q": {"S": "queued"}}),
+    ("begins_with(#s, :p) AND NOT attribute_exists(gone)", {"#s": "status"}, {":p": {"S": "qu"}}),
+    ("opens BETWEEN :a AND :b OR #s IN (:x, :y)", {"#s": "status"}, {":a": N1, ":b": N1, ":x": N1, ":y": N1}),
+    ("status = :q", {}, {":q": {"S": "queued"}}),  # a reserved word
+]
+
+
+def test_conditions_lexed_once_give_moto_s_outcomes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    from sesflow.local import dynamodb_updates
+
+    monkeypatch.setattr(
+        ConditionExpressionParser, "_lex_condition_expression", ConditionExpressionParser._lex_condition_expression
+    )
+
+    def run() -> list[Any]:
+        seen: list[Any] = []
+        with mock_aws():
+            ddb = boto3.client("dynamodb", region_name="us-east-1")
+            _tables(ddb)
+            ddb.put_item(
+                TableName=TRACKING, Item={"emailId": {"S": "e0"}, "status": {"S": "queued"}, "opens": {"N": "2"}}
+            )
+            for _ in range(2):
+                for i, (condition, names, values) in enumerate(_CONDITIONS):
+                    try:
+                        ddb.update_item(
+                            TableName=TRACKING,
+                            Key={"emailId": {"S": "e0"}},
+                            UpdateExpression="SET #t = :t",
+                            ConditionExpression=condition,
+                            ExpressionAttributeNames={**names, "#t": f"t{i}"},
+                            ExpressionAttributeValues={**values, ":t": N1},
+                        )
+                        seen.append("ok")
+                    except ddb.exceptions.ClientError as e:
+                        seen.append((e.response["Error"]["Code"], e.response["Error"]["Message"]))
+            seen.append(ddb.get_item(TableName=TRACKING, Key={"emailId": {"S": "e0"}})["Item"])
+        return seen
+
+    moto_as_is = run()
+    dynamodb_updates.lex_conditions_once()
+    assert run() == moto_as_is
+    assert moto_as_is.count("ok") == 2 * 3, moto_as_is
+    assert any(o[0] == "ConditionalCheckFailedException" for o in moto_as_is if isinstance(o, tuple))
+    assert any(o[0] == "ValidationException" for o in moto_as_is if isinstance(o, tuple))
