@@ -149,36 +149,75 @@ def _zero() -> Any:
 
 
 def resolve(validator: Any, expression: str) -> PlainUpdate | None:
-    """The changes ``expression`` makes to the validator's item, or None: moto's passes decide."""
+    """The changes ``expression`` makes to the validator's item, or None: moto's passes decide.
+
+    As moto, the checks of the expression's shape (names defined, no attribute twice, no key
+    attribute) come before any value is read; a value moto could not read (malformed JSON
+    over HTTP) leaves it to moto, which answers with its own error."""
     plan = plan_for(expression)
     if plan is None:
         return None
-    from moto.dynamodb.models.dynamo_type import DynamoType
-    from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
-
     names = validator.expression_attribute_names or {}
     values = validator.expression_attribute_values or {}
-    reserved = ReservedKeywords.get_reserved_keywords()
     table = validator.table
-    attrs = validator.item.attrs
+    try:
+        resolved = _names(plan, names, table.table_key_attrs)
+        return None if resolved is None else _changes(plan, resolved, values, table, validator.item.attrs)
+    except Exception:  # anything odd: moto's passes decide, and raise its error
+        return None
+
+
+def _reserved() -> frozenset[str]:
+    global _RESERVED
+    if _RESERVED is None:
+        from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+
+        _RESERVED = frozenset(ReservedKeywords.get_reserved_keywords())
+    return _RESERVED
+
+
+_RESERVED: frozenset[str] | None = None
+
+
+def _names(
+    plan: tuple[tuple[str, str, str, str], ...], names: dict[str, str], keys: list[str]
+) -> list[tuple[str, str]] | None:
+    """Each clause's (target, if_not_exists source or "") by name; None where moto refuses the
+    shape: an undefined placeholder, a reserved word, an attribute twice, a key attribute."""
+    reserved = _reserved()
 
     def name(token: str) -> str | None:
         if token.startswith("#"):
-            return names.get(token)
+            found = names.get(token)
+            return found if isinstance(found, str) else None
         return None if token.upper() in reserved else token
 
-    changes: list[tuple[str, str, Any]] = []
+    resolved: list[tuple[str, str]] = []
     targets: set[str] = set()
-    for kind, target_token, value_token, source_token in plan:
+    for _, target_token, _, source_token in plan:
         target = name(target_token)
-        if target is None or target in targets or target in table.table_key_attrs:
-            return None
+        source = name(source_token) if source_token else ""
+        if target is None or target in targets or target in keys or source is None or source in keys:
+            return None  # (moto refuses a key path anywhere, an if_not_exists source too)
         targets.add(target)
+        resolved.append((target, source))
+    return resolved
+
+
+def _changes(
+    plan: tuple[tuple[str, str, str, str], ...],
+    resolved: list[tuple[str, str]],
+    values: dict[str, Any],
+    table: Any,
+    attrs: Any,
+) -> PlainUpdate | None:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    changes: list[tuple[str, str, Any]] = []
+    for (kind, target_token, value_token, _), (target, source) in zip(plan, resolved, strict=True):
         if kind == "REMOVE":
             changes.append((kind, target, None))
             continue
-        # moto checks a SET's key type and empty key strings on the token as written: a
-        # ``#placeholder`` is never a key name there, so neither is it here
         if value_token not in values:
             return None
         value = DynamoType(values[value_token])
@@ -186,16 +225,13 @@ def resolve(validator: Any, expression: str) -> PlainUpdate | None:
             current = attrs.get(target)
             if value.type != "N" or (current is not None and current.type != "N"):
                 return None
-        elif source_token:
-            source = name(source_token)
-            if source is None or source in table.table_key_attrs:  # moto refuses a key path anywhere
-                return None
-            if source in attrs:
+        else:
+            if source and source in attrs:
                 value = attrs[source]
+            # moto checks a SET's key type and empty key strings on the token as written: a
+            # ``#placeholder`` is never a key name there, so neither is it here
             if not _key_value_ok(table, target_token, value):
                 return None
-        elif not _key_value_ok(table, target_token, value):
-            return None
         changes.append((kind, target, value))
     return PlainUpdate(changes)
 

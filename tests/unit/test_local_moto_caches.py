@@ -68,6 +68,20 @@ def test_a_burst_of_first_requests_loads_each_model_and_router_once(monkeypatch:
     routing.get_service_router.cache_clear()
 
 
+def _restored_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.parsing import executors, validators
+
+    cls = validators.UpdateExpressionValidator
+    for owner, name in (
+        (cls, "__init__"),
+        (cls, "validate"),
+        (executors.UpdateExpressionExecutor, "execute"),
+        (ConditionExpressionParser, "_lex_condition_expression"),
+    ):
+        monkeypatch.setattr(owner, name, getattr(owner, name))
+
+
 def _writes(ddb: Any, table: str) -> list[dict[str, Any]]:
     """The same few update expressions again and again, with different values: what the
     ledger and the tracking writes do."""
@@ -107,6 +121,7 @@ def test_lighter_dynamodb_writes_store_what_moto_stores(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(UpdateExpressionParser, "make", UpdateExpressionParser.__dict__["make"])
     monkeypatch.setattr(validators, "deepcopy", validators.deepcopy)
+    _restored_after(monkeypatch)  # the plain-expression path and the condition lexer it installs too
 
     def run() -> list[dict[str, Any]]:
         ddb = boto3.client("dynamodb", region_name="us-east-1")
@@ -169,6 +184,7 @@ def test_expression_shape_checks_once_and_faster_traversal_give_moto_s_verdicts(
 
     monkeypatch.setattr(UpdateExpressionParser, "make", UpdateExpressionParser.__dict__["make"])
     monkeypatch.setattr(validators, "deepcopy", validators.deepcopy)
+    _restored_after(monkeypatch)  # the plain-expression path and the condition lexer it installs too
     for name in ("__init__", "validate"):
         monkeypatch.setattr(validators.UpdateExpressionValidator, name, getattr(validators.Validator, name))
     monkeypatch.setattr(ast_nodes.DepthFirstTraverser, "traverse", ast_nodes.DepthFirstTraverser.traverse)
