@@ -25,6 +25,7 @@ a small subset of its parser's, so a tokenizer of a few lines is the whole parse
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from typing import Any
@@ -54,8 +55,8 @@ def _tokens(expression: str) -> list[str] | None:
     return out
 
 
-def _keyword(token: str | None) -> str | None:
-    if token is None or token.startswith(("#", ":")):
+def _keyword(token: str) -> str | None:
+    if token.startswith(("#", ":")):
         return None
     upper = token.upper()
     return upper if upper in _KEYWORDS else None
@@ -167,16 +168,12 @@ def resolve(validator: Any, expression: str) -> PlainUpdate | None:
         return None
 
 
+@functools.cache
 def _reserved() -> frozenset[str]:
-    global _RESERVED
-    if _RESERVED is None:
-        from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+    """moto's reserved words, as a set (its list has some 570 of them)."""
+    from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
 
-        _RESERVED = frozenset(ReservedKeywords.get_reserved_keywords())
-    return _RESERVED
-
-
-_RESERVED: frozenset[str] | None = None
+    return frozenset(ReservedKeywords.get_reserved_keywords())
 
 
 def _names(
