@@ -910,6 +910,25 @@ class _Slots:
             self.acquire(resuming=True)
 
 
+def _timed_out_stays_timed_out() -> None:
+    """The clock ends an EXPRESS execution past its limit with ``set_timed_out`` (the program
+    state every frame sees). moto's ``set_error`` replaces whatever state the program is in,
+    while ``set_ended`` and ``set_stop`` leave an ended one alone, so a task that failed as the
+    limit passed (a Retry cut short) turned the execution ``FAILED``: in AWS the time-out is
+    final. Checked under the environment's own re-entrant lock, as moto's setters are."""
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramTimedOut
+
+    set_error = Environment.set_error
+
+    def set_error_unless_timed_out(self: Any, error: Any) -> None:
+        with self._state_mutex:
+            if not isinstance(self._program_state, ProgramTimedOut):
+                set_error(self, error)
+
+    Environment.set_error = set_error_unless_timed_out  # type: ignore[method-assign]
+
+
 def _admit_express_executions() -> None:
     """AWS runs every Express execution at once, each state on machines of its own. Here they
     share one process: a burst of 600 executions all running made each one's task take many
@@ -1563,6 +1582,7 @@ def install() -> None:
     _faster_expression_traversal()
     _parse_each_definition_once()
     _admit_express_executions()
+    _timed_out_stays_timed_out()
     _index_executions()
     _enforce_payload_limits()
     _result_writer_reads_the_map_input()

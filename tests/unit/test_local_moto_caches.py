@@ -311,3 +311,31 @@ def test_express_slots_wait_lend_and_put_resuming_executions_first() -> None:
     assert not events["c"].is_set(), "A came back first: C still waits"
     slots.release()  # A ends
     assert events["c"].wait(10)
+
+
+def test_a_timed_out_execution_stays_timed_out_when_its_task_fails_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clock times an EXPRESS execution out while a task is failing (a Retry cut short):
+    moto's set_error used to replace the time-out, and the execution ended FAILED."""
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramRunning, ProgramTimedOut
+
+    from sesflow.local import shims
+
+    monkeypatch.setattr(Environment, "set_error", Environment.set_error)
+    shims._timed_out_stays_timed_out()
+
+    def environment() -> Any:
+        env = object.__new__(Environment)
+        env._state_mutex = threading.RLock()
+        env._program_state = ProgramRunning()
+        env._frames = []
+        env.program_state_event = threading.Event()
+        return env
+
+    timed_out = environment()
+    timed_out.set_timed_out()
+    timed_out.set_error({"error": "SendInProgress", "cause": "another execution"})
+    assert isinstance(timed_out._program_state, ProgramTimedOut)
+    running = environment()
+    running.set_error({"error": "SendInProgress", "cause": "another execution"})
+    assert isinstance(running._program_state, ProgramError)
