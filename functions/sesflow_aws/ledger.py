@@ -57,13 +57,14 @@ def take(
             UpdateExpression="SET " + ", ".join(sets),
             ConditionExpression="attribute_not_exists(sendState) OR sendState = :retryable",
             ExpressionAttributeValues=values,
+            # the holder comes back with the refusal: no GetItem (a read and a round trip; no
+            # read units are billed for it), and it is the item the condition was evaluated on
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
             **({"ExpressionAttributeNames": names} if names else {}),
         )
         return None
-    except ddb.exceptions.ConditionalCheckFailedException:
-        item: dict[str, Any] = ddb.get_item(TableName=table, Key={"emailId": {"S": email_id}}, ConsistentRead=True).get(
-            "Item", {}
-        )
+    except ddb.exceptions.ConditionalCheckFailedException as exc:
+        item: dict[str, Any] = exc.response.get("Item") or {}
         return item
 
 

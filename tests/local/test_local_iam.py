@@ -26,6 +26,7 @@ import pytest
 
 from sesflow import executions
 from sesflow.local.deploy import ARTIFACTS_BUCKET
+from sesflow.local.ses import outbox_entries
 from sesflow.target import Target
 
 from ..conftest import ROOT, start_stack, stop_stack
@@ -155,25 +156,29 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     stop_stack(sdir, target)
 
 
-def test_without_its_get_item_the_send_function_fails_on_a_duplicate(own: Target) -> None:
-    """SendFunction reads the ledger (dynamodb:GetItem) only when the email was taken already."""
-    role, email_id = function_role(own, "SendFunction"), f"iam-dup-{uuid.uuid4().hex[:8]}"
-    with without(own, role, "dynamodb:GetItem"):
+def sent_messages(stack: Target, email_id: str) -> int:
+    return sum(1 for m in outbox_entries(Path(stack.state["outbox"])) if m["tags"].get("emailId") == email_id)
+
+
+def test_without_its_update_item_the_send_function_cannot_take_the_ledger(own: Target) -> None:
+    """SendFunction's one DynamoDB action is the ledger's UpdateItem (a refused claim returns the
+    holder, so it reads nothing): without it the send fails before SES and nothing goes out."""
+    role, email_id = function_role(own, "SendFunction"), f"iam-led-{uuid.uuid4().hex[:8]}"
+    with without(own, role, "dynamodb:UpdateItem"):
         first = run(own, WELCOME | {"emailId": email_id})
-        assert first.output["status"] == "sent", first.output  # everything else it needs is granted
-        second = run(own, WELCOME | {"emailId": email_id})
-    [send] = [s for s in second.states if s.name == "SendEmail"]
+    [send] = [s for s in first.states if s.name == "SendEmail"]
     assert send.error == "ClientError"
-    assert "AccessDeniedException" in send.cause
     assert (
         f"User: arn:aws:sts::123456789012:assumed-role/{name_of(role)}/{own.function_name('SendFunction')} "
-        f"is not authorized to perform: dynamodb:GetItem on resource: {table_arn(own, 'TrackingTableName')} "
-        "because no identity-based policy allows the dynamodb:GetItem action"
+        f"is not authorized to perform: dynamodb:UpdateItem on resource: {table_arn(own, 'TrackingTableName')} "
+        "because no identity-based policy allows the dynamodb:UpdateItem action"
     ) in send.cause
-    assert second.output["status"] == "failed" and second.output["reason"] == "internal error: ClientError"
-    # the permission back: the duplicate is recognised, nothing is sent twice
-    third = run(own, WELCOME | {"emailId": email_id})
-    assert third.output["status"] == "sent" and third.output["messageId"] == first.output["messageId"]
+    assert first.output["status"] == "failed" and first.output["reason"] == "internal error: ClientError"
+    assert sent_messages(own, email_id) == 0
+    # the permission back: a new request with the same emailId sends it, once
+    second = run(own, WELCOME | {"emailId": email_id})
+    assert second.output["status"] == "sent", second.output
+    assert sent_messages(own, email_id) == 1
 
 
 def test_without_its_query_the_machine_cannot_check_the_suppression_list(own: Target) -> None:
