@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sesflow_core import status
@@ -74,9 +75,18 @@ def s(item: dict[str, Any], name: str) -> str | None:
     return value.get("S") if isinstance(value, dict) else None
 
 
-def open_item(ddb: Any, table: str, request: SendRequest, expires_at: int) -> None:
+#: an execution that opened an item this long ago is over: the send machine's worst case is
+#: under Express's 300 s (``python -m sesflow.staticcheck --durations``, checked by ``make lint``;
+#: a STANDARD send machine runs the same states, so the same bound)
+IN_FLIGHT_SECONDS = 300
+
+
+def open_item(
+    ddb: Any, table: str, request: SendRequest, expires_at: int, opened_by: str | None = None
+) -> dict[str, Any]:
     """Create the tracking item as ``queued``; never overwrite what an earlier run wrote. A
-    scheduled send also records the time it is for (``scheduledFor``)."""
+    scheduled send also records the time it is for (``scheduledFor``); ``opened_by`` (the
+    execution) is kept from the first opening. Returns the item as it was before (``{}``: new)."""
     values: dict[str, Any] = {
         ":queued": {"S": status.QUEUED},
         ":rcpt": {"S": request.recipient},
@@ -99,13 +109,46 @@ def open_item(ddb: Any, table: str, request: SendRequest, expires_at: int) -> No
     if request.sendAt or request.scheduledFor:
         values[":sf"] = {"S": request.sendAt or request.scheduledFor}
         sets.append("scheduledFor = if_not_exists(scheduledFor, :sf)")
-    ddb.update_item(
+    if opened_by:
+        values[":by"] = {"S": opened_by}
+        sets.append("openedBy = if_not_exists(openedBy, :by)")
+    old: dict[str, Any] = ddb.update_item(
         TableName=table,
         Key={"emailId": {"S": request.emailId}},
         UpdateExpression="SET " + ", ".join(sets),
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues=values,
-    )
+        ReturnValues="ALL_OLD",
+    ).get("Attributes", {})
+    return old
+
+
+def repeat_outcome(old: dict[str, Any], email_id: str, opened_by: str, now: float) -> dict[str, Any] | None:
+    """The outcome of a request for an email that another execution has sent or is sending
+    (a redelivered event, a retried call): the first result, or ``queued`` while the first runs.
+    None: this execution goes on (a new email, a later round after ``deferred``, ``scheduled``,
+    ``failed``..., or an opener that can no longer be running)."""
+    if not old:
+        return None
+    current, message_id, sent_at = s(old, "status"), s(old, "messageId"), s(old, "sentAt")
+    if s(old, "sendState") == ledger.SENT:
+        if current in status.REPLACEABLE_BY_SEND or not (message_id and sent_at):
+            return None  # sent, not recorded yet (or its recorder died): this one records it, once
+        # sent and recorded: the first result, as the send step would return it, without the steps
+        return {"emailId": email_id, "status": status.SENT, "messageId": message_id, "reason": None}
+    first, created = s(old, "openedBy"), s(old, "createdAt")
+    if current != status.QUEUED or not first or first == opened_by or not created:
+        return None
+    age = now - datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    if age >= IN_FLIGHT_SECONDS:
+        return None  # its opener is over without a status: this one goes on (the ledger decides)
+    return {
+        "emailId": email_id,
+        "status": status.QUEUED,
+        "messageId": None,
+        "reason": f"a repeat of a request being sent since {created} (execution {first}): this "
+        "execution sends and records nothing; the first records the outcome",
+    }
 
 
 def record_event(

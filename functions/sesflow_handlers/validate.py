@@ -1,7 +1,9 @@
 """ValidateRequest: check and normalise the send request, open its tracking item.
 
-Input: ``{"request": <send request>, "executionName": "..."}``.
-Output: ``{"valid": true, "request": <normalised>, "suppressionTopics", "meta"}``; for a
+Input: ``{"request": <send request>, "executionName": "...", "executionId": "..."}``.
+Output: ``{"valid": true, "request": <normalised>, "suppressionTopics", "meta"}``, plus
+``"repeat": <outcome>`` when another execution has sent this emailId or is sending it
+(``tracking.repeat_outcome``: the machine ends with that outcome and does nothing); for a
 request that breaks the contract ``{"valid": false, "request": <what could be kept>,
 "outcome": <rejected, with the reason>, "meta"}``, which the machine records as
 ``rejected``. A rejected request's emailId is its own when valid, else the execution name.
@@ -46,11 +48,19 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # once: the record and the machine's meta agree
     expires_at = settings.expires_at(max(now, scheduling.epoch(request.sendAt)) if request.sendAt else now)
     meta = {"expiresAt": str(expires_at)}
-    tracking.open_item(client("dynamodb"), settings.tracking_table, request, expires_at)
-    logger.info("request accepted")
-    return {
+    execution_id = event.get("executionId") if isinstance(event, dict) else None
+    old = tracking.open_item(client("dynamodb"), settings.tracking_table, request, expires_at, execution_id)
+    accepted: dict[str, Any] = {
         "valid": True,
         "meta": meta,
         "request": request.to_dict(),
         "suppressionTopics": suppression.send_topics(request.topic),
     }
+    repeat = tracking.repeat_outcome(old, request.emailId, execution_id, now) if execution_id else None
+    if repeat is not None:
+        # a redelivered event or a retried call: the machine ends with this (Repeat), no step after
+        logger.info("repeat of a request", extra={"status": repeat["status"]})
+        accepted["repeat"] = repeat
+    else:
+        logger.info("request accepted")
+    return accepted

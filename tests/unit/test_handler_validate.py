@@ -110,3 +110,64 @@ def test_the_sample_event(aws: Aws, ctx: LambdaContext) -> None:
     out = validate.handler(event, ctx)
     assert out["valid"] is True
     assert aws.item("sample-validate-0001")["status"] == "queued"
+
+
+# ---------------------------------------------------------------- repeats (ADR 0002)
+EXEC_A = "arn:aws:states:us-east-1:123456789012:express:SendEmail:a:1"
+EXEC_B = "arn:aws:states:us-east-1:123456789012:express:SendEmail:b:2"
+
+
+def run_as(ctx: LambdaContext, request: Any, execution_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = validate.handler(
+        {"request": request, "executionName": execution_id.rsplit(":", 2)[1], "executionId": execution_id}, ctx
+    )
+    return result
+
+
+def test_a_repeat_while_the_first_execution_runs_ends_queued_and_changes_nothing(aws: Aws, ctx: LambdaContext) -> None:
+    first = run_as(ctx, {**WELCOME, "emailId": "r-1"}, EXEC_A)
+    assert "repeat" not in first and aws.item("r-1")["openedBy"] == EXEC_A
+    before = aws.item("r-1")
+    second = run_as(ctx, {**WELCOME, "emailId": "r-1"}, EXEC_B)
+    assert second["valid"] is True
+    assert second["repeat"]["status"] == "queued" and second["repeat"]["messageId"] is None
+    assert EXEC_A in second["repeat"]["reason"]
+    assert aws.item("r-1") == before  # the opener stays the first execution
+    # the first execution's own retry (a Lambda retry after its write) is not a repeat
+    assert "repeat" not in run_as(ctx, {**WELCOME, "emailId": "r-1"}, EXEC_A)
+
+
+def test_a_repeat_after_the_send_was_recorded_returns_the_first_result(aws: Aws, ctx: LambdaContext) -> None:
+    run_as(ctx, {**WELCOME, "emailId": "r-2"}, EXEC_A)
+    item = aws.item("r-2")
+    sent = {"sendState": "sent", "sendOwner": EXEC_A, "messageId": "m-1", "sentAt": "2026-12-08T00:00:00Z"}
+    aws.put_item("r-2", **{**{k: v for k, v in item.items() if k != "emailId"}, **sent, "status": "delivered"})
+    out = run_as(ctx, {**WELCOME, "emailId": "r-2"}, EXEC_B)
+    assert out["repeat"] == {"emailId": "r-2", "status": "sent", "messageId": "m-1", "reason": None}
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"status": "deferred"}, "a later round after SES throttling"),
+        ({"status": "scheduled"}, "the schedule's execution"),
+        ({"status": "failed"}, "a request after a failure may send"),
+        ({"openedBy": None}, "an item opened before openedBy was kept"),
+        ({"createdAt": "2026-01-01T00:00:00Z"}, "the opener cannot still be running"),
+        # the first send is done but RecordSent did not run: this one records it (the send step
+        # returns the first result, RecordSent writes sent and EmitStatus announces it)
+        ({"sendState": "sent", "messageId": "m-1"}, "sent, not recorded"),
+    ],
+)
+def test_these_go_on_as_a_normal_send(aws: Aws, ctx: LambdaContext, change: dict[str, Any], why: str) -> None:
+    run_as(ctx, {**WELCOME, "emailId": "r-3"}, EXEC_A)
+    item = {k: v for k, v in aws.item("r-3").items() if k != "emailId"}
+    aws.put_item("r-3", **{k: v for k, v in {**item, **change}.items() if v is not None})
+    assert "repeat" not in run_as(ctx, {**WELCOME, "emailId": "r-3"}, EXEC_B), why
+
+
+def test_without_an_execution_id_nothing_is_a_repeat(aws: Aws, ctx: LambdaContext) -> None:
+    """``sam local invoke`` with a sample event: no execution, no opener kept."""
+    run(ctx, {**WELCOME, "emailId": "r-4"})
+    assert "openedBy" not in aws.item("r-4")
+    assert "repeat" not in run(ctx, {**WELCOME, "emailId": "r-4"})
