@@ -129,6 +129,7 @@ import base64
 import functools
 import json
 import logging
+import operator
 import os
 import re
 import threading
@@ -194,11 +195,22 @@ def parse_policy(document: Any) -> list[Statement]:
     """Statements of a policy document: a dict (moto's CloudFormation keeps them so), JSON
     text (the IAM API), or URL-encoded JSON (as IAM returns it)."""
     if isinstance(document, (str, bytes)):
-        text = document.decode() if isinstance(document, bytes) else document
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError:
-            document = json.loads(unquote(text))
+        # a role's policies are read on every request: the same text parses once (a changed
+        # policy is new text; Statement is frozen)
+        return list(_parse_text(document.decode() if isinstance(document, bytes) else document))
+    return _parse_document(document)
+
+
+@lru_cache(maxsize=1024)
+def _parse_text(text: str) -> tuple[Statement, ...]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = json.loads(unquote(text))
+    return tuple(_parse_document(document))
+
+
+def _parse_document(document: Any) -> list[Statement]:
     statements = document.get("Statement", []) if isinstance(document, Mapping) else []
     if isinstance(statements, Mapping):
         statements = [statements]
@@ -484,12 +496,23 @@ def role_policies(role_arn: str) -> list[list[Statement]]:
         role = iam_backends[_account_of(role_arn)][partition].get_role(role_arn.rsplit("/", 1)[-1])
     except Exception:  # the role is gone (stack deleted): nothing is allowed
         return []
-    policies = [parse_policy(doc) for doc in list(role.policies.values())]
+    documents = list(role.policies.values())
     for managed in list(role.managed_policies.values()):
         version = next((v for v in managed.versions if v.is_default), None)
         if version is not None:
-            policies.append(parse_policy(version.document))
+            documents.append(version.document)
+    # parsed once per set of documents: moto replaces a document when a policy changes (a new
+    # object), and the entry holds the documents it was made from, so their ids stay theirs
+    cached = _PARSED.get(role_arn)
+    if cached is not None and len(cached[0]) == len(documents) and all(map(operator.is_, cached[0], documents)):
+        return list(cached[1])
+    policies = [parse_policy(doc) for doc in documents]
+    _PARSED[role_arn] = (tuple(documents), tuple(policies))
     return policies
+
+
+#: role ARN -> (the policy documents, their statements): :func:`role_policies`
+_PARSED: dict[str, tuple[tuple[Any, ...], tuple[list[Statement], ...]]] = {}
 
 
 # ---------------------------------------------------------------- request -> (action, resources)
