@@ -87,7 +87,10 @@ def run(target: Target, n: int) -> dict[str, float]:
     # (Lambda timeouts past their retries): that is not a figure, it is a failure
     lost = sorted(e for e, status in outcomes.items() if status not in ("sent", "delivered"))
     if lost:
-        raise RuntimeError(f"{len(lost)} of {n} emails were not sent (e.g. {lost[0]}: {outcomes[lost[0]]})")
+        [item] = map(to_plain, batch_get(ddb, table, [{"emailId": {"S": lost[0]}}], ["status", "reason"]))
+        raise RuntimeError(
+            f"{len(lost)} of {n} emails were not sent (e.g. {lost[0]}: {item.get('status')}, {item.get('reason')})"
+        )
     return {"emails": n, "seconds": wall, "emailsPerSecond": n / wall, "executions": runs}
 
 
