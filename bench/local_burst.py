@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"({result['executions']:.0f} send executions started); server peak RSS {result['peakRssMb']:.0f} MB, "
         f"{result['workers']:.0f} Lambda worker processes {result['workersRssMb']:.0f} MB "
         "(target >= 20 emails/s; this bench on 47034ad, before the local stack's speed-ups: 170.1 s, 1.8 emails/s; "
-        "on f83f214, before repeats ended at ValidateRequest: 27 s at a fast hour of the machine, 33 to 44 s at a slow one)"
+        "on f83f214, before repeats ended at ValidateRequest: 27 s at a fast hour of the machine, "
+        "33 to 44 s at a slow one)"
     )
     return result
 
