@@ -348,6 +348,19 @@ def test_no_express_execution_can_outlive_the_five_minute_limit(parameters: dict
         assert d.seconds <= sc.EXPRESS_LIMIT_SECONDS, "\n".join(d.explanation)
 
 
+@pytest.mark.parametrize("workflow", ["EXPRESS", "STANDARD"])
+def test_a_send_machine_execution_ends_within_the_in_flight_window(workflow: str) -> None:
+    """A repeat of a request ends at ValidateRequest while its first execution may still run
+    (``tracking.IN_FLIGHT_SECONDS`` after the item was opened); after that the first is over,
+    whatever the machine's type, and a repeat goes on (ADR 0002)."""
+    from sesflow_aws import tracking
+
+    [send] = [d for d in sc.machine_durations(sc.load_stack(ROOT, {"SendWorkflowType": workflow}))
+              if d.machine == "SendStateMachine"]  # fmt: skip
+    assert send.type == workflow
+    assert send.seconds <= tracking.IN_FLIGHT_SECONDS, "\n".join(send.explanation)
+
+
 def synthetic_stack(definition: dict[str, Any], machine_type: str) -> sc.Stack:
     cfn = {
         "Resources": {
