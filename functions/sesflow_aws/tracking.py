@@ -123,11 +123,16 @@ def open_item(
     return old
 
 
-def repeat_outcome(old: dict[str, Any], email_id: str, opened_by: str, now: float) -> dict[str, Any] | None:
+def repeat_outcome(
+    old: dict[str, Any], email_id: str, opened_by: str, now: float, *, continuation: bool = False
+) -> dict[str, Any] | None:
     """The outcome of a request for an email that another execution has sent or is sending
     (a redelivered event, a retried call): the first result, or ``queued`` while the first runs.
     None: this execution goes on (a new email, a later round after ``deferred``, ``scheduled``,
-    ``failed``..., or an opener that can no longer be running)."""
+    ``failed``..., or an opener that can no longer be running). A ``continuation`` (the
+    machine's own next execution: a deferred round, a fired schedule) is never taken for a
+    repeat in flight: its schedule can fire before the execution that made it has recorded
+    ``deferred`` or ``scheduled``, and nothing would be left to send the email."""
     if not old:
         return None
     current, message_id, sent_at = s(old, "status"), s(old, "messageId"), s(old, "sentAt")
@@ -137,7 +142,7 @@ def repeat_outcome(old: dict[str, Any], email_id: str, opened_by: str, now: floa
         # sent and recorded: the first result, as the send step would return it, without the steps
         return {"emailId": email_id, "status": status.SENT, "messageId": message_id, "reason": None}
     first, created = s(old, "openedBy"), s(old, "createdAt")
-    if current != status.QUEUED or not first or first == opened_by or not created:
+    if continuation or current != status.QUEUED or not first or first == opened_by or not created:
         return None
     age = now - datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
     if age >= IN_FLIGHT_SECONDS:

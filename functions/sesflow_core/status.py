@@ -20,7 +20,8 @@ BOUNCED: Final = "bounced"
 COMPLAINED: Final = "complained"
 UNSUBSCRIBED: Final = "unsubscribed"
 
-#: statuses the send machine ends with (its terminal outcomes)
+#: statuses the send machine records as its outcome (a repeat of a request in flight also
+#: ends ``queued``, recording nothing: ADR 0002)
 SEND_OUTCOMES: Final = (SENT, SUPPRESSED, REJECTED, FAILED, PAUSED, DEFERRED, SCHEDULED, CANCELLED)
 
 RANK: Final[dict[str, int]] = {

@@ -56,7 +56,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "request": request.to_dict(),
         "suppressionTopics": suppression.send_topics(request.topic),
     }
-    repeat = tracking.repeat_outcome(old, request.emailId, execution_id, now) if execution_id else None
+    continuation = bool(request.sendRound or request.scheduledFor)  # the machine's own next execution
+    repeat = (
+        tracking.repeat_outcome(old, request.emailId, execution_id, now, continuation=continuation)
+        if execution_id
+        else None
+    )
     if repeat is not None:
         # a redelivered event or a retried call: the machine ends with this (Repeat), no step after
         logger.info("repeat of a request", extra={"status": repeat["status"]})

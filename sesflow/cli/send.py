@@ -20,8 +20,9 @@ from sesflow.client import cancel_email, send_email
 from sesflow.target import Target
 
 #: outcomes of ``sesflow send`` that exit 0 (deferred: a later execution sends it; scheduled:
-#: a schedule sends it at ``--at``); every other outcome (failed, rejected, paused) exits 1
-OK_STATUSES: Final = frozenset({"sent", "suppressed", "deferred", "scheduled"})
+#: a schedule sends it at ``--at``; queued: a repeat of a request another execution is sending,
+#: ADR 0002); every other outcome (failed, rejected, paused) exits 1
+OK_STATUSES: Final = frozenset({"sent", "suppressed", "deferred", "scheduled", "queued"})
 
 
 def parse_tags(values: list[str] | None) -> dict[str, str] | None:

@@ -166,6 +166,19 @@ def test_these_go_on_as_a_normal_send(aws: Aws, ctx: LambdaContext, change: dict
     assert "repeat" not in run_as(ctx, {**WELCOME, "emailId": "r-3"}, EXEC_B), why
 
 
+@pytest.mark.parametrize("continuation", [{"sendRound": 1}, {"scheduledFor": "2026-12-08T00:00:00Z"}])
+def test_the_machines_own_next_execution_is_never_a_repeat_in_flight(
+    aws: Aws, ctx: LambdaContext, continuation: dict[str, Any]
+) -> None:
+    """A deferred round's or a fired schedule's execution can start before the first one has
+    recorded ``deferred`` or ``scheduled``: the item is still ``queued``, opened by the first."""
+    run_as(ctx, {**WELCOME, "emailId": "r-5"}, EXEC_A)
+    assert aws.item("r-5")["status"] == "queued"
+    assert "repeat" not in run_as(ctx, {**WELCOME, "emailId": "r-5", **continuation}, EXEC_B)
+    # a plain repeat at the same moment still ends at once
+    assert run_as(ctx, {**WELCOME, "emailId": "r-5"}, EXEC_B)["repeat"]["status"] == "queued"
+
+
 def test_without_an_execution_id_nothing_is_a_repeat(aws: Aws, ctx: LambdaContext) -> None:
     """``sam local invoke`` with a sample event: no execution, no opener kept."""
     run(ctx, {**WELCOME, "emailId": "r-4"})
