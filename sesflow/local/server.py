@@ -488,15 +488,15 @@ def _direct(functions: FunctionUrls, environ: dict[str, Any]) -> tuple[int, dict
     called as moto's ``convert_to_flask_response`` calls it, the same ``Response``. Flask's
     request context, signals, routing object and response finalising were about a quarter of
     the stack's CPU per DynamoDB request (py-spy, a micro-benchmark of in-process UpdateItems);
-    nothing of it is AWS behaviour. None: not a plain moto handler (``/_sesflow/``, no URL
-    rule, moto's own API): the caller sends it through the WSGI app."""
+    nothing of it is AWS behaviour. None: not a plain moto handler (``/_sesflow/``,
+    ``/moto-api``, no URL rule): the caller sends it through the WSGI app."""
     from botocore.exceptions import ClientError
     from moto.core.utils import convert_to_flask_response
     from moto.moto_api import recorder
     from werkzeug.exceptions import HTTPException
 
-    if environ.get("PATH_INFO", "").startswith("/_sesflow/"):
-        return None
+    if environ.get("PATH_INFO", "").startswith(("/_sesflow/", "/moto-api")):
+        return None  # the stack's own endpoints, moto's API (its dashboard renders with Flask)
     backend_app = functions.app.get_application(environ)
     try:
         endpoint, _ = backend_app.url_map.bind_to_environ(environ).match()
@@ -520,7 +520,9 @@ def _direct(functions: FunctionUrls, environ: dict[str, Any]) -> tuple[int, dict
             response.headers["Content-Length"] = headers["content-length"]
     except HTTPException as exc:  # as Flask answers one a handler raised
         response = exc.get_response(environ)
-    return response.status_code, dict(response.headers.items()), response.get_data()
+    # what the WSGI path hands back: no body for HEAD, 1xx, 204, 304, and their headers trimmed
+    headers = dict(response.get_wsgi_headers(environ).items())
+    return response.status_code, headers, b"".join(response.get_app_iter(environ))
 
 
 def _answerer(app: Any, endpoint: str) -> Any:
