@@ -439,6 +439,25 @@ def test_an_ses_500_is_an_unknown_outcome_and_never_sent_again(stack: Target) ->
     assert messages_for(stack, "5xx-0003") == []
 
 
+def test_a_refused_ledger_claim_reads_its_holder_from_the_refusal(stack: Target) -> None:
+    """The send function has no dynamodb:GetItem: a refused claim returns the item that holds
+    the ledger (ReturnValuesOnConditionCheckFailure). Here an earlier send's result is on the
+    ledger but its status was never recorded: the send step returns that result, sends nothing,
+    and RecordSent records it."""
+    ddb = stack.clients.client("dynamodb")
+    item = {"status": "failed", "sendState": "sent", "sendOwner": "arn:earlier", "messageId": "m-earlier-0001"}
+    ddb.put_item(
+        TableName=stack.outputs["TrackingTableName"],
+        Item={"emailId": {"S": "held-0001"}, **{k: {"S": v} for k, v in item.items()}},
+    )
+    rep = run(stack, WELCOME | {"emailId": "held-0001"})
+    assert rep.output == {"emailId": "held-0001", "status": "sent", "messageId": "m-earlier-0001", "reason": None}
+    [send] = [row for row in rep.states if row.name == "SendEmail"]
+    assert (send.status, send.error, send.attempts) == ("succeeded", "", 1)
+    assert "RecordSent" in visited(rep) and messages_for(stack, "held-0001") == []
+    assert tracking_item(stack, "held-0001")["status"] == "sent"
+
+
 def test_a_validation_that_keeps_dying_puts_the_request_in_the_dead_letter_queue(stack: Target) -> None:
     """ValidateRequest retries a crashed or timed-out function; past the retries the request
     is not lost: it goes to the send dead-letter queue (an alarm watches it) and the execution fails."""
