@@ -354,6 +354,12 @@ def _operation(environ: dict[str, Any]) -> str:
     return f"{service}:{environ.get('REQUEST_METHOD', '?')}"
 
 
+def _count(environ: dict[str, Any]) -> None:
+    """One AWS request served (both paths: Flask's and :func:`_direct`)."""
+    op = _operation(environ)
+    REQUESTS[op] = REQUESTS.get(op, 0) + 1
+
+
 class FunctionUrls:
     """WSGI middleware: ``/_sesflow/lambda-url/<function>/...`` invokes the function as its
     Lambda function URL would; ``/_sesflow/stats`` reports request and invocation counts;
@@ -423,8 +429,7 @@ class FunctionUrls:
         if path == "/_sesflow/faults":
             return self._faults(environ, start_response)
         if not path.startswith(URL_PREFIX):
-            op = _operation(environ)
-            REQUESTS[op] = REQUESTS.get(op, 0) + 1
+            _count(environ)
             return self.app(environ, start_response)
         import base64
 
@@ -505,8 +510,7 @@ def _direct(functions: FunctionUrls, environ: dict[str, Any]) -> tuple[int, dict
     view = backend_app.view_functions.get(endpoint)
     if not isinstance(view, convert_to_flask_response):
         return None
-    op = _operation(environ)
-    REQUESTS[op] = REQUESTS.get(op, 0) + 1
+    _count(environ)
     request = backend_app.request_class(environ)
     try:
         try:  # convert_to_flask_response.__call__ (moto/core/utils.py)
