@@ -195,22 +195,11 @@ def parse_policy(document: Any) -> list[Statement]:
     """Statements of a policy document: a dict (moto's CloudFormation keeps them so), JSON
     text (the IAM API), or URL-encoded JSON (as IAM returns it)."""
     if isinstance(document, (str, bytes)):
-        # a role's policies are read on every request: the same text parses once (a changed
-        # policy is new text; Statement is frozen)
-        return list(_parse_text(document.decode() if isinstance(document, bytes) else document))
-    return _parse_document(document)
-
-
-@lru_cache(maxsize=1024)
-def _parse_text(text: str) -> tuple[Statement, ...]:
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
-        document = json.loads(unquote(text))
-    return tuple(_parse_document(document))
-
-
-def _parse_document(document: Any) -> list[Statement]:
+        text = document.decode() if isinstance(document, bytes) else document
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError:
+            document = json.loads(unquote(text))
     statements = document.get("Statement", []) if isinstance(document, Mapping) else []
     if isinstance(statements, Mapping):
         statements = [statements]
