@@ -123,18 +123,17 @@ def open_item(
     return old
 
 
-def repeat_outcome(
-    old: dict[str, Any], email_id: str, opened_by: str, now: float, *, continuation: bool = False
-) -> dict[str, Any] | None:
+def repeat_outcome(old: dict[str, Any], request: SendRequest, opened_by: str, now: float) -> dict[str, Any] | None:
     """The outcome of a request for an email that another execution has sent or is sending
     (a redelivered event, a retried call): the first result, or ``queued`` while the first runs.
     None: this execution goes on (a new email, a later round after ``deferred``, ``scheduled``,
-    ``failed``..., or an opener that can no longer be running). A ``continuation`` (the
-    machine's own next execution: a deferred round, a fired schedule) is never taken for a
-    repeat in flight: its schedule can fire before the execution that made it has recorded
+    ``failed``..., or an opener that can no longer be running). The machine's own next
+    execution (a deferred round, ``sendRound``; a fired schedule, ``scheduledFor``) is never
+    taken for a repeat in flight: its schedule can fire before the execution that made it has recorded
     ``deferred`` or ``scheduled``, and nothing would be left to send the email."""
     if not old:
         return None
+    email_id, continuation = request.emailId, bool(request.sendRound or request.scheduledFor)
     current, message_id, sent_at = s(old, "status"), s(old, "messageId"), s(old, "sentAt")
     if s(old, "sendState") == ledger.SENT:
         if current in status.REPLACEABLE_BY_SEND or not (message_id and sent_at):

@@ -56,12 +56,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "request": request.to_dict(),
         "suppressionTopics": suppression.send_topics(request.topic),
     }
-    continuation = bool(request.sendRound or request.scheduledFor)  # the machine's own next execution
-    repeat = (
-        tracking.repeat_outcome(old, request.emailId, execution_id, now, continuation=continuation)
-        if execution_id
-        else None
-    )
+    repeat = tracking.repeat_outcome(old, request, execution_id, now) if execution_id else None
     if repeat is not None:
         # a redelivered event or a retried call: the machine ends with this (Repeat), no step after
         logger.info("repeat of a request", extra={"status": repeat["status"]})
